@@ -1,0 +1,82 @@
+// fd_watch.cpp - bhyve-mevent-style fd watches on a GLib main context.
+#include "fd_watch.hpp"
+
+namespace slirpnet {
+
+struct FdWatch::Source {
+	GSource base;
+	FdWatch *watch;
+};
+
+gboolean FdWatch::dispatch(GSource *source, GSourceFunc, gpointer)
+{
+	FdWatch *w = reinterpret_cast<Source *>(source)->watch;
+	GIOCondition revents = g_source_query_unix_fd(source, w->tag_);
+	if (revents)
+		w->callback_(w->fd_, revents);
+	return G_SOURCE_CONTINUE;
+}
+
+GSourceFuncs FdWatch::funcs_ = {
+	nullptr, nullptr, &FdWatch::dispatch, nullptr, nullptr, nullptr,
+};
+
+FdWatch::FdWatch(int fd, GIOCondition events, Callback callback)
+	: fd_(fd), events_(events), callback_(std::move(callback))
+{
+	g_mutex_init(&lock_);
+}
+
+FdWatch::~FdWatch()
+{
+	source_.reset();
+	g_mutex_clear(&lock_);
+}
+
+std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition events,
+					 Callback callback)
+{
+	std::unique_ptr<FdWatch> w(new FdWatch(fd, events, std::move(callback)));
+	GSource *s = g_source_new(&funcs_, sizeof(Source));
+	reinterpret_cast<Source *>(s)->watch = w.get();
+	g_source_set_name(s, "slirpnet-fd-watch");
+	// Disabled: the fd is polled for nothing until enable().
+	w->tag_ = g_source_add_unix_fd(s, fd, static_cast<GIOCondition>(0));
+	w->ctx_.reset(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default());
+	g_source_attach(s, w->ctx_.get());
+	w->source_.reset(s);
+	return w;
+}
+
+void FdWatch::enable()
+{
+	g_mutex_lock(&lock_);
+	if (!enabled_) {
+		enabled_ = true;
+		g_source_modify_unix_fd(source_.get(), tag_, events_);
+	}
+	g_mutex_unlock(&lock_);
+	// The owning thread may be asleep in poll() with the old event mask.
+	g_main_context_wakeup(ctx_.get());
+}
+
+void FdWatch::disable()
+{
+	g_mutex_lock(&lock_);
+	if (enabled_) {
+		enabled_ = false;
+		g_source_modify_unix_fd(source_.get(), tag_, static_cast<GIOCondition>(0));
+	}
+	g_mutex_unlock(&lock_);
+	g_main_context_wakeup(ctx_.get());
+}
+
+bool FdWatch::isEnabled() const
+{
+	g_mutex_lock(&lock_);
+	bool e = enabled_;
+	g_mutex_unlock(&lock_);
+	return e;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,63 @@
+// log.cpp - the helper's g_log writer: one "slirpnet[PID]: LEVEL: text" line per message on stderr.
+#include "log.hpp"
+
+#include <glib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+namespace slirpnet {
+
+static std::string gProgName = "slirpnet";
+static bool gVerbose = false;
+
+static const char *levelName(GLogLevelFlags level)
+{
+	if (level & G_LOG_LEVEL_ERROR)
+		return "error";
+	if (level & G_LOG_LEVEL_CRITICAL)
+		return "critical";
+	if (level & G_LOG_LEVEL_WARNING)
+		return "warning";
+	if (level & G_LOG_LEVEL_MESSAGE)
+		return "message";
+	if (level & G_LOG_LEVEL_INFO)
+		return "info";
+	return "debug";
+}
+
+static GLogWriterOutput writer(GLogLevelFlags level, const GLogField *fields, gsize nFields, gpointer)
+{
+	const char *domain = nullptr;
+	const char *message = nullptr;
+	for (gsize i = 0; i < nFields; i++) {
+		if (g_strcmp0(fields[i].key, "GLIB_DOMAIN") == 0)
+			domain = static_cast<const char *>(fields[i].value);
+		else if (g_strcmp0(fields[i].key, "MESSAGE") == 0)
+			message = static_cast<const char *>(fields[i].value);
+	}
+	if ((level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO)) && !gVerbose &&
+	    g_log_writer_default_would_drop(level, domain))
+		return G_LOG_WRITER_HANDLED;
+
+	// One write() per line so that lines from several processes do not interleave.
+	std::string line = gProgName + "[" + std::to_string(getpid()) + "]: " + levelName(level) + ": ";
+	if (domain && g_strcmp0(domain, "slirpnet") != 0)
+		line += std::string(domain) + ": ";
+	line += message ? message : "(null)";
+	line += '\n';
+	ssize_t r = write(STDERR_FILENO, line.data(), line.size());
+	(void)r;
+	return G_LOG_WRITER_HANDLED;
+}
+
+void logInit(const char *progName, bool verbose)
+{
+	if (progName)
+		gProgName = progName;
+	gVerbose = verbose;
+	g_log_set_writer_func(writer, nullptr, nullptr);
+}
+
+} // namespace slirpnet

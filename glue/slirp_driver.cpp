@@ -1,0 +1,247 @@
+// slirp_driver.cpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
+#include "slirp_driver.hpp"
+
+#include <algorithm>
+#include <climits>
+
+namespace slirpnet {
+
+struct SlirpDriver::Source {
+	GSource base;
+	SlirpDriver *driver;
+};
+
+
+GSourceFuncs SlirpDriver::funcs_ = {
+	&SlirpDriver::prepare, &SlirpDriver::check, &SlirpDriver::dispatch, nullptr, nullptr, nullptr,
+};
+
+static GIOCondition toGio(int events)
+{
+	int c = 0;
+	if (events & SLIRP_POLL_IN)
+		c |= G_IO_IN;
+	if (events & SLIRP_POLL_OUT)
+		c |= G_IO_OUT;
+	if (events & SLIRP_POLL_PRI)
+		c |= G_IO_PRI;
+	if (events & SLIRP_POLL_ERR)
+		c |= G_IO_ERR;
+	if (events & SLIRP_POLL_HUP)
+		c |= G_IO_HUP;
+	return static_cast<GIOCondition>(c);
+}
+
+static int fromGio(GIOCondition c)
+{
+	int e = 0;
+	if (c & G_IO_IN)
+		e |= SLIRP_POLL_IN;
+	if (c & G_IO_OUT)
+		e |= SLIRP_POLL_OUT;
+	if (c & G_IO_PRI)
+		e |= SLIRP_POLL_PRI;
+	if (c & (G_IO_ERR | G_IO_NVAL))
+		e |= SLIRP_POLL_ERR;
+	if (c & G_IO_HUP)
+		e |= SLIRP_POLL_HUP;
+	return e;
+}
+
+const SlirpCb SlirpDriver::callbacks_ = {
+	/* send_packet */
+	[](const void *buf, size_t len, void *opaque) -> ssize_t {
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		return d->sink_(static_cast<const uint8_t *>(buf), len);
+	},
+	/* guest_error */
+	[](const char *msg, void *opaque) {
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		d->guestErrors_++;
+		g_debug("guest error: %s", msg);
+	},
+	/* clock_get_ns */
+	[](void *opaque) -> int64_t { return static_cast<SlirpDriver *>(opaque)->clock_(); },
+	/* timer_new: unused, timer_new_opaque is provided */
+	nullptr,
+	/* timer_free */
+	[](void *timer, void *opaque) {
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		std::erase_if(d->timers_, [timer](const auto &t) { return t.get() == timer; });
+	},
+	/* timer_mod: expire_time is absolute, in ms of clock_get_ns */
+	[](void *timer, int64_t expireMs, void *opaque) {
+		static_cast<Timer *>(timer)->expireMs = expireMs;
+		// The loop may be sleeping with a longer timeout.
+		g_main_context_wakeup(static_cast<SlirpDriver *>(opaque)->ctx_.get());
+	},
+	/* register_poll_fd: nothing to do on POSIX, fds are polled through fill() */
+	[](int, void *) {},
+	/* unregister_poll_fd */
+	[](int, void *) {},
+	/* notify: a socket can take more data; re-run fill() now rather than after a timeout */
+	[](void *opaque) { g_main_context_wakeup(static_cast<SlirpDriver *>(opaque)->ctx_.get()); },
+	/* init_completed: timers may be created inside slirp_new(), before it returns */
+	[](Slirp *slirp, void *opaque) { static_cast<SlirpDriver *>(opaque)->slirp_ = slirp; },
+	/* timer_new_opaque */
+	[](SlirpTimerId id, void *cbOpaque, void *opaque) -> void * {
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		d->timers_.push_back(std::make_unique<Timer>(Timer{ id, cbOpaque, -1 }));
+		return d->timers_.back().get();
+	},
+};
+
+SlirpDriver::SlirpDriver(GMainContext *ctx, PacketSink sink, Clock clock)
+	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
+	  sink_(std::move(sink)), clock_(std::move(clock))
+{
+	if (!clock_)
+		clock_ = [] { return g_get_monotonic_time() * 1000; };
+}
+
+std::unique_ptr<SlirpDriver> SlirpDriver::create(const SlirpConfig &cfg, GMainContext *ctx,
+						 PacketSink sink, std::string &error, Clock clock)
+{
+	std::unique_ptr<SlirpDriver> d(new SlirpDriver(ctx, std::move(sink), std::move(clock)));
+	Slirp *s = slirp_new(&cfg, &callbacks_, d.get());
+	if (!s) {
+		// libslirp logs the reason through g_warning (domain "Slirp").
+		error = "libslirp refused the configuration";
+		return nullptr;
+	}
+	d->slirp_ = s;
+
+	GSource *src = g_source_new(&funcs_, sizeof(Source));
+	reinterpret_cast<Source *>(src)->driver = d.get();
+	g_source_set_name(src, "slirpnet-slirp");
+	g_source_attach(src, d->ctx_.get());
+	d->source_.reset(src);
+	return d;
+}
+
+SlirpDriver::~SlirpDriver()
+{
+	source_.reset();
+	if (slirp_)
+		slirp_cleanup(slirp_); // frees its timers through timer_free
+	timers_.clear();
+}
+
+int64_t SlirpDriver::nextTimerMs() const
+{
+	int64_t next = -1;
+	for (const auto &t : timers_)
+		if (t->expireMs >= 0 && (next < 0 || t->expireMs < next))
+			next = t->expireMs;
+	return next;
+}
+
+int SlirpDriver::runDueTimers()
+{
+	int fired = 0;
+	int64_t now = nowMs();
+	// slirp_handle_timer may re-arm or free timers: rescan after each one.
+	for (bool again = true; again;) {
+		again = false;
+		for (auto &t : timers_) {
+			if (t->expireMs >= 0 && t->expireMs <= now) {
+				t->expireMs = -1;
+				slirp_handle_timer(slirp_, t->id, t->cbOpaque);
+				fired++;
+				again = true;
+				break;
+			}
+		}
+	}
+	return fired;
+}
+
+int SlirpDriver::addPoll(int fd, int events, void *opaque)
+{
+	auto *d = static_cast<SlirpDriver *>(opaque);
+	GIOCondition cond = toGio(events);
+	auto [it, inserted] = d->pollTags_.try_emplace(fd, PollTag{ nullptr, cond, 0 });
+	PollTag &t = it->second;
+	if (inserted)
+		t.tag = g_source_add_unix_fd(d->source_.get(), fd, cond);
+	else if (t.events != cond) {
+		g_source_modify_unix_fd(d->source_.get(), t.tag, cond);
+		t.events = cond;
+	}
+	t.generation = d->generation_;
+	d->pollIndex_.push_back(fd);
+	return static_cast<int>(d->pollIndex_.size() - 1);
+}
+
+int SlirpDriver::getRevents(int idx, void *opaque)
+{
+	auto *d = static_cast<SlirpDriver *>(opaque);
+	if (idx < 0 || static_cast<size_t>(idx) >= d->pollIndex_.size())
+		return 0;
+	auto it = d->pollTags_.find(d->pollIndex_[idx]);
+	if (it == d->pollTags_.end())
+		return 0;
+	return fromGio(g_source_query_unix_fd(d->source_.get(), it->second.tag));
+}
+
+void SlirpDriver::fill(gint *timeout)
+{
+	generation_++;
+	pollIndex_.clear();
+	uint32_t slirpTimeout = UINT32_MAX;
+	slirp_pollfds_fill(slirp_, &slirpTimeout, &SlirpDriver::addPoll, this);
+	// Stop polling the fds libslirp no longer asked for (closed sockets and the like).
+	std::erase_if(pollTags_, [this](auto &kv) {
+		if (kv.second.generation == generation_)
+			return false;
+		g_source_remove_unix_fd(source_.get(), kv.second.tag);
+		return true;
+	});
+
+	int64_t now = nowMs();
+	slirpDeadlineMs_ = slirpTimeout == UINT32_MAX ? -1 : now + slirpTimeout;
+	int64_t deadline = slirpDeadlineMs_;
+	int64_t t = nextTimerMs();
+	if (t >= 0 && (deadline < 0 || t < deadline))
+		deadline = t;
+	*timeout = deadline < 0 ? -1 : static_cast<gint>(std::clamp<int64_t>(deadline - now, 0, INT_MAX));
+}
+
+bool SlirpDriver::ready()
+{
+	int64_t now = nowMs();
+	if (slirpDeadlineMs_ >= 0 && now >= slirpDeadlineMs_)
+		return true;
+	int64_t t = nextTimerMs();
+	if (t >= 0 && now >= t)
+		return true;
+	for (const auto &kv : pollTags_)
+		if (g_source_query_unix_fd(source_.get(), kv.second.tag))
+			return true;
+	return false;
+}
+
+void SlirpDriver::poll()
+{
+	slirp_pollfds_poll(slirp_, 0, &SlirpDriver::getRevents, this);
+	runDueTimers();
+}
+
+gboolean SlirpDriver::prepare(GSource *s, gint *timeout)
+{
+	reinterpret_cast<Source *>(s)->driver->fill(timeout);
+	return *timeout == 0;
+}
+
+gboolean SlirpDriver::check(GSource *s)
+{
+	return reinterpret_cast<Source *>(s)->driver->ready();
+}
+
+gboolean SlirpDriver::dispatch(GSource *s, GSourceFunc, gpointer)
+{
+	reinterpret_cast<Source *>(s)->driver->poll();
+	return G_SOURCE_CONTINUE;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,105 @@
+// slirp_driver.hpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
+#pragma once
+
+#include <glib.h>
+#include <libslirp.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "glib_ptr.hpp"
+
+namespace slirpnet {
+
+/*
+ * Owns one Slirp and the GSource that drives it, following QEMU's net/slirp.c:
+ *  - prepare: slirp_pollfds_fill() (libslirp's fd set changes every iteration), lowering
+ *    the timeout to libslirp's own and to the nearest timer;
+ *  - check: any polled fd ready, libslirp's timeout reached, or a timer due;
+ *  - dispatch: slirp_pollfds_poll(), then run due timers (slirp_handle_timer).
+ * Timers use the CFI-friendly timer_new_opaque API; expiry times are absolute ms on the
+ * clock_get_ns clock, which is the GLib monotonic clock unless a test injects a fake one.
+ * notify() wakes the context so that libslirp's next fill sees writable sockets at once.
+ */
+class SlirpDriver
+{
+public:
+	// Frame from libslirp to the guest. Return the bytes taken or <0 (libslirp drops it).
+	using PacketSink = std::function<ssize_t(const uint8_t *frame, size_t len)>;
+	// Nanoseconds on a monotonic clock.
+	using Clock = std::function<int64_t()>;
+
+	/*
+	 * cfg must be a complete SlirpConfig (version 4); ctx NULL means the thread default.
+	 * Returns nullptr and sets error if libslirp refuses the configuration.
+	 */
+	static std::unique_ptr<SlirpDriver> create(const SlirpConfig &cfg, GMainContext *ctx,
+						   PacketSink sink, std::string &error,
+						   Clock clock = nullptr);
+	~SlirpDriver();
+	SlirpDriver(const SlirpDriver &) = delete;
+	SlirpDriver &operator=(const SlirpDriver &) = delete;
+
+	Slirp *slirp() const { return slirp_; }
+	// A frame from the guest.
+	void input(const uint8_t *frame, size_t len) { slirp_input(slirp_, frame, static_cast<int>(len)); }
+
+	// Timers, exposed for tests that drive time by hand.
+	size_t timerCount() const { return timers_.size(); }
+	// Absolute ms of the nearest armed timer, or -1.
+	int64_t nextTimerMs() const;
+	// Fire every timer whose expiry is <= now; returns how many fired.
+	int runDueTimers();
+	int64_t nowMs() const { return clock_() / 1000000; }
+
+	// Guest errors reported by libslirp (for logs and tests).
+	uint64_t guestErrors() const { return guestErrors_; }
+
+private:
+	struct Timer {
+		SlirpTimerId id;
+		void *cbOpaque;
+		int64_t expireMs; // -1: not armed
+	};
+	struct PollTag {
+		gpointer tag;
+		GIOCondition events;
+		uint64_t generation;
+	};
+	struct Source;
+
+	SlirpDriver(GMainContext *ctx, PacketSink sink, Clock clock);
+
+	// GSource steps
+	static gboolean prepare(GSource *s, gint *timeout);
+	static gboolean check(GSource *s);
+	static gboolean dispatch(GSource *s, GSourceFunc, gpointer);
+	static GSourceFuncs funcs_;
+	void fill(gint *timeout);
+	bool ready();
+	void poll();
+
+	// libslirp callbacks
+	static const SlirpCb callbacks_;
+	static int addPoll(int fd, int events, void *opaque);
+	static int getRevents(int idx, void *opaque);
+
+	GMainContextPtr ctx_;
+	PacketSink sink_;
+	Clock clock_;
+	Slirp *slirp_ = nullptr;
+	GSourcePtr source_;
+
+	std::vector<std::unique_ptr<Timer>> timers_;
+	std::unordered_map<int, PollTag> pollTags_;
+	std::vector<int> pollIndex_; // add_poll index -> fd, rebuilt by each fill
+	uint64_t generation_ = 0;
+	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again
+	uint64_t guestErrors_ = 0;
+};
+
+} // namespace slirpnet

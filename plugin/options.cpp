@@ -1,0 +1,591 @@
+// options.cpp - the one option table: QEMU -netdev user keys (plus bhyve's forms), parsing and help.
+#include "options.hpp"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+#include <set>
+
+namespace slirpnet {
+
+namespace {
+
+// Quote a value for an error message.
+std::string q(std::string_view v)
+{
+	return "'" + std::string(v) + "'";
+}
+
+bool parseUnsigned(std::string_view s, unsigned long &out)
+{
+	if (s.empty())
+		return false;
+	auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 10);
+	return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parseV4(std::string_view s, in_addr &out)
+{
+	std::string tmp(s);
+	return inet_pton(AF_INET, tmp.c_str(), &out) == 1;
+}
+
+bool parseV6(std::string_view s, in6_addr &out)
+{
+	std::string tmp(s);
+	return inet_pton(AF_INET6, tmp.c_str(), &out) == 1;
+}
+
+// Everything the handlers fill in, plus what was given explicitly (for QEMU's defaults).
+struct ParseState {
+	Config &cfg;
+	bool haveHost = false, haveDhcpStart = false, haveDns = false;
+	bool haveIpv4 = false, haveIpv6 = false;
+	bool haveIpv6Host = false, haveIpv6Dns = false, haveMru = false;
+};
+
+// Each handler gets the value and returns "" or the reason (naming the value).
+using Handler = std::string (*)(ParseState &st, std::string_view value);
+
+std::string handleNet(ParseState &st, std::string_view v)
+{
+	Config &c = st.cfg;
+	std::string_view addr = v, maskText;
+	if (auto slash = v.find('/'); slash != std::string_view::npos) {
+		addr = v.substr(0, slash);
+		maskText = v.substr(slash + 1);
+	}
+	if (!parseV4(addr, c.net))
+		return "bad address " + q(v);
+	uint32_t a = ntohl(c.net.s_addr);
+	uint32_t m;
+	unsigned long bits;
+	if (maskText.empty() && addr.size() == v.size()) {
+		// No mask: QEMU's classful default.
+		if (!(a & 0x80000000u))
+			m = 0xff000000u; // class A
+		else if ((a & 0xfff00000u) == 0xac100000u)
+			m = 0xfff00000u; // 172.16.0.0/12
+		else if ((a & 0xc0000000u) == 0x80000000u)
+			m = 0xffff0000u; // class B
+		else if ((a & 0xffff0000u) == 0xc0a80000u)
+			m = 0xffff0000u; // 192.168.0.0/16
+		else if ((a & 0xffff0000u) == 0xc6120000u)
+			m = 0xfffe0000u; // 198.18.0.0/15
+		else if ((a & 0xe0000000u) == 0xc0000000u)
+			m = 0xffffff00u; // class C
+		else
+			m = 0xfffffff0u;
+	} else if (parseUnsigned(maskText, bits)) {
+		if (bits < 4 || bits > 30)
+			return "bad prefix length " + q(maskText) + " in " + q(v) + " (expected 4-30)";
+		m = 0xffffffffu << (32 - bits);
+	} else {
+		in_addr mk;
+		if (!parseV4(maskText, mk))
+			return "bad netmask " + q(maskText) + " in " + q(v);
+		m = ntohl(mk.s_addr);
+		if (m == 0 || (~m & (~m + 1)) != 0)
+			return "netmask " + q(maskText) + " in " + q(v) + " is not contiguous";
+	}
+	if (a & ~m)
+		return "address " + q(addr) + " has host bits set for its mask in " + q(v);
+	c.mask.s_addr = htonl(m);
+	return "";
+}
+
+template <bool Config::*Field, bool ParseState::*Given = nullptr>
+std::string handleBool(ParseState &st, std::string_view v)
+{
+	bool b;
+	if (v.empty())
+		b = true; // bare keyword, as bhyve
+	else if (!parseBool(v, b))
+		return "bad boolean " + q(v) + " (expected on|off)";
+	st.cfg.*Field = b;
+	if constexpr (Given != nullptr)
+		st.*Given = true;
+	return "";
+}
+
+std::string handleRestrict(ParseState &st, std::string_view v)
+{
+	return handleBool<&Config::restricted>(st, v);
+}
+
+std::string handleOpen(ParseState &st, std::string_view v)
+{
+	bool b = true;
+	if (!v.empty() && !parseBool(v, b))
+		return "bad boolean " + q(v) + " (expected on|off)";
+	st.cfg.restricted = !b;
+	return "";
+}
+
+template <in_addr Config::*Field, bool ParseState::*Given>
+std::string handleV4(ParseState &st, std::string_view v)
+{
+	if (!parseV4(v, st.cfg.*Field))
+		return "bad IPv4 address " + q(v);
+	st.*Given = true;
+	return "";
+}
+
+template <in6_addr Config::*Field, bool ParseState::*Given>
+std::string handleV6(ParseState &st, std::string_view v)
+{
+	if (!parseV6(v, st.cfg.*Field))
+		return "bad IPv6 address " + q(v);
+	st.*Given = true;
+	return "";
+}
+
+std::string handleHostFwd(ParseState &st, std::string_view v)
+{
+	// bhyve joins several rules with ';' (its option syntax cannot repeat a key).
+	size_t start = 0;
+	for (;;) {
+		size_t end = v.find(';', start);
+		std::string_view one = v.substr(start, end == std::string_view::npos ? v.npos : end - start);
+		HostFwd fwd;
+		std::string err;
+		if (!parseHostFwd(one, fwd, err))
+			return err;
+		st.cfg.hostFwds.push_back(std::move(fwd));
+		if (end == std::string_view::npos)
+			break;
+		start = end + 1;
+	}
+	return "";
+}
+
+bool validDomainName(std::string_view s)
+{
+	if (s.empty() || s.size() > 253)
+		return false;
+	size_t label = 0;
+	for (char ch : s) {
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
+template <std::string Config::*Field, size_t MaxLen>
+std::string handleString(ParseState &st, std::string_view v)
+{
+	if (v.empty())
+		return "empty value";
+	if (v.size() > MaxLen)
+		return "value " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
+		       " > " + std::to_string(MaxLen) + " bytes)";
+	st.cfg.*Field = std::string(v);
+	return "";
+}
+
+std::string handleDomain(ParseState &st, std::string_view v)
+{
+	if (!validDomainName(v))
+		return "bad domain name " + q(v);
+	st.cfg.domainName = std::string(v);
+	return "";
+}
+
+std::string handleDnsSearch(ParseState &st, std::string_view v)
+{
+	if (!validDomainName(v))
+		return "bad domain name " + q(v);
+	st.cfg.dnsSearch.emplace_back(v);
+	return "";
+}
+
+std::string handleTftp(ParseState &st, std::string_view v)
+{
+	struct stat sb;
+	std::string path(v);
+	if (path.empty() || stat(path.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
+		return "no such directory " + q(v);
+	st.cfg.tftpPath = path;
+	return "";
+}
+
+std::string handleIpv6Net(ParseState &st, std::string_view v)
+{
+	std::string_view addr = v;
+	unsigned long len = 64;
+	if (auto slash = v.find('/'); slash != std::string_view::npos) {
+		addr = v.substr(0, slash);
+		if (!parseUnsigned(v.substr(slash + 1), len) || len > 126)
+			return "bad prefix length " + q(v.substr(slash + 1)) + " in " + q(v) + " (expected 0-126)";
+	}
+	if (!parseV6(addr, st.cfg.ipv6Prefix))
+		return "bad IPv6 address " + q(addr) + " in " + q(v);
+	st.cfg.ipv6PrefixLen = static_cast<uint8_t>(len);
+	return "";
+}
+
+template <unsigned Config::*Field, bool ParseState::*Given = nullptr>
+std::string handleMtu(ParseState &st, std::string_view v)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || n < kMtuMin || n > kMtuMax)
+		return "bad value " + q(v) + " (expected " + std::to_string(kMtuMin) + "-" +
+		       std::to_string(kMtuMax) + ")";
+	st.cfg.*Field = static_cast<unsigned>(n);
+	if constexpr (Given != nullptr)
+		st.*Given = true;
+	return "";
+}
+
+struct Row {
+	OptionSpec spec;
+	Handler handler;
+};
+
+// The table. Order is the order of --help.
+const std::array kRows = {
+	Row{ { "net", "ADDR[/MASK]", "10.0.2.0/24", "guest network (mask: prefix length or dotted; classful if omitted)", false, false, "10.9.0.0/24", "10.0.2.1/24" }, handleNet },
+	Row{ { "host", "ADDR", "x.x.x.2", "address of the gateway, which reaches the host's loopback", false, false, "10.0.2.2", "10.0.2" }, handleV4<&Config::host, &ParseState::haveHost> },
+	Row{ { "dhcpstart", "ADDR", "x.x.x.15", "first of the 16 addresses the DHCP server hands out", false, false, "10.0.2.20", "10.0.2.300" }, handleV4<&Config::dhcpStart, &ParseState::haveDhcpStart> },
+	Row{ { "dns", "ADDR", "x.x.x.3", "address of the virtual DNS server", false, false, "10.0.2.3", "dns.example" }, handleV4<&Config::dns, &ParseState::haveDns> },
+	Row{ { "restrict", "on|off", "off", "isolate the guest: no connections out, only hostfwd in", false, true, "on", "maybe" }, handleRestrict },
+	Row{ { "open", "", "(already the default)", "bhyve's keyword for restrict=off: outbound connections allowed", false, true, "", "sometimes" }, handleOpen },
+	Row{ { "hostfwd", "[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT", "none", "forward a host port to the guest; repeatable, or several rules joined by ';'", true, false, "tcp:127.0.0.1:2222-:22", "tcp::70000-:22" }, handleHostFwd },
+	Row{ { "hostname", "NAME", "none", "hostname the DHCP server gives the guest", false, false, "guest1", nullptr }, handleString<&Config::hostname, 255> },
+	Row{ { "domainname", "DOMAIN", "none", "domain name the DHCP server gives the guest", false, false, "example.test", "bad domain!" }, handleDomain },
+	Row{ { "dnssearch", "DOMAIN", "none", "DNS search domain sent by DHCP (option 119); repeatable", true, false, "corp.example", "bad..name" }, handleDnsSearch },
+	Row{ { "tftp", "DIR", "none", "serve this directory over TFTP", false, false, "/", "/nonexistent/dir" }, handleTftp },
+	Row{ { "tftp-server-name", "NAME", "none", "TFTP server name sent in DHCP (option 66)", false, false, "10.0.2.2", nullptr }, handleString<&Config::tftpServerName, 255> },
+	Row{ { "bootfile", "FILE", "none", "BOOTP boot file name", false, false, "pxelinux.0", nullptr }, handleString<&Config::bootFile, 127> },
+	Row{ { "ipv4", "on|off", "on", "enable IPv4 (only ipv6=on given turns IPv4 off, as QEMU)", false, true, "on", "2" }, handleBool<&Config::ipv4, &ParseState::haveIpv4> },
+	Row{ { "ipv6", "on|off", "on", "enable IPv6 (only ipv4=on given turns IPv6 off, as QEMU)", false, true, "off", "v6" }, handleBool<&Config::ipv6, &ParseState::haveIpv6> },
+	Row{ { "ipv6-net", "ADDR[/LEN]", "fec0::/64", "guest IPv6 prefix", false, false, "fd00:1::/64", "fd00::/127" }, handleIpv6Net },
+	Row{ { "ipv6-host", "ADDR", "PREFIX::2", "IPv6 address of the gateway", false, false, "fec0::2", "fec0::zz" }, handleV6<&Config::ipv6Host, &ParseState::haveIpv6Host> },
+	Row{ { "ipv6-dns", "ADDR", "PREFIX::3", "IPv6 address of the virtual DNS server", false, false, "fec0::3", "10.0.2.3" }, handleV6<&Config::ipv6Dns, &ParseState::haveIpv6Dns> },
+	Row{ { "mtu", "N", "1500", "MTU of the guest link (68-65520); frames up to MTU+14 bytes", false, false, "9000", "70000" }, handleMtu<&Config::mtu> },
+	Row{ { "mru", "N", "= mtu", "largest IP packet accepted from the guest (68-65520)", false, false, "9000", "12" }, handleMtu<&Config::mru, &ParseState::haveMru> },
+};
+
+const std::array<OptionSpec, kRows.size()> kSpecs = [] {
+	std::array<OptionSpec, kRows.size()> a{};
+	for (size_t i = 0; i < kRows.size(); i++)
+		a[i] = kRows[i].spec;
+	return a;
+}();
+
+const Row *findRow(std::string_view key)
+{
+	for (const auto &r : kRows)
+		if (key == r.spec.key)
+			return &r;
+	return nullptr;
+}
+
+std::string knownKeys()
+{
+	std::string s;
+	for (const auto &r : kRows)
+		s += (s.empty() ? "" : ", ") + std::string(r.spec.key);
+	return s;
+}
+
+bool inNet(in_addr a, const Config &c)
+{
+	return (a.s_addr & c.mask.s_addr) == c.net.s_addr;
+}
+
+bool hostPart(in_addr a, const Config &c)
+{
+	uint32_t h = ntohl(a.s_addr) & ~ntohl(c.mask.s_addr);
+	return h != 0 && h != ~ntohl(c.mask.s_addr); // neither network nor broadcast
+}
+
+in_addr netPlus(const Config &c, uint32_t n)
+{
+	return in_addr{ htonl(ntohl(c.net.s_addr) | n) };
+}
+
+bool in6Net(const in6_addr &a, const in6_addr &prefix, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++) {
+		unsigned byte = i / 8, bit = 7 - i % 8;
+		if (((a.s6_addr[byte] >> bit) & 1) != ((prefix.s6_addr[byte] >> bit) & 1))
+			return false;
+	}
+	return true;
+}
+
+in6_addr v6Plus(const in6_addr &prefix, uint8_t last)
+{
+	in6_addr a = prefix;
+	a.s6_addr[15] |= last;
+	return a;
+}
+
+// QEMU's derived defaults and cross-checks, after every option has been read.
+std::string finish(ParseState &st)
+{
+	Config &c = st.cfg;
+	// QEMU: giving only ipv6=on turns IPv4 off, and vice versa.
+	if (st.haveIpv6 && c.ipv6 && !st.haveIpv4)
+		c.ipv4 = false;
+	if (st.haveIpv4 && c.ipv4 && !st.haveIpv6)
+		c.ipv6 = false;
+	if (!c.ipv4 && !c.ipv6)
+		return "ipv4: IPv4 and IPv6 are both off";
+
+	std::string net = formatAddr(c.net) + "/" + formatAddr(c.mask);
+	auto checkIn = [&](const char *key, in_addr a) -> std::string {
+		if (!inNet(a, c) || !hostPart(a, c))
+			return std::string(key) + ": " + q(formatAddr(a)) + " is not a host address in " + net;
+		return "";
+	};
+	if (!st.haveHost)
+		c.host = netPlus(c, 2);
+	if (!st.haveDhcpStart)
+		c.dhcpStart = netPlus(c, 15);
+	if (!st.haveDns)
+		c.dns = netPlus(c, 3);
+	for (auto [key, a] : { std::pair{ "host", c.host }, { "dhcpstart", c.dhcpStart }, { "dns", c.dns } })
+		if (auto e = checkIn(key, a); !e.empty())
+			return e;
+	if (c.dns.s_addr == c.host.s_addr)
+		return "dns: " + q(formatAddr(c.dns)) + " must differ from host";
+
+	if (!st.haveIpv6Host)
+		c.ipv6Host = v6Plus(c.ipv6Prefix, 2);
+	if (!st.haveIpv6Dns)
+		c.ipv6Dns = v6Plus(c.ipv6Prefix, 3);
+	std::string net6 = formatAddr(c.ipv6Prefix) + "/" + std::to_string(c.ipv6PrefixLen);
+	if (!in6Net(c.ipv6Host, c.ipv6Prefix, c.ipv6PrefixLen))
+		return "ipv6-host: " + q(formatAddr(c.ipv6Host)) + " is not in " + net6;
+	if (!in6Net(c.ipv6Dns, c.ipv6Prefix, c.ipv6PrefixLen))
+		return "ipv6-dns: " + q(formatAddr(c.ipv6Dns)) + " is not in " + net6;
+
+	if (!st.haveMru)
+		c.mru = c.mtu;
+	if (c.ipv6 && c.mtu < 1280)
+		return "mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)";
+
+	for (auto &f : c.hostFwds) {
+		if (f.guest.ss_family == AF_UNSPEC) {
+			auto *g = reinterpret_cast<sockaddr_in *>(&f.guest);
+			g->sin_family = AF_INET;
+			g->sin_addr = c.dhcpStart; // sin_port was set by parseHostFwd
+		}
+		if (f.guest.ss_family == AF_INET && !c.ipv4)
+			return "hostfwd: IPv4 guest address in " + q(f.rule) + " but ipv4 is off";
+	}
+	return "";
+}
+
+} // namespace
+
+std::span<const OptionSpec> optionTable()
+{
+	return kSpecs;
+}
+
+const OptionSpec *findOption(std::string_view key)
+{
+	const Row *r = findRow(key);
+	return r ? &r->spec : nullptr;
+}
+
+bool parseBool(std::string_view text, bool &out)
+{
+	std::string t(text);
+	std::transform(t.begin(), t.end(), t.begin(), [](unsigned char ch) { return std::tolower(ch); });
+	static const std::set<std::string> yes = { "on", "yes", "y", "true", "1" };
+	static const std::set<std::string> no = { "off", "no", "n", "false", "0" };
+	if (yes.count(t)) {
+		out = true;
+		return true;
+	}
+	if (no.count(t)) {
+		out = false;
+		return true;
+	}
+	return false;
+}
+
+std::string formatAddr(const in_addr &a)
+{
+	char buf[INET_ADDRSTRLEN];
+	return inet_ntop(AF_INET, &a, buf, sizeof(buf)) ? buf : "?";
+}
+
+std::string formatAddr(const in6_addr &a)
+{
+	char buf[INET6_ADDRSTRLEN];
+	return inet_ntop(AF_INET6, &a, buf, sizeof(buf)) ? buf : "?";
+}
+
+// Read "[v6addr]" or "v4addr" up to the next ':' of s (from pos); advances pos past ':'.
+static bool takeAddr(std::string_view s, size_t &pos, std::string_view &addr, bool &bracketed)
+{
+	bracketed = false;
+	if (pos < s.size() && s[pos] == '[') {
+		size_t close = s.find(']', pos);
+		if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+			return false;
+		addr = s.substr(pos + 1, close - pos - 1);
+		bracketed = true;
+		pos = close + 2;
+		return true;
+	}
+	size_t colon = s.find(':', pos);
+	if (colon == std::string_view::npos)
+		return false;
+	addr = s.substr(pos, colon - pos);
+	pos = colon + 1;
+	return true;
+}
+
+static bool setAddr(std::string_view text, bool bracketed, uint16_t port, sockaddr_storage &ss)
+{
+	if (bracketed) {
+		auto *a6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		return text.empty() ? (a6->sin6_addr = in6addr_any, true) : parseV6(text, a6->sin6_addr);
+	}
+	auto *a4 = reinterpret_cast<sockaddr_in *>(&ss);
+	a4->sin_family = AF_INET;
+	a4->sin_port = htons(port);
+	if (text.empty()) {
+		a4->sin_addr.s_addr = htonl(INADDR_ANY);
+		return true;
+	}
+	return parseV4(text, a4->sin_addr);
+}
+
+bool parseHostFwd(std::string_view rule, HostFwd &out, std::string &error)
+{
+	auto fail = [&](const std::string &why) {
+		error = "hostfwd: " + why + " in " + q(rule);
+		return false;
+	};
+	out = HostFwd{};
+	out.rule = std::string(rule);
+	size_t colon = rule.find(':');
+	if (colon == std::string_view::npos)
+		return fail("missing ':' separators");
+	std::string_view proto = rule.substr(0, colon);
+	if (proto == "udp")
+		out.udp = true;
+	else if (proto != "tcp" && !proto.empty())
+		return fail("bad protocol " + q(proto) + " (expected tcp or udp)");
+
+	size_t pos = colon + 1;
+	std::string_view hostAddr, guestAddr;
+	bool hostV6, guestV6;
+	if (!takeAddr(rule, pos, hostAddr, hostV6))
+		return fail("missing ':' after the host address");
+	size_t dash = rule.find('-', pos);
+	if (dash == std::string_view::npos)
+		return fail("missing '-' between host and guest");
+	std::string_view hostPort = rule.substr(pos, dash - pos);
+	unsigned long hp, gp;
+	if (!parseUnsigned(hostPort, hp) || hp > 65535)
+		return fail("bad port " + q(hostPort));
+	pos = dash + 1;
+	if (!takeAddr(rule, pos, guestAddr, guestV6))
+		return fail("missing ':' before the guest port");
+	std::string_view guestPort = rule.substr(pos);
+	if (!parseUnsigned(guestPort, gp) || gp < 1 || gp > 65535)
+		return fail("bad port " + q(guestPort));
+
+	if (!setAddr(hostAddr, hostV6, static_cast<uint16_t>(hp), out.host))
+		return fail("bad host address " + q(hostAddr));
+	if (guestAddr.empty() && !guestV6) {
+		// Resolved to the DHCP start address once the whole config is known.
+		out.guest.ss_family = AF_UNSPEC;
+		reinterpret_cast<sockaddr_in *>(&out.guest)->sin_port = htons(static_cast<uint16_t>(gp));
+	} else if (!setAddr(guestAddr, guestV6, static_cast<uint16_t>(gp), out.guest)) {
+		return fail("bad guest address " + q(guestAddr));
+	}
+	return true;
+}
+
+bool splitOptions(std::string_view text, OptionList &out, std::string &error)
+{
+	if (text.empty())
+		return true;
+	size_t start = 0;
+	for (;;) {
+		size_t end = text.find(',', start);
+		std::string_view item = text.substr(start, end == std::string_view::npos ? text.npos : end - start);
+		if (item.empty()) {
+			error = "empty option in " + q(text);
+			return false;
+		}
+		size_t eq = item.find('=');
+		if (eq == std::string_view::npos)
+			out.emplace_back(std::string(item), "");
+		else
+			out.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+		if (end == std::string_view::npos)
+			return true;
+		start = end + 1;
+	}
+}
+
+bool parseConfig(const OptionList &opts, Config &cfg, std::string &error)
+{
+	ParseState st{ cfg };
+	std::set<std::string> seen;
+	for (const auto &[key, value] : opts) {
+		const Row *r = findRow(key);
+		if (!r) {
+			error = key + ": unknown option" + (value.empty() ? "" : " (value " + q(value) + ")") +
+				"; known options: " + knownKeys();
+			return false;
+		}
+		if (!r->spec.repeatable && !seen.insert(key).second) {
+			error = key + ": given more than once (last value " + q(value) + ")";
+			return false;
+		}
+		if (value.empty() && !r->spec.isBool && key != "open") {
+			error = key + ": missing value (expected " + r->spec.metavar + ")";
+			return false;
+		}
+		if (std::string why = r->handler(st, value); !why.empty()) {
+			// hostfwd's reasons already name the key.
+			error = why.starts_with(key + ": ") ? why : key + ": " + why;
+			return false;
+		}
+	}
+	if (std::string why = finish(st); !why.empty()) {
+		error = why;
+		return false;
+	}
+	return true;
+}
+
+std::string optionsHelp()
+{
+	std::string s;
+	for (const auto &r : kRows) {
+		std::string lhs = "  " + std::string(r.spec.key);
+		if (*r.spec.metavar)
+			lhs += "=" + std::string(r.spec.metavar);
+		s += lhs + "\n      " + r.spec.help + " (default: " + r.spec.defaultText + ")\n";
+	}
+	return s;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,98 @@
+// options.hpp - the one option table: QEMU -netdev user keys (plus bhyve's forms), parsing and help.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace slirpnet {
+
+// Options as given: (key, value) pairs in order; a bare keyword has an empty value.
+using OptionList = std::vector<std::pair<std::string, std::string>>;
+
+// One host forwarding rule, QEMU syntax [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport.
+struct HostFwd {
+	bool udp = false;
+	sockaddr_storage host{}; // AF_INET or AF_INET6 ([addr] in brackets)
+	sockaddr_storage guest{}; // family AF_UNSPEC until resolved: the DHCP start address
+	std::string rule; // the text it came from, for messages
+};
+
+// The parsed, validated configuration; field defaults are QEMU's.
+struct Config {
+	bool ipv4 = true;
+	bool ipv6 = true;
+	in_addr net{ htonl(0x0a000200) }; // 10.0.2.0, network byte order like libslirp
+	in_addr mask{ htonl(0xffffff00) };
+	in_addr host{};
+	in_addr dhcpStart{};
+	in_addr dns{};
+	bool restricted = false;
+	std::vector<HostFwd> hostFwds;
+	std::string hostname;
+	std::string domainName;
+	std::vector<std::string> dnsSearch;
+	std::string tftpPath;
+	std::string tftpServerName;
+	std::string bootFile;
+	in6_addr ipv6Prefix{ { { 0xfe, 0xc0 } } }; // fec0::
+	uint8_t ipv6PrefixLen = 64;
+	in6_addr ipv6Host{};
+	in6_addr ipv6Dns{};
+	unsigned mtu = 1500;
+	unsigned mru = 1500;
+
+	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
+	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }
+};
+
+// One row of the table; the same rows drive parsing, --help, the GOptionEntries and tests.
+struct OptionSpec {
+	const char *key;
+	const char *metavar; // shown in --help, e.g. "ADDR[/MASK]"
+	const char *defaultText; // shown in --help
+	const char *help;
+	bool repeatable;
+	bool isBool; // may be given bare (key alone means on)
+	const char *goodExample; // a valid value (tests)
+	const char *badExample; // an invalid value (tests); nullptr if any string is valid
+};
+
+std::span<const OptionSpec> optionTable();
+const OptionSpec *findOption(std::string_view key);
+
+constexpr unsigned kMtuMin = 68;
+constexpr unsigned kMtuMax = 65520;
+
+/*
+ * Split "k=v,k=v,open" into pairs, appending to out. An empty item is an error.
+ * Values may not contain ','; several hostfwd rules are joined with ';' (bhyve).
+ */
+bool splitOptions(std::string_view text, OptionList &out, std::string &error);
+
+/*
+ * Validate options into cfg (which starts from defaults). On the first error returns
+ * false with error naming the key, the value and the reason, e.g.
+ * "hostfwd: bad port '70000' in 'tcp::70000-:22'".
+ */
+bool parseConfig(const OptionList &opts, Config &cfg, std::string &error);
+
+// Text listing every option, its metavar, default and help (for --help and README).
+std::string optionsHelp();
+
+// Parsers shared with the control paths (also used by tests).
+bool parseHostFwd(std::string_view rule, HostFwd &out, std::string &error);
+bool parseBool(std::string_view text, bool &out);
+
+std::string formatAddr(const in_addr &a);
+std::string formatAddr(const in6_addr &a);
+
+} // namespace slirpnet

@@ -1,0 +1,325 @@
+// slirp_backend.cpp - the "slirp" backend: spawns the slirpnet helper and moves frames over SEQPACKET.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend.hpp"
+#include "fd_watch.hpp"
+#include "glib_ptr.hpp"
+#include "options.hpp"
+#include "unique_fd.hpp"
+#include "wire.hpp"
+
+#ifndef SLIRPNET_HELPER_PATH
+#define SLIRPNET_HELPER_PATH "/usr/libexec/slirpnet"
+#endif
+
+namespace slirpnet {
+
+namespace {
+
+// Bound on the wait for the helper's status (it reads /etc/resolv.conf, binds hostfwds).
+constexpr int kStatusTimeoutMs = 10000;
+// How long cleanup lets the helper exit on its own (EOF), then after SIGTERM.
+constexpr int kExitGraceMs = 1000;
+// The helper's stdin/out/err plus the socket, which it finds as fd 3.
+constexpr int kHelperFd = 3;
+
+std::string describeExit(int status)
+{
+	if (WIFEXITED(status))
+		return "exited with status " + std::to_string(WEXITSTATUS(status));
+	if (WIFSIGNALED(status))
+		return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
+	return "stopped";
+}
+
+// waitpid with a deadline; true when reaped (or not our child any more).
+bool reapWithin(pid_t pid, int ms, int *status)
+{
+	for (int waited = 0;; waited++) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid || (r < 0 && errno == ECHILD))
+			return true;
+		if (waited >= ms)
+			return false;
+		g_usleep(1000);
+	}
+}
+
+size_t iovLength(const struct iovec *iov, int iovcnt)
+{
+	size_t n = 0;
+	for (int i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+class SlirpBackend final : public NetBackend
+{
+public:
+	SlirpBackend(slirpnet_rxeof_t cb, void *param, size_t maxFrame)
+		: cb_(cb), param_(param), maxFrame_(maxFrame)
+	{
+	}
+	~SlirpBackend() override;
+
+	bool start(const std::string &options, GMainContext *ctx, std::string &error);
+
+	ssize_t send(const struct iovec *iov, int iovcnt) override;
+	ssize_t peekRecvlen() override;
+	ssize_t recv(const struct iovec *iov, int iovcnt) override;
+	ssize_t rxDiscard() override;
+	void rxEnable() override
+	{
+		if (watch_)
+			watch_->enable();
+	}
+	void rxDisable() override
+	{
+		if (watch_)
+			watch_->disable();
+	}
+	uint64_t getCap() override { return 0; }
+	int setCap(uint64_t features, unsigned vnetHdrLen) override
+	{
+		// libslirp takes whole frames: no checksum or segmentation offloads.
+		if (features || vnetHdrLen) {
+			errno = EINVAL;
+			return -1;
+		}
+		return 0;
+	}
+	int fd() const override { return sock_.get(); }
+
+private:
+	bool spawnHelper(int childEnd, std::string &error);
+	bool awaitStatus(std::string &error);
+	void stopHelper();
+	void onEvent(int fd, GIOCondition cond);
+	ssize_t gone()
+	{
+		dead_ = true;
+		errno = ECONNRESET;
+		return -1;
+	}
+
+	slirpnet_rxeof_t cb_;
+	void *param_;
+	size_t maxFrame_;
+	UniqueFd sock_;
+	GPid pid_ = 0;
+	std::unique_ptr<FdWatch> watch_;
+	std::atomic<bool> dead_{ false };
+};
+
+SlirpBackend::~SlirpBackend()
+{
+	watch_.reset(); // no callback after this point
+	stopHelper();
+}
+
+bool SlirpBackend::spawnHelper(int childEnd, std::string &error)
+{
+	const char *env = getenv("SLIRPNET_HELPER");
+	std::string path = env && *env ? env : SLIRPNET_HELPER_PATH;
+	std::string fdArg = std::to_string(kHelperFd);
+	const gchar *argv[] = { path.c_str(), "-S", fdArg.c_str(), nullptr };
+	int source[] = { childEnd };
+	int target[] = { kHelperFd };
+	GError *err = nullptr;
+	// GLib closes every other fd in the child and maps the socket to fd 3; stdout and
+	// stderr are inherited so the helper's log lines reach the emulator's stderr.
+	if (!g_spawn_async_with_pipes_and_fds(nullptr, argv, nullptr, G_SPAWN_DO_NOT_REAP_CHILD,
+					      nullptr, nullptr, -1, -1, -1, source, target, 1, &pid_,
+					      nullptr, nullptr, nullptr, &err)) {
+		error = "cannot start the slirpnet helper '" + path + "': " + err->message +
+			(env ? "" : " (set SLIRPNET_HELPER to its path)");
+		g_error_free(err);
+		pid_ = 0;
+		return false;
+	}
+	return true;
+}
+
+bool SlirpBackend::awaitStatus(std::string &error)
+{
+	struct pollfd p = { sock_.get(), POLLIN, 0 };
+	int r;
+	do
+		r = poll(&p, 1, kStatusTimeoutMs);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		error = "the slirpnet helper did not answer within " + std::to_string(kStatusTimeoutMs / 1000) + " s";
+		return false;
+	}
+	std::vector<uint8_t> buf(kMaxControlMessage);
+	ssize_t n = ::recv(sock_.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC);
+	if (n <= 0 || static_cast<size_t>(n) > buf.size()) {
+		int status = 0;
+		sock_.reset();
+		if (reapWithin(pid_, kExitGraceMs, &status)) {
+			pid_ = 0;
+			error = "the slirpnet helper " + describeExit(status) + " before it was ready";
+		} else {
+			error = "the slirpnet helper closed its socket before it was ready";
+		}
+		return false;
+	}
+	bool ok;
+	std::string message;
+	if (!decodeStatus(buf.data(), static_cast<size_t>(n), ok, message)) {
+		error = "the slirpnet helper sent a malformed status message";
+		return false;
+	}
+	if (!ok) {
+		error = message;
+		return false;
+	}
+	return true;
+}
+
+bool SlirpBackend::start(const std::string &options, GMainContext *ctx, std::string &error)
+{
+	OptionList opts;
+	Config cfg;
+	// Refuse bad options here, before any process exists.
+	if (!splitOptions(options, opts, error) || !parseConfig(opts, cfg, error))
+		return false;
+	maxFrame_ = cfg.maxFrame();
+
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		error = std::string("socketpair: ") + strerror(errno);
+		return false;
+	}
+	sock_.reset(sv[0]);
+	UniqueFd childEnd(sv[1]);
+	if (!spawnHelper(childEnd.get(), error))
+		return false;
+	childEnd.reset(); // only the helper holds that end now: its death means EOF here
+
+	std::vector<uint8_t> msg = encodeConfig(opts);
+	if (::send(sock_.get(), msg.data(), msg.size(), MSG_EOR | MSG_NOSIGNAL) < 0) {
+		error = std::string("sending the config to the slirpnet helper: ") + strerror(errno);
+		return false;
+	}
+	if (!awaitStatus(error))
+		return false;
+
+	// Created disabled, as bhyve's mevent_add_disabled: the emulator enables rx.
+	watch_ = FdWatch::create(ctx, sock_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+				 [this](int fd, GIOCondition c) { onEvent(fd, c); });
+	return true;
+}
+
+void SlirpBackend::onEvent(int fd, GIOCondition cond)
+{
+	cb_(fd, param_);
+	if (cond & (G_IO_HUP | G_IO_ERR)) {
+		// The helper is gone. Once its last frames are drained, stop firing: the
+		// emulator has been told (recv returns -1/ECONNRESET) and must not spin.
+		char c;
+		ssize_t n = ::recv(sock_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n <= 0 && !(n < 0 && errno == EAGAIN)) {
+			dead_ = true;
+			watch_->disable();
+		}
+	}
+}
+
+void SlirpBackend::stopHelper()
+{
+	sock_.reset(); // the helper exits 0 on EOF
+	if (pid_ <= 0)
+		return;
+	int status = 0;
+	if (!reapWithin(pid_, kExitGraceMs, &status)) {
+		kill(pid_, SIGTERM);
+		if (!reapWithin(pid_, kExitGraceMs, &status)) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, &status, 0);
+		}
+	}
+	g_spawn_close_pid(pid_);
+	pid_ = 0;
+}
+
+ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
+{
+	if (iovLength(iov, iovcnt) > maxFrame_) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	struct msghdr m = {};
+	m.msg_iov = const_cast<struct iovec *>(iov);
+	m.msg_iovlen = static_cast<size_t>(iovcnt);
+	ssize_t n = sendmsg(sock_.get(), &m, MSG_EOR | MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+		return gone();
+	return n;
+}
+
+ssize_t SlirpBackend::peekRecvlen()
+{
+	if (dead_)
+		return gone();
+	// MSG_TRUNC makes a peek into no buffer return the record's full length.
+	ssize_t n = ::recv(sock_.get(), nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0)
+		return gone(); // EOF: the helper never sends empty frames
+	return n;
+}
+
+ssize_t SlirpBackend::recv(const struct iovec *iov, int iovcnt)
+{
+	if (dead_)
+		return gone();
+	struct msghdr m = {};
+	m.msg_iov = const_cast<struct iovec *>(iov);
+	m.msg_iovlen = static_cast<size_t>(iovcnt);
+	ssize_t n = recvmsg(sock_.get(), &m, MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0 && iovLength(iov, iovcnt) > 0)
+		return gone();
+	if (m.msg_flags & MSG_TRUNC) {
+		// The frame did not fit: it is consumed, and the caller is told, not fooled.
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return n;
+}
+
+ssize_t SlirpBackend::rxDiscard()
+{
+	if (dead_)
+		return gone();
+	ssize_t n = ::recv(sock_.get(), nullptr, 0, MSG_TRUNC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0)
+		return gone();
+	return n;
+}
+
+} // namespace
+
+std::unique_ptr<NetBackend> createSlirpBackend(const BackendArgs &args, std::string &error)
+{
+	auto be = std::make_unique<SlirpBackend>(args.callback, args.param, 0);
+	if (!be->start(std::string(args.options), args.ctx, error))
+		return nullptr; // the destructor ends any helper already started
+	return be;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,24 @@
+// wire.hpp - the plugin⇄helper control messages (config and status) as serialized GVariants.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+
+namespace slirpnet {
+
+constexpr uint32_t kWireVersion = 1;
+// Generous bound for a config or status message (hundreds of hostfwd rules fit).
+constexpr size_t kMaxControlMessage = 256 * 1024;
+
+// Config: GVariant "(ua(ss))" = (version, options). See PROTOCOL.md.
+std::vector<uint8_t> encodeConfig(const OptionList &opts);
+bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string &error);
+
+// Status: GVariant "(bs)" = (ready, error text).
+std::vector<uint8_t> encodeStatus(bool ok, const std::string &message);
+bool decodeStatus(const uint8_t *data, size_t len, bool &ok, std::string &message);
+
+} // namespace slirpnet
