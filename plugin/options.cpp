@@ -401,8 +401,10 @@ std::span<const OptionSpec> optionTable()
 
 const OptionSpec *findOption(std::string_view key)
 {
-	const Row *r = findRow(key);
-	return r ? &r->spec : nullptr;
+	for (const auto &s : kSpecs)
+		if (key == s.key)
+			return &s;
+	return nullptr;
 }
 
 bool parseBool(std::string_view text, bool &out)

@@ -1372,3 +1372,48 @@ def dhcp_lease(peer, xid=None, timeout=None, params=(1, 3, 6, 12, 15, 119)):
     ack = peer.expect(is_dhcp_reply(xid, "ack"), timeout)
     peer.set_guest_ip(ack[BOOTP].yiaddr)
     return offer, ack
+
+
+# --------------------------------------------------------------------------------------
+# hostfwd helpers (host side)
+
+def host_connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    s.settimeout(3)
+    return s
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def hostfwd_exchange(p, port, guest_port):
+    """Host client -> 127.0.0.1:port; accept on the guest side at guest_port; data and
+    FIN both ways.  Returns the guest-side TcpConn."""
+    h = host_connect(port)
+    try:
+        c = TcpConn.accept(p, guest_port)
+        syn = c.syn
+        assert syn[IP].dst == p.guest_ip and syn[TCP].dport == guest_port
+        assert syn[IP].src == p.gw_ip    # the host's loopback appears as the gateway
+        assert syn[Ether].src == p.gw_mac and syn[Ether].dst == p.guest_mac
+        assert str(syn[TCP].flags) == "S"
+
+        h.sendall(b"from host\n")
+        assert c.recv(10) == b"from host\n"
+        c.send(b"from guest\n")
+        assert recv_exact(h, 11) == b"from guest\n"
+
+        h.shutdown(socket.SHUT_WR)       # host FIN -> guest
+        c.wait_fin()
+        c.close()                        # guest FIN -> host sees EOF
+        assert h.recv(1) == b""
+    finally:
+        h.close()
+    return c
