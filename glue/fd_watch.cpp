@@ -11,7 +11,9 @@ struct FdWatch::Source {
 gboolean FdWatch::dispatch(GSource *source, GSourceFunc, gpointer)
 {
 	FdWatch *w = reinterpret_cast<Source *>(source)->watch;
-	GIOCondition revents = g_source_query_unix_fd(source, w->tag_);
+	g_mutex_lock(&w->lock_);
+	GIOCondition revents = w->tag_ ? g_source_query_unix_fd(source, w->tag_) : static_cast<GIOCondition>(0);
+	g_mutex_unlock(&w->lock_);
 	if (revents)
 		w->callback_(w->fd_, revents);
 	return G_SOURCE_CONTINUE;
@@ -40,8 +42,7 @@ std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition
 	GSource *s = g_source_new(&funcs_, sizeof(Source));
 	reinterpret_cast<Source *>(s)->watch = w.get();
 	g_source_set_name(s, "slirpnet-fd-watch");
-	// Disabled: the fd is polled for nothing until enable().
-	w->tag_ = g_source_add_unix_fd(s, fd, static_cast<GIOCondition>(0));
+	// Disabled: the fd is not polled until enable().
 	w->ctx_.reset(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default());
 	g_source_attach(s, w->ctx_.get());
 	w->source_.reset(s);
@@ -53,7 +54,7 @@ void FdWatch::enable()
 	g_mutex_lock(&lock_);
 	if (!enabled_) {
 		enabled_ = true;
-		g_source_modify_unix_fd(source_.get(), tag_, events_);
+		tag_ = g_source_add_unix_fd(source_.get(), fd_, events_);
 	}
 	g_mutex_unlock(&lock_);
 	// The owning thread may be asleep in poll() with the old event mask.
@@ -65,7 +66,10 @@ void FdWatch::disable()
 	g_mutex_lock(&lock_);
 	if (enabled_) {
 		enabled_ = false;
-		g_source_modify_unix_fd(source_.get(), tag_, static_cast<GIOCondition>(0));
+		// Removed rather than given an empty event mask: poll() reports HUP and ERR
+		// whatever was asked, so a dead peer would keep firing a "disabled" watch.
+		g_source_remove_unix_fd(source_.get(), tag_);
+		tag_ = nullptr;
 	}
 	g_mutex_unlock(&lock_);
 	g_main_context_wakeup(ctx_.get());

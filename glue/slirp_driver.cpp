@@ -127,6 +127,15 @@ SlirpDriver::~SlirpDriver()
 	timers_.clear();
 }
 
+void SlirpDriver::input(const uint8_t *frame, size_t len)
+{
+	slirp_input(slirp_, frame, static_cast<int>(len));
+	if (!kicked_) {
+		kicked_ = true;
+		g_source_set_ready_time(source_.get(), 0);
+	}
+}
+
 int64_t SlirpDriver::nextTimerMs() const
 {
 	int64_t next = -1;
@@ -199,7 +208,11 @@ void SlirpDriver::fill(gint *timeout)
 	});
 
 	int64_t now = nowMs();
-	slirpDeadlineMs_ = slirpTimeout == UINT32_MAX ? -1 : now + slirpTimeout;
+	// libslirp's timeout is a fixed interval (e.g. 499 ms for its slow TCP timer), not the
+	// time left: recomputing it at every wake-up would postpone its timers forever under
+	// steady traffic. Keep the earliest deadline until slirp_pollfds_poll() has run.
+	if (slirpTimeout != UINT32_MAX && (slirpDeadlineMs_ < 0 || now + slirpTimeout < slirpDeadlineMs_))
+		slirpDeadlineMs_ = now + slirpTimeout;
 	int64_t deadline = slirpDeadlineMs_;
 	int64_t t = nextTimerMs();
 	if (t >= 0 && (deadline < 0 || t < deadline))
@@ -223,6 +236,11 @@ bool SlirpDriver::ready()
 
 void SlirpDriver::poll()
 {
+	slirpDeadlineMs_ = -1;
+	if (kicked_) {
+		kicked_ = false;
+		g_source_set_ready_time(source_.get(), -1);
+	}
 	slirp_pollfds_poll(slirp_, 0, &SlirpDriver::getRevents, this);
 	runDueTimers();
 }

@@ -45,8 +45,12 @@ public:
 	SlirpDriver &operator=(const SlirpDriver &) = delete;
 
 	Slirp *slirp() const { return slirp_; }
-	// A frame from the guest.
-	void input(const uint8_t *frame, size_t len) { slirp_input(slirp_, frame, static_cast<int>(len)); }
+	/*
+	 * A frame from the guest. The source is then made ready, so slirp_pollfds_poll() runs
+	 * in the next iteration: it sends what libslirp queued (e.g. packets held until the
+	 * guest answered an ARP request), as QEMU does by polling slirp every iteration.
+	 */
+	void input(const uint8_t *frame, size_t len);
 
 	// Timers, exposed for tests that drive time by hand.
 	size_t timerCount() const { return timers_.size(); }
@@ -100,6 +104,7 @@ private:
 	uint64_t generation_ = 0;
 	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again
 	uint64_t guestErrors_ = 0;
+	bool kicked_ = false; // ready time set by input(), cleared by poll()
 };
 
 } // namespace slirpnet

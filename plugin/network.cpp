@@ -4,6 +4,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "control.hpp"
+#include "control_commands.hpp"
+
 namespace slirpnet {
 
 static socklen_t addrLen(const sockaddr_storage &ss)
@@ -11,11 +14,37 @@ static socklen_t addrLen(const sockaddr_storage &ss)
 	return ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
 }
 
+static bool sameHost(const HostFwd &a, const HostFwd &b)
+{
+	if (a.udp != b.udp || a.host.ss_family != b.host.ss_family)
+		return false;
+	if (a.host.ss_family == AF_INET6) {
+		auto *x = reinterpret_cast<const sockaddr_in6 *>(&a.host);
+		auto *y = reinterpret_cast<const sockaddr_in6 *>(&b.host);
+		return x->sin6_port == y->sin6_port && IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr);
+	}
+	auto *x = reinterpret_cast<const sockaddr_in *>(&a.host);
+	auto *y = reinterpret_cast<const sockaddr_in *>(&b.host);
+	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+}
+
+Network::Network(const Config &cfg, GMainContext *ctx)
+	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default())
+{
+}
+
+Network::~Network() = default;
+
 std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 					 SlirpDriver::PacketSink sink, std::string &error)
 {
-	std::unique_ptr<Network> n(new Network(cfg));
+	std::unique_ptr<Network> n(new Network(cfg, ctx));
 	const Config &c = n->cfg_;
+
+	// libpcap checks the filter here (the option parser only checks its shape), so a bad
+	// one fails start-up even when no capture runs yet: it is capture-start's default.
+	if (!c.pcapFilter.empty() && !Capture::checkFilter(c.pcapFilter, c.snaplen, error))
+		return nullptr;
 
 	std::vector<const char *> search;
 	for (const auto &s : c.dnsSearch)
@@ -47,28 +76,121 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	sc.if_mru = c.mru;
 	sc.enable_emu = false;
 
-	n->driver_ = SlirpDriver::create(sc, ctx, std::move(sink), error);
+	// Frames to the guest are captured once the link has taken them (see network.hpp).
+	Network *self = n.get();
+	auto toGuest = [self, sink = std::move(sink)](const uint8_t *frame, size_t len) -> ssize_t {
+		ssize_t r = sink(frame, len);
+		if (r >= 0 && self->capture_)
+			self->capture_->write(frame, len);
+		// The link has counted any drop; libslirp would only log a critical for each
+		// (its contract allows dropping: TCP retransmits), so report the frame as taken.
+		return static_cast<ssize_t>(len);
+	};
+	n->driver_ = SlirpDriver::create(sc, ctx, std::move(toGuest), error);
 	if (!n->driver_)
 		return nullptr;
 
 	for (const auto &f : c.hostFwds) {
-		errno = 0;
-		int r = slirp_add_hostxfwd(n->driver_->slirp(),
-					   reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
-					   reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
-					   f.udp ? SLIRP_HOSTFWD_UDP : 0);
-		if (r < 0) {
-			error = "hostfwd: could not set up '" + f.rule + "'" +
-				(errno ? std::string(": ") + strerror(errno) : std::string());
+		unsigned id;
+		if (!n->addHostFwd(f, id, error))
 			return nullptr;
-		}
-		g_debug("hostfwd %s", f.rule.c_str());
+		n->fwds_.back().fromConfig = true;
 	}
+
+	if (!c.controlPath.empty()) {
+		n->control_ = ControlServer::create(c.controlPath, ctx,
+						    [self](std::string_view line) { return handleControlRequest(*self, line); },
+						    error);
+		if (!n->control_)
+			return nullptr;
+	}
+	// Last, so that a failed start-up leaves no capture file behind. libslirp sends
+	// nothing before the loop runs.
+	if (!c.pcapFile.empty() && !n->startCapture({ c.pcapFile, c.pcapFilter, c.snaplen }, error))
+		return nullptr;
 	return n;
+}
+
+bool Network::addHostFwd(HostFwd f, unsigned &id, std::string &error)
+{
+	if (!resolveHostFwd(f, cfg_, error))
+		return false;
+	errno = 0;
+	int r = slirp_add_hostxfwd(driver_->slirp(),
+				   reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
+				   reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
+				   f.udp ? SLIRP_HOSTFWD_UDP : 0);
+	if (r < 0) {
+		error = "hostfwd: could not set up '" + f.rule + "'" +
+			(errno ? std::string(": ") + strerror(errno) : std::string());
+		return false;
+	}
+	id = nextFwdId_++;
+	g_debug("hostfwd %u: %s", id, formatHostFwd(f).c_str());
+	fwds_.push_back({ id, std::move(f), false });
+	return true;
+}
+
+bool Network::removeHostFwd(unsigned id, HostFwdEntry &removed, std::string &error)
+{
+	for (auto it = fwds_.begin(); it != fwds_.end(); ++it) {
+		if (it->id != id)
+			continue;
+		const HostFwd &f = it->fwd;
+		if (slirp_remove_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host),
+					  addrLen(f.host), f.udp ? SLIRP_HOSTFWD_UDP : 0) < 0) {
+			error = "hostfwd: libslirp has no listener for rule " + std::to_string(id) + " '" +
+				formatHostFwd(f) + "'";
+			return false;
+		}
+		g_debug("hostfwd %u removed: %s", id, formatHostFwd(f).c_str());
+		removed = std::move(*it);
+		fwds_.erase(it);
+		return true;
+	}
+	error = "hostfwd: no rule with id " + std::to_string(id);
+	return false;
+}
+
+bool Network::removeHostFwd(const HostFwd &key, HostFwdEntry &removed, std::string &error)
+{
+	for (const auto &e : fwds_)
+		if (sameHost(e.fwd, key))
+			return removeHostFwd(e.id, removed, error);
+	error = "hostfwd: no rule for '" + key.rule + "'";
+	return false;
+}
+
+bool Network::startCapture(const CaptureSettings &s, std::string &error)
+{
+	if (capture_) {
+		error = "pcap: a capture to '" + capture_->settings().path + "' is already running";
+		return false;
+	}
+	capture_ = Capture::open(s, ctx_.get(), error);
+	return capture_ != nullptr;
+}
+
+bool Network::stopCapture(std::string &error)
+{
+	if (!capture_) {
+		error = "pcap: no capture is running";
+		return false;
+	}
+	capture_.reset();
+	return true;
+}
+
+size_t Network::controlClients() const
+{
+	return control_ ? control_->clientCount() : 0;
 }
 
 void Network::fromGuest(const uint8_t *frame, size_t len)
 {
+	// Captured before the checks: a runt or oversized frame is what one wants to see.
+	if (capture_)
+		capture_->write(frame, len);
 	if (len < 14) {
 		stats_.dropRunt++;
 		g_debug("dropped a %zu-byte runt frame from the guest", len);
@@ -77,6 +199,11 @@ void Network::fromGuest(const uint8_t *frame, size_t len)
 	if (len > cfg_.maxFrame()) {
 		stats_.dropOversize++;
 		g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
+		return;
+	}
+	if (!fragGuard_.admit(frame, len, driver_->nowMs())) {
+		stats_.dropFragment++;
+		g_debug("dropped an IPv4 fragment whose first fragment was not seen");
 		return;
 	}
 	stats_.rxFrames++;

@@ -7,12 +7,29 @@
 #include <string>
 #include <vector>
 
+#include "capture.hpp"
+#include "frag_guard.hpp"
 #include "options.hpp"
 #include "slirp_driver.hpp"
 #include "stats.hpp"
 
 namespace slirpnet {
 
+class ControlServer;
+
+// A host forwarding rule in effect, from the config or added through the control socket.
+struct HostFwdEntry {
+	unsigned id;
+	HostFwd fwd; // resolved: the guest address is set
+	bool fromConfig;
+};
+
+/*
+ * Observability is part of the network, so every transport gets it: Config::pcapFile
+ * starts a capture of the frames in both directions (rx: every frame the guest link
+ * delivered, before the size checks; tx: every frame the link took), and
+ * Config::controlPath the JSON control socket (control_commands.cpp).
+ */
 class Network
 {
 public:
@@ -32,12 +49,34 @@ public:
 	Slirp *slirp() const { return driver_->slirp(); }
 	size_t maxFrame() const { return cfg_.maxFrame(); }
 
+	~Network();
+
+	// Host forwarding at run time. fwd comes from parseHostFwd (resolved here).
+	const std::vector<HostFwdEntry> &hostFwds() const { return fwds_; }
+	bool addHostFwd(HostFwd fwd, unsigned &id, std::string &error);
+	// Remove the rule with this id, or the one matching key's protocol and host address.
+	bool removeHostFwd(unsigned id, HostFwdEntry &removed, std::string &error);
+	bool removeHostFwd(const HostFwd &key, HostFwdEntry &removed, std::string &error);
+
+	// At most one capture at a time; stopCapture flushes and closes it.
+	bool startCapture(const CaptureSettings &s, std::string &error);
+	bool stopCapture(std::string &error);
+	const Capture *capture() const { return capture_.get(); }
+
+	size_t controlClients() const;
+
 private:
-	explicit Network(const Config &cfg) : cfg_(cfg) {}
+	Network(const Config &cfg, GMainContext *ctx);
 
 	Config cfg_;
+	GMainContextPtr ctx_;
 	Stats stats_;
+	FragGuard fragGuard_;
+	std::unique_ptr<Capture> capture_; // outlives driver_, whose sink writes to it
 	std::unique_ptr<SlirpDriver> driver_;
+	std::vector<HostFwdEntry> fwds_;
+	unsigned nextFwdId_ = 1;
+	std::unique_ptr<ControlServer> control_; // first to go: its commands use the rest
 };
 
 } // namespace slirpnet

@@ -93,8 +93,9 @@ std::string handleNet(ParseState &st, std::string_view v)
 		if (m == 0 || (~m & (~m + 1)) != 0)
 			return "netmask " + q(maskText) + " in " + q(v) + " is not contiguous";
 	}
-	if (a & ~m)
-		return "address " + q(addr) + " has host bits set for its mask in " + q(v);
+	// As QEMU does, host bits are dropped: libvirt passes the guest's <ip address=...>
+	// (e.g. 10.0.2.15/24) as --net, and QEMU users write it that way too.
+	c.net.s_addr = htonl(a & m);
 	c.mask.s_addr = htonl(m);
 	return "";
 }
@@ -250,6 +251,76 @@ std::string handleMtu(ParseState &st, std::string_view v)
 	return "";
 }
 
+// The directory a file path would be created in must exist (checked early, as tftp).
+std::string checkParentDir(std::string_view v)
+{
+	std::string path(v);
+	struct stat sb;
+	if (stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
+		return q(v) + " is a directory";
+	size_t slash = path.rfind('/');
+	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+	if (stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
+		return "no such directory " + q(dir) + " for " + q(v);
+	return "";
+}
+
+std::string handlePcapFile(ParseState &st, std::string_view v)
+{
+	// libpcap reads "-" as stdout, which is the emulator's in the plugin's case.
+	if (v == "-")
+		return "writing to stdout " + q(v) + " is not supported; give a file name";
+	if (std::string why = checkParentDir(v); !why.empty())
+		return why;
+	st.cfg.pcapFile = std::string(v);
+	return "";
+}
+
+// Only the shape is checked here (the plugin does not link libpcap); Network::create
+// compiles the expression and reports libpcap's own error before anything runs.
+std::string handlePcapFilter(ParseState &st, std::string_view v)
+{
+	constexpr size_t kMaxFilter = 4096;
+	if (v.size() > kMaxFilter)
+		return "expression " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
+		       " > " + std::to_string(kMaxFilter) + " bytes)";
+	int depth = 0;
+	for (char ch : v) {
+		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+			return "control character in expression " + q(v);
+		depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
+		if (depth < 0)
+			break;
+	}
+	if (depth != 0)
+		return "unbalanced parentheses in expression " + q(v);
+	st.cfg.pcapFilter = std::string(v);
+	return "";
+}
+
+std::string handleSnaplen(ParseState &st, std::string_view v)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || n < kSnaplenMin || n > kSnaplenMax)
+		return "bad value " + q(v) + " (expected " + std::to_string(kSnaplenMin) + "-" +
+		       std::to_string(kSnaplenMax) + ")";
+	st.cfg.snaplen = static_cast<unsigned>(n);
+	return "";
+}
+
+std::string handleControl(ParseState &st, std::string_view v)
+{
+	// sockaddr_un's sun_path (108 bytes on Linux) with its terminating NUL.
+	constexpr size_t kMaxSocketPath = 107;
+	if (v.size() > kMaxSocketPath)
+		return "socket path " + q(v) + " is too long (" + std::to_string(v.size()) + " > " +
+		       std::to_string(kMaxSocketPath) + " bytes)";
+	if (std::string why = checkParentDir(v); !why.empty())
+		return why;
+	st.cfg.controlPath = std::string(v);
+	return "";
+}
+
 struct Row {
 	OptionSpec spec;
 	Handler handler;
@@ -257,7 +328,7 @@ struct Row {
 
 // The table. Order is the order of --help.
 const std::array kRows = {
-	Row{ { "net", "ADDR[/MASK]", "10.0.2.0/24", "guest network (mask: prefix length or dotted; classful if omitted)", false, false, "10.9.0.0/24", "10.0.2.1/24" }, handleNet },
+	Row{ { "net", "ADDR[/MASK]", "10.0.2.0/24", "guest network (mask: prefix length or dotted; classful if omitted)", false, false, "10.9.0.0/24", "10.0.2.0/40" }, handleNet },
 	Row{ { "host", "ADDR", "x.x.x.2", "address of the gateway, which reaches the host's loopback", false, false, "10.0.2.2", "10.0.2" }, handleV4<&Config::host, &ParseState::haveHost> },
 	Row{ { "dhcpstart", "ADDR", "x.x.x.15", "first of the 16 addresses the DHCP server hands out", false, false, "10.0.2.20", "10.0.2.300" }, handleV4<&Config::dhcpStart, &ParseState::haveDhcpStart> },
 	Row{ { "dns", "ADDR", "x.x.x.3", "address of the virtual DNS server", false, false, "10.0.2.3", "dns.example" }, handleV4<&Config::dns, &ParseState::haveDns> },
@@ -277,6 +348,10 @@ const std::array kRows = {
 	Row{ { "ipv6-dns", "ADDR", "PREFIX::3", "IPv6 address of the virtual DNS server", false, false, "fec0::3", "10.0.2.3" }, handleV6<&Config::ipv6Dns, &ParseState::haveIpv6Dns> },
 	Row{ { "mtu", "N", "1500", "MTU of the guest link (68-65520); frames up to MTU+14 bytes", false, false, "9000", "70000" }, handleMtu<&Config::mtu> },
 	Row{ { "mru", "N", "= mtu", "largest IP packet accepted from the guest (68-65520)", false, false, "9000", "12" }, handleMtu<&Config::mru, &ParseState::haveMru> },
+	Row{ { "pcap", "FILE", "none", "record every frame in both directions to FILE (classic pcap, mode 0600)", false, false, "/tmp/slirpnet-test.pcap", "/nonexistent/dir/x.pcap" }, handlePcapFile },
+	Row{ { "pcap-filter", "EXPR", "none", "record only frames matching this BPF expression (libpcap syntax)", false, false, "icmp or arp", "(icmp" }, handlePcapFilter },
+	Row{ { "snaplen", "N", "65535", "bytes kept of each recorded frame (14-262144)", false, false, "128", "10" }, handleSnaplen },
+	Row{ { "control", "PATH", "none", "serve the JSON control interface on this UNIX socket (see slirpnet-ctl)", false, false, "/tmp/slirpnet-test.sock", "/nonexistent/dir/ctl.sock" }, handleControl },
 };
 
 const std::array<OptionSpec, kRows.size()> kSpecs = [] {
@@ -381,13 +456,9 @@ std::string finish(ParseState &st)
 		return "mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)";
 
 	for (auto &f : c.hostFwds) {
-		if (f.guest.ss_family == AF_UNSPEC) {
-			auto *g = reinterpret_cast<sockaddr_in *>(&f.guest);
-			g->sin_family = AF_INET;
-			g->sin_addr = c.dhcpStart; // sin_port was set by parseHostFwd
-		}
-		if (f.guest.ss_family == AF_INET && !c.ipv4)
-			return "hostfwd: IPv4 guest address in " + q(f.rule) + " but ipv4 is off";
+		std::string why;
+		if (!resolveHostFwd(f, c, why))
+			return why;
 	}
 	return "";
 }
@@ -521,6 +592,65 @@ bool parseHostFwd(std::string_view rule, HostFwd &out, std::string &error)
 		return fail("bad guest address " + q(guestAddr));
 	}
 	return true;
+}
+
+bool parseHostFwdKey(std::string_view key, HostFwd &out, std::string &error)
+{
+	auto fail = [&](const std::string &why) {
+		error = "hostfwd: " + why + " in " + q(key);
+		return false;
+	};
+	out = HostFwd{};
+	out.rule = std::string(key);
+	size_t colon = key.find(':');
+	if (colon == std::string_view::npos)
+		return fail("missing ':' separators");
+	std::string_view proto = key.substr(0, colon);
+	if (proto == "udp")
+		out.udp = true;
+	else if (proto != "tcp" && !proto.empty())
+		return fail("bad protocol " + q(proto) + " (expected tcp or udp)");
+	size_t pos = colon + 1;
+	std::string_view hostAddr;
+	bool hostV6;
+	if (!takeAddr(key, pos, hostAddr, hostV6))
+		return fail("missing ':' after the host address");
+	std::string_view hostPort = key.substr(pos);
+	unsigned long hp;
+	if (!parseUnsigned(hostPort, hp) || hp > 65535)
+		return fail("bad port " + q(hostPort));
+	if (!setAddr(hostAddr, hostV6, static_cast<uint16_t>(hp), out.host))
+		return fail("bad host address " + q(hostAddr));
+	return true;
+}
+
+bool resolveHostFwd(HostFwd &f, const Config &c, std::string &error)
+{
+	if (f.guest.ss_family == AF_UNSPEC) {
+		auto *g = reinterpret_cast<sockaddr_in *>(&f.guest);
+		g->sin_family = AF_INET;
+		g->sin_addr = c.dhcpStart; // sin_port was set by parseHostFwd
+	}
+	if (f.guest.ss_family == AF_INET && !c.ipv4) {
+		error = "hostfwd: IPv4 guest address in " + q(f.rule) + " but ipv4 is off";
+		return false;
+	}
+	return true;
+}
+
+static std::string formatSockaddr(const sockaddr_storage &ss)
+{
+	if (ss.ss_family == AF_INET6) {
+		auto *a = reinterpret_cast<const sockaddr_in6 *>(&ss);
+		return "[" + formatAddr(a->sin6_addr) + "]:" + std::to_string(ntohs(a->sin6_port));
+	}
+	auto *a = reinterpret_cast<const sockaddr_in *>(&ss);
+	return formatAddr(a->sin_addr) + ":" + std::to_string(ntohs(a->sin_port));
+}
+
+std::string formatHostFwd(const HostFwd &f)
+{
+	return std::string(f.udp ? "udp:" : "tcp:") + formatSockaddr(f.host) + "-" + formatSockaddr(f.guest);
 }
 
 bool splitOptions(std::string_view text, OptionList &out, std::string &error)

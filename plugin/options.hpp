@@ -50,6 +50,12 @@ struct Config {
 	unsigned mtu = 1500;
 	unsigned mru = 1500;
 
+	// Observability (slirpnet's own keys, not QEMU's).
+	std::string pcapFile; // capture every frame to this file from the start
+	std::string pcapFilter; // BPF expression; also the default of capture-start
+	unsigned snaplen = 65535; // bytes kept of each captured frame
+	std::string controlPath; // UNIX socket of the JSON control interface
+
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
 	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }
 };
@@ -71,6 +77,9 @@ const OptionSpec *findOption(std::string_view key);
 
 constexpr unsigned kMtuMin = 68;
 constexpr unsigned kMtuMax = 65520;
+// snaplen: an Ethernet header at least; at most libpcap's MAXIMUM_SNAPLEN.
+constexpr unsigned kSnaplenMin = 14;
+constexpr unsigned kSnaplenMax = 262144;
 
 /*
  * Split "k=v,k=v,open" into pairs, appending to out. An empty item is an error.
@@ -91,6 +100,21 @@ std::string optionsHelp();
 // Parsers shared with the control paths (also used by tests).
 bool parseHostFwd(std::string_view rule, HostFwd &out, std::string &error);
 bool parseBool(std::string_view text, bool &out);
+
+/*
+ * QEMU's hostfwd_remove key "[tcp|udp]:[hostaddr]:hostport" into out.udp and out.host
+ * (an empty address is INADDR_ANY, as QEMU). Errors name the text like parseHostFwd.
+ */
+bool parseHostFwdKey(std::string_view key, HostFwd &out, std::string &error);
+
+/*
+ * Complete a parsed rule against the config: an empty guest address becomes the DHCP
+ * start address. Fails for an IPv4 guest when IPv4 is off.
+ */
+bool resolveHostFwd(HostFwd &fwd, const Config &cfg, std::string &error);
+
+// The canonical text of a (resolved) rule, e.g. "tcp:127.0.0.1:2222-10.0.2.15:22".
+std::string formatHostFwd(const HostFwd &fwd);
 
 std::string formatAddr(const in_addr &a);
 std::string formatAddr(const in6_addr &a);

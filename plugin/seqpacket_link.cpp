@@ -1,6 +1,7 @@
 // seqpacket_link.cpp - the guest side over a SOCK_SEQPACKET socket: one Ethernet frame per record.
 #include "seqpacket_link.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -37,6 +38,14 @@ void SeqpacketLink::closed(const char *why)
 	onClosed_(why);
 }
 
+// recv() returns 0 both for an empty record and at end of file; only the second one has
+// the peer's side shut down (POLLRDHUP), and an empty record is just a runt frame.
+bool SeqpacketLink::peerGone() const
+{
+	struct pollfd p = { fd_.get(), POLLRDHUP, 0 };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 void SeqpacketLink::onReadable(GIOCondition cond)
 {
 	for (int i = 0; i < kReadBatch; i++) {
@@ -49,7 +58,7 @@ void SeqpacketLink::onReadable(GIOCondition cond)
 			closed(strerror(errno));
 			return;
 		}
-		if (n == 0) {
+		if (n == 0 && peerGone()) {
 			closed("peer closed the connection");
 			return;
 		}

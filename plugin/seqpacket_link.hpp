@@ -33,6 +33,7 @@ private:
 	SeqpacketLink(UniqueFd fd, Network &net, ClosedCallback onClosed);
 	void onReadable(GIOCondition cond);
 	void closed(const char *why);
+	bool peerGone() const;
 
 	UniqueFd fd_;
 	Network &net_;

@@ -31,6 +31,7 @@ constexpr int kStatusTimeoutMs = 10000;
 constexpr int kExitGraceMs = 1000;
 // The helper's stdin/out/err plus the socket, which it finds as fd 3.
 constexpr int kHelperFd = 3;
+constexpr size_t kEthHeader = 14;
 
 std::string describeExit(int status)
 {
@@ -254,8 +255,15 @@ void SlirpBackend::stopHelper()
 
 ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
 {
-	if (iovLength(iov, iovcnt) > maxFrame_) {
+	size_t len = iovLength(iov, iovcnt);
+	if (len > maxFrame_) {
 		errno = EMSGSIZE;
+		return -1;
+	}
+	if (len < kEthHeader) {
+		// Not even an Ethernet header: refuse it here (an empty record would also look
+		// like end-of-file to a reader of the socket).
+		errno = EINVAL;
 		return -1;
 	}
 	struct msghdr m = {};

@@ -14,6 +14,7 @@ struct Stats {
 	uint64_t txBytes = 0;
 	uint64_t dropOversize = 0; // guest frame larger than MTU/MRU + Ethernet header
 	uint64_t dropRunt = 0; // guest frame shorter than an Ethernet header
+	uint64_t dropFragment = 0; // IPv4 fragment with no train started (see frag_guard.hpp)
 	uint64_t dropTxFull = 0; // the guest side could not take the frame right now
 	uint64_t dropTxError = 0; // any other error sending to the guest side
 
@@ -23,6 +24,7 @@ struct Stats {
 		       " tx_frames=" + std::to_string(txFrames) + " tx_bytes=" + std::to_string(txBytes) +
 		       " drop_oversize=" + std::to_string(dropOversize) +
 		       " drop_runt=" + std::to_string(dropRunt) +
+		       " drop_fragment=" + std::to_string(dropFragment) +
 		       " drop_tx_full=" + std::to_string(dropTxFull) +
 		       " drop_tx_error=" + std::to_string(dropTxError);
 	}

@@ -35,8 +35,11 @@ negative ones to ``NEGATIVE_TIMEOUT`` (0.5 s); ``SLIRPNET_TIMEOUT_SCALE`` scales
 Frames that do not match stay queued for later expects.  Failures raise AssertionError
 showing the expected packet dissected and a summary of every frame that arrived.
 
-The harness answers ARP who-has for ``peer.guest_ips`` and NDP neighbour solicitations
-for ``peer.guest_ip6s`` by itself (set ``peer.auto_reply = False`` to see them).
+On start a peer announces the guest as a real one would (gratuitous ARP for
+``peer.guest_ip``, unsolicited NA for ``peer.guest_ip6s``; ``prime=False`` skips it), so
+libslirp knows the guest's MAC.  The harness also answers ARP who-has for
+``peer.guest_ips`` and NDP neighbour solicitations for ``peer.guest_ip6s`` by itself
+(set ``peer.auto_reply = False`` to see them).
 Negative checks ignore Router Advertisements (libslirp sends them unsolicited); extend
 ``peer.noise`` with more predicates to ignore other background frames.
 
@@ -48,19 +51,40 @@ Helpers
 -------
 ``TcpConn``        a minimal guest-side TCP: ``TcpConn.connect(peer, ip, port)`` (client,
                    via the gateway) or ``TcpConn.accept(peer, port)`` (answer a hostfwd
-                   SYN), then ``send``/``recv``/``close``/``wait_fin``.
+                   SYN), then ``send``/``recv``/``recv_all``/``close``/``wait_fin``.
+``hostfwd_exchange(peer, host_port, guest_port)``  host client -> hostfwd -> guest
+                   acceptor, data and FIN both ways.
 ``dhcp_lease``     DISCOVER/OFFER/REQUEST/ACK; ``dhcp_options`` decodes options to a
                    dict; ``decode_dns_names`` decodes RFC 1035 name lists (option 119).
-``icmp_echo``, ``udp_to``, ``arp_who_has``, ``rs`` and friends build common frames.
-``peer.stats()``   sends SIGUSR1 to the helper and parses its ``stats:`` line.
+``expect_datagram`` collects and reassembles IPv4 fragments; ``fragments`` makes them.
+``icmp_echo``, ``udp_to``, ``arp_who_has``, ``router_solicit``, ``icmp6_echo`` and
+                   friends build common frames; ``free_port`` picks a loopback port.
+``peer.stats()``   waits until the helper has read what we sent (SIOCOUTQ), sends it
+                   SIGUSR1 and parses the new ``stats:`` line into a dict.
+``peer.helper_log()``, ``peer.helper_status()``  the helper's stderr and exit status.
+``PluginPeer.be_send/be_recv/be_peek/be_discard/set_cap/...`` call the C ABI directly
+                   and return ``(ret, errno[, data])``.
 
-Network safety: every builder here sets Ether src/dst explicitly (scapy never resolves
-MACs) and nothing uses scapy's sr/srp/sendp; only the link to the helper is used.
+Example::
+
+    def test_ping(peer):                    # runs through the plugin and the helper
+        p = peer("restrict=on")
+        p.send(icmp_echo(p, seq=1))
+        r = p.expect(icmp_echo_reply_from(p, seq=1))
+        assert r[IP].src == GW_IP
+
+Network safety: every builder here sets Ether src/dst explicitly, scapy's neighbour
+resolution is switched off on import (an unset Ether dst stays broadcast instead of
+ARPing on a real interface), and nothing uses scapy's sr/srp/sendp: frames only travel
+on the link to the helper.  Tests reach host services through the gateway (10.0.2.2 ->
+127.0.0.1) and hostfwd binds 127.0.0.1; never aim traffic at 10.0.2.3:53 (libslirp
+would forward it to the host's resolver), and use restrict=on for random frames.
 """
 
 import ctypes
 import ctypes.util
 import errno as errno_mod
+import fcntl
 import logging
 import os
 import random
@@ -71,6 +95,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import termios
 import time
 from collections import deque
 
@@ -96,6 +121,16 @@ from scapy.layers.inet6 import (  # noqa: E402
 )
 from scapy.layers.dhcp import BOOTP, DHCP  # noqa: E402
 from scapy.utils import PcapWriter, mac2str  # noqa: E402
+
+
+def _never_resolve(*_args, **_kw):
+    """Scapy must never ARP/ND on a real interface to fill in an Ether dst: an unset
+    dst stays broadcast (and templates leave it out of comparisons)."""
+    return None
+
+
+conf.neighbor.resolve = _never_resolve
+conf.raise_no_dst_mac = False
 
 # --------------------------------------------------------------------------------------
 # Constants (libslirp defaults)
@@ -235,13 +270,33 @@ def packet_matches(template, pkt):
     return True
 
 
+def template_dump(tmpl):
+    """Dissect a template like Packet.show(), but only the fields it sets (the ones
+    packet_matches compares); defaults that would need resolving are not touched."""
+    lines = []
+    layer, depth = tmpl, 0
+    while layer is not None and not isinstance(layer, NoPayload):
+        pad = "  " * depth
+        lines.append("%s###[ %s ]###" % (pad, layer.name))
+        for fld in layer.fields_desc:
+            if fld.name in layer.fields and layer.fields[fld.name] is not None:
+                try:
+                    val = fld.i2repr(layer, layer.fields[fld.name])
+                except Exception:
+                    val = repr(layer.fields[fld.name])
+                lines.append("%s  %-10s= %s" % (pad, fld.name, val))
+        layer, depth = layer.payload, depth + 1
+    lines.append("(fields not shown are not compared)")
+    return "\n".join(lines)
+
+
 def describe_match(match, desc=None):
     if desc:
         return desc
     if match is None:
         return "any frame"
     if isinstance(match, Packet):
-        return match.show(dump=True)
+        return template_dump(match)
     if isinstance(match, type):
         return "any frame with a %s layer" % match.__name__
     doc = getattr(match, "__doc__", None)
@@ -372,6 +427,31 @@ def open_fds():
     return sorted(int(x) for x in os.listdir("/proc/self/fd"))
 
 
+def describe_status(rc):
+    """Popen-style return code -> text ('exited with status 1', 'killed by SIGBUS')."""
+    if rc is None:
+        return "still running"
+    if isinstance(rc, int) and rc < 0:
+        try:
+            return "killed by %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "killed by signal %d" % -rc
+    return "exited with status %s" % rc
+
+
+def peek_child_status(pid):
+    """Exit status of our child pid without reaping it (None while it runs)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    if info is None:
+        return None
+    if info.si_code == os.CLD_EXITED:
+        return info.si_status
+    return -info.si_status
+
+
 # --------------------------------------------------------------------------------------
 # Peer base
 
@@ -382,7 +462,9 @@ class Peer:
     NEGATIVE_TIMEOUT = NEGATIVE_TIMEOUT
     MAX_QUEUE = 4096
 
-    def __init__(self, guest_mac=GUEST_MAC, guest_ip=GUEST_IP, gw_ip=GW_IP, gw_mac=None):
+    def __init__(self, guest_mac=GUEST_MAC, guest_ip=GUEST_IP, gw_ip=GW_IP, gw_mac=None,
+                 prime=True):
+        self.prime_on_start = prime
         self.guest_mac = guest_mac
         self.guest_ip = guest_ip
         self.gw_ip = gw_ip
@@ -415,6 +497,32 @@ class Peer:
 
     def helper_log(self):
         return ""
+
+    def helper_status(self):
+        """The helper's exit status if it has ended (Popen style), else None."""
+        pid = self.helper_pid()
+        return peek_child_status(pid) if pid else None
+
+    def _started(self):
+        if self.prime_on_start:
+            self.prime()
+
+    def prime(self):
+        """Announce the guest like a real one would (gratuitous ARP, unsolicited NA) so
+        libslirp knows its MAC and needs no ARP/NDP round trip before replying."""
+        self.send(gratuitous_arp(self))
+        for ip6 in sorted(self.guest_ip6s):
+            try:
+                self.send(Ether(src=self.guest_mac, dst="33:33:00:00:00:01")
+                          / IPv6(src=ip6, dst="ff02::1", hlim=255)
+                          / ICMPv6ND_NA(tgt=ip6, R=0, S=0, O=1)
+                          / ICMPv6NDOptDstLLAddr(lladdr=self.guest_mac))
+            except OSError as e:   # e.g. EMSGSIZE with a tiny mtu: IPv6 is off anyway
+                if e.errno != errno_mod.EMSGSIZE:
+                    raise
+        # Let the helper read them before anything else happens (e.g. a hostfwd
+        # datagram that would otherwise race the announcement).
+        self.wait_sent()
 
     # -- sending -----------------------------------------------------------------------
     def send(self, frame):
@@ -547,6 +655,12 @@ class Peer:
             except Exception:
                 s = "%d bytes: %s" % (len(data), data[:32].hex())
             lines.append("  %+.3f %4d B %s" % (ts - start, len(data), s))
+        try:
+            status = self.helper_status()
+        except Exception:
+            status = None
+        if status is not None:
+            lines.append("=== HELPER %s ===" % describe_status(status).upper())
         log = self.helper_log()
         if log:
             lines.append("=== HELPER LOG (tail) ===")
@@ -557,11 +671,37 @@ class Peer:
         return self.name
 
     # -- helper process ------------------------------------------------------------------
+    def link_fd(self):
+        """Our end of the link (for SIOCOUTQ), or None when there is no such socket."""
+        return None
+
+    def wait_sent(self, timeout=None):
+        """Wait until the helper has read every frame we sent (our socket's SIOCOUTQ is
+        0), so counters asked for afterwards include them."""
+        timeout = timeout_or(timeout, self.POSITIVE_TIMEOUT)
+        deadline = time.monotonic() + timeout
+        buf = bytearray(4)
+        fd = self.link_fd()
+        if fd is None or fd < 0:
+            return False
+        while True:
+            try:
+                fcntl.ioctl(fd, termios.TIOCOUTQ, buf)
+            except OSError:
+                return False
+            if struct.unpack("i", buf)[0] == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self.pump(0.005)
+
     def stats(self, timeout=None):
-        """SIGUSR1 the helper and return its counters (dict) from the new stats line."""
+        """SIGUSR1 the helper and return its counters (dict) from the new stats line;
+        waits first until the helper has read everything we sent."""
         timeout = timeout_or(timeout, self.POSITIVE_TIMEOUT)
         pid = self.helper_pid()
         assert pid, "no helper pid for %s" % self.describe()
+        self.wait_sent(timeout)
         before = self.helper_log().count("stats:")
         os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + timeout
@@ -577,6 +717,7 @@ class Peer:
 
     def write_pcap(self, path):
         with PcapWriter(path, linktype=1, sync=True) as w:
+            w.write_header(None)   # write_packet() alone does not write the file header
             for ts, _, data in self.log:
                 w.write_packet(data, sec=int(ts), usec=int((ts % 1) * 1e6))
 
@@ -651,6 +792,8 @@ class DirectPeer(Peer):
                 err = self.error
                 self.close()
                 raise HelperRefused("helper refused %r: %s" % (self.spec_text(), err))
+            if self.ok:
+                self._started()
 
     def spec_text(self):
         return ",".join(k + ("=" + v if v else "") for k, v in self.options)
@@ -661,7 +804,6 @@ class DirectPeer(Peer):
             raise AssertionError("no status from helper within %.1f s; log:\n%s"
                                  % (timeout, self.helper_log()))
         data = self.sock.recv(65536)
-        self.log.append((time.time(), "status", data))
         if not data:
             self.ok, self.error = False, "helper closed the socket without a status"
         else:
@@ -669,7 +811,15 @@ class DirectPeer(Peer):
         self.status_raw = data
 
     def _send_raw(self, data):
-        return self.sock.send(data)
+        try:
+            return self.sock.send(data)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            try:
+                rc = self.proc.wait(1)
+            except subprocess.TimeoutExpired:
+                rc = None
+            raise AssertionError("send failed (%s): the helper %s; log:\n%s"
+                                 % (e, describe_status(rc), self.helper_log())) from e
 
     def _pump(self, timeout):
         if self.closed:
@@ -701,6 +851,12 @@ class DirectPeer(Peer):
 
     def helper_pid(self):
         return self.proc.pid
+
+    def link_fd(self):
+        return self.sock.fileno()
+
+    def helper_status(self):
+        return self.proc.poll() if self.returncode is None else self.returncode
 
     def helper_log(self):
         try:
@@ -831,8 +987,9 @@ class PluginPeer(Peer):
                  expect_ok=True, **kw):
         super().__init__(**kw)
         self.spec = spec
-        self.helper = helper or os.environ["SLIRPNET_HELPER"]
-        os.environ.setdefault("SLIRPNET_HELPER", self.helper)
+        if helper:
+            os.environ["SLIRPNET_HELPER"] = helper   # the plugin finds its helper here
+        self.helper = os.environ["SLIRPNET_HELPER"]
         self.lib = load_lib(lib)
         self.glib = load_glib()
         self.libc = _libs["libc"]
@@ -874,6 +1031,7 @@ class PluginPeer(Peer):
                 self.libc.free(err.value)
             if rx:
                 self.rx_enable()
+            self._started()
         else:
             self.ok = False
             self.error = ctypes.string_at(err.value).decode("utf-8", "replace") \
@@ -970,6 +1128,12 @@ class PluginPeer(Peer):
     def _send_raw(self, data):
         ret, err = self.be_send(data)
         if ret < 0:
+            if err in (errno_mod.ECONNRESET, errno_mod.EPIPE) and self._pid:
+                time.sleep(0.05)
+                raise AssertionError(
+                    "slirpnet_netbe_send: %s: the helper %s; log:\n%s"
+                    % (os.strerror(err), describe_status(peek_child_status(self._pid)),
+                       self.helper_log()))
             raise OSError(err, "slirpnet_netbe_send: " + os.strerror(err))
         return ret
 
@@ -1000,6 +1164,9 @@ class PluginPeer(Peer):
 
     def helper_pid(self):
         return self._pid
+
+    def link_fd(self):
+        return self.fd()
 
     def helper_log(self):
         return _read_file(self.log_path)
@@ -1269,6 +1436,36 @@ class TcpConn:
             self.snd_nxt = seq_add(self.snd_nxt, 1)
         self._wait(lambda: self.snd_una == self.snd_nxt, timeout, "ACK of our FIN",
                    retransmit=True)
+
+
+# --------------------------------------------------------------------------------------
+# IPv4 fragments
+
+def expect_datagram(peer, match, timeout=None, desc="IPv4 fragment"):
+    """Collect the fragments of one IPv4 datagram (frames matching match, which should
+    select on src/proto) and reassemble it; returns (fragments, IP payload bytes)."""
+    frags, got, total = [], 0, None
+    while total is None or got < total:
+        f = peer.expect(lambda x: IP in x and match(x), timeout, desc=desc)
+        ip = f[IP]
+        data = bytes(ip.payload)[: ip.len - ip.ihl * 4]
+        frags.append((ip.frag * 8, data, f))
+        got += len(data)
+        if not (int(ip.flags) & 1):          # MF clear: this is the last fragment
+            total = ip.frag * 8 + len(data)
+    buf = bytearray(total)
+    for off, data, _ in frags:
+        buf[off: off + len(data)] = data
+    return [f for _, _, f in frags], bytes(buf)
+
+
+def fragments(frame, size):
+    """Split an Ether/IP frame into Ether/IP fragment frames of at most size IP bytes."""
+    from scapy.layers.inet import fragment
+    e = frame[Ether]
+    return [Ether(src=e.src, dst=e.dst) / f
+            for f in fragment(frame[IP], fragsize=size - frame[IP].ihl * 4 if frame[IP].ihl
+                              else size - 20)]
 
 
 # --------------------------------------------------------------------------------------

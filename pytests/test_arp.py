@@ -48,7 +48,7 @@ def test_who_has_other_addresses_unanswered(peer, target):
 def test_slirp_resolves_guest(peer):
     """With auto-reply off we see libslirp's who-has for the guest, answer it by hand,
     and the held packet (an echo reply) is then delivered."""
-    p = peer()
+    p = peer(prime=False)
     p.auto_reply = False
     p.send(icmp_echo(p, seq=7))
     req = p.expect(lambda x: ARP in x and x[ARP].op == 1, desc="ARP who-has from slirp")
@@ -65,7 +65,7 @@ def test_slirp_resolves_guest(peer):
 
 def test_auto_reply_answers_who_has(peer):
     """The harness's automatic ARP answer is what lets the reply through."""
-    p = peer()
+    p = peer(prime=False)
     p.send(icmp_echo(p, seq=9))
     p.expect(icmp_echo_reply_from(p, seq=9))
     arp_tx = [d for _, direction, d in p.log if direction == "tx" and Ether(d).haslayer(ARP)]

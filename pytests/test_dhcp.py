@@ -3,8 +3,6 @@
 
 import socket
 
-import pytest
-
 from harness import (BOOTP, IP, UDP, Ether, GW_IP, decode_dns_names, dhcp_frame, dhcp_lease,
                      dhcp_options, icmp_echo, icmp_echo_reply_from, is_dhcp_reply)
 

@@ -3,9 +3,7 @@
 
 import socket
 
-import pytest
-
-from harness import IP, UDP, Ether, GUEST_IP, GW_MAC, free_port, hostfwd_exchange
+from harness import IP, UDP, Ether, GUEST_IP, GW_IP, GW_MAC, free_port, hostfwd_exchange
 
 
 def test_qemu_syntax(peer):

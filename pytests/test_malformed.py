@@ -6,9 +6,7 @@ Every test here uses restrict=on so that nothing random can leave for the host."
 import errno
 import random
 
-import pytest
-
-from harness import (ARP, IP, IPv6, TCP, UDP, Ether, BCAST_MAC, GW_IP, GW_MAC, icmp_echo,
+from harness import (ARP, IP, TCP, UDP, Ether, BCAST_MAC, GW_IP, GW_MAC, icmp_echo,
                      icmp_echo_reply_from)
 
 RESTRICTED = "restrict=on,ipv6=off"
@@ -32,12 +30,13 @@ def test_runts_dropped_and_counted_direct(direct):
 
 def test_runts_through_plugin(plugin):
     p = plugin("slirp," + RESTRICTED)
+    before = p.stats()
     for n in (1, 5, 13):
         ret, err = p.be_send(b"\x52" * n)
         # either refused by the plugin or dropped by the helper, never fatal
         assert ret == n or (ret == -1 and err in (errno.EINVAL, errno.EMSGSIZE)), (ret, err)
     st = p.stats()
-    assert st["rx_frames"] == 0
+    assert st["rx_frames"] == before["rx_frames"]
     alive(p)
 
 
@@ -67,18 +66,18 @@ def truncated_frames(p):
     yield good[:20]                                   # IPv4 header cut short
     yield good[:34]                                   # IPv4 header, no ICMP
     yield bytes(Ether(src=p.guest_mac, dst=GW_MAC) / IP(src=p.guest_ip, dst=GW_IP, ihl=2)
-                / b"\0" * 20)                         # ihl too small
+                / (b"\0" * 20))                         # ihl too small
     yield bytes(Ether(src=p.guest_mac, dst=GW_MAC) / IP(src=p.guest_ip, dst=GW_IP, len=1400)
                 / UDP(sport=1, dport=9) / b"short")   # IP length beyond the frame
     yield bytes(Ether(src=p.guest_mac, dst=GW_MAC) / IP(src=p.guest_ip, dst=GW_IP, version=6)
-                / b"\0" * 30)                         # version mismatch
+                / (b"\0" * 30))                         # version mismatch
     yield bytes(Ether(src=p.guest_mac, dst=GW_MAC) / IP(src=p.guest_ip, dst=GW_IP)
-                / TCP(sport=1, dport=80, dataofs=15) / b"\0" * 4)  # TCP offset too big
+                / TCP(sport=1, dport=80, dataofs=15) / (b"\0" * 4))  # TCP offset too big
     yield bytes(Ether(src=p.guest_mac, dst=BCAST_MAC, type=0x0806) / b"\x00\x01\x08\x00")
     yield bytes(Ether(src=p.guest_mac, dst=BCAST_MAC) / ARP(op=1, pdst=GW_IP, hwlen=16,
                                                           psrc=p.guest_ip, hwsrc=p.guest_mac))
-    yield bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x86dd) / b"\x60" + b"\0" * 10)
-    yield bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x88f8) / b"\0" * 40)  # NC-SI
+    yield bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x86dd)) + b"\x60" + b"\0" * 10
+    yield bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x88f8) / (b"\0" * 40))  # NC-SI
     yield bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x88f8))               # NC-SI, empty
 
 

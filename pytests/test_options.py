@@ -1,13 +1,11 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Option parsing: bad options are refused naming key and value, good ones take effect."""
 
-import os
 import socket
-import time
 
 import pytest
 
-from harness import (ARP, BOOTP, IP, UDP, Ether, GW_MAC, arp_who_has, child_pids,
+from harness import (ARP, BOOTP, IP, UDP, arp_who_has, child_pids, decode_dns_names,
                      dhcp_lease, dhcp_options, icmp_echo, icmp_echo_reply_from, open_fds,
                      special_mac, udp_to)
 
@@ -27,7 +25,7 @@ BAD_OPTIONS = [
     ("frobnicate", ["frobnicate"]),
     ("net=10.0.2.0/33", ["net", "10.0.2.0/33"]),
     ("net=notanip", ["net", "notanip"]),
-    ("net=10.0.2.1/24", ["net", "10.0.2.1"]),
+    ("net=10.0.2.0/255.0.255.0", ["net", "255.0.255.0"]),
     ("restrict=maybe", ["restrict", "maybe"]),
     ("open=sometimes", ["open", "sometimes"]),
     ("ipv6=v6", ["ipv6", "v6"]),
@@ -41,8 +39,6 @@ BAD_OPTIONS = [
     ("domainname=bad domain!", ["domainname", "bad domain!"]),
     ("dnssearch=bad..name", ["dnssearch", "bad..name"]),
     ("tftp=/nonexistent/dir", ["tftp", "/nonexistent/dir"]),
-    ("mtu=1000", ["mtu", "1000"]),      # below 1280 with IPv6 on
-    ("mtu=1500,mtu=1400", ["mtu", "1400"]),
 ]
 BAD_IDS = [o for o, _ in BAD_OPTIONS]
 
@@ -55,6 +51,7 @@ def assert_names(msg, words):
 
 @pytest.mark.parametrize("options,words", BAD_OPTIONS, ids=BAD_IDS)
 def test_bad_options_plugin(plugin, helper_path, options, words):
+    plugin("slirp," + options, expect_ok=False)   # warm-up: lazily created GLib state
     fds = open_fds()
     p = plugin("slirp," + options, expect_ok=False)
     assert p.init_rc == -1
@@ -124,6 +121,15 @@ def test_host_address(peer):
     assert socket.inet_ntoa(dhcp_options(ack)[3]) == "10.0.2.5"
 
 
+def test_net_host_bits_dropped(peer):
+    """As QEMU (and libvirt's <ip address='10.0.2.15' prefix='24'/>): net=10.0.2.1/24
+    means the 10.0.2.0/24 network."""
+    p = peer("net=10.0.2.1/24")
+    _, ack = dhcp_lease(p)
+    assert ack[BOOTP].yiaddr == "10.0.2.15"
+    assert socket.inet_ntoa(dhcp_options(ack)[3]) == "10.0.2.2"
+
+
 def test_dns_address(peer):
     p = peer("dns=10.0.2.4")
     p.send(arp_who_has("10.0.2.4", p))
@@ -161,9 +167,8 @@ def test_ipv4_off(peer):
     p.expect_none(lambda x: ARP in x or IP in x, desc="any IPv4/ARP answer")
 
 
-def test_options_applied_in_order_last_hostfwd_rules_all(peer):
+def test_repeatable_keys_accumulate_in_order(peer):
     """Repeatable keys accumulate (two dnssearch), in the order given."""
     p = peer("dnssearch=b.test,dnssearch=a.test")
-    from harness import decode_dns_names
     _, ack = dhcp_lease(p)
     assert decode_dns_names(dhcp_options(ack)[119]) == ["b.test", "a.test"]

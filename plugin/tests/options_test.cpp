@@ -109,6 +109,13 @@ TEST(Options, NetDerivesHostDhcpAndDns)
 	EXPECT_EQ(a4(c.host), "10.9.1.1");
 }
 
+TEST(Options, NetDropsHostBitsAsQemu)
+{
+	Config c = mustParse("net=10.0.2.15/24");
+	EXPECT_EQ(a4(c.net), "10.0.2.0");
+	EXPECT_EQ(a4(c.host), "10.0.2.2");
+}
+
 TEST(Options, NetWithoutMaskIsClassful)
 {
 	EXPECT_EQ(a4(mustParse("net=10.0.0.0").mask), "255.0.0.0");
@@ -248,4 +255,73 @@ TEST(Options, Booleans)
 	}
 	EXPECT_FALSE(parseBool("2", b));
 	EXPECT_FALSE(parseBool("", b));
+}
+
+// Observability keys (capture, control socket) and the hostfwd helpers of the control socket.
+TEST(Options, CaptureAndControlKeys)
+{
+	Config c = mustParse("");
+	EXPECT_TRUE(c.pcapFile.empty());
+	EXPECT_TRUE(c.pcapFilter.empty());
+	EXPECT_EQ(c.snaplen, 65535u);
+	EXPECT_TRUE(c.controlPath.empty());
+	c = mustParse("pcap=/tmp/x.pcap,pcap-filter=(icmp or arp) and not port 22,snaplen=14,control=/tmp/c.sock");
+	EXPECT_EQ(c.pcapFile, "/tmp/x.pcap");
+	EXPECT_EQ(c.pcapFilter, "(icmp or arp) and not port 22");
+	EXPECT_EQ(c.snaplen, 14u);
+	EXPECT_EQ(c.controlPath, "/tmp/c.sock");
+	EXPECT_EQ(mustParse("pcap=relative.pcap").pcapFile, "relative.pcap"); // the cwd exists
+	EXPECT_EQ(mustParse("snaplen=262144").snaplen, 262144u);
+
+	EXPECT_EQ(mustFail("snaplen=262145"), "snaplen: bad value '262145' (expected 14-262144)");
+	EXPECT_EQ(mustFail("pcap=/nonexistent/dir/x.pcap"),
+		  "pcap: no such directory '/nonexistent/dir' for '/nonexistent/dir/x.pcap'");
+	EXPECT_EQ(mustFail("pcap=/tmp"), "pcap: '/tmp' is a directory");
+	EXPECT_NE(mustFail("pcap=-").find("stdout"), std::string::npos);
+	EXPECT_EQ(mustFail("pcap-filter=icmp)"), "pcap-filter: unbalanced parentheses in expression 'icmp)'");
+	EXPECT_EQ(mustFail("pcap-filter=(icmp"), "pcap-filter: unbalanced parentheses in expression '(icmp'");
+	EXPECT_NE(mustFail("pcap-filter=icmp\tor arp").find("control character"), std::string::npos);
+	EXPECT_NE(mustFail("pcap-filter=" + std::string(5000, 'a')).find("too long"), std::string::npos);
+	EXPECT_NE(mustFail("control=/tmp/" + std::string(120, 's')).find("too long"), std::string::npos);
+	EXPECT_NE(mustFail("pcap").find("pcap: missing value"), std::string::npos);
+}
+
+TEST(HostFwdControl, KeyParsingAsQemusHostfwdRemove)
+{
+	HostFwd k;
+	std::string err;
+	ASSERT_TRUE(parseHostFwdKey("tcp:127.0.0.1:2222", k, err)) << err;
+	EXPECT_FALSE(k.udp);
+	auto h = reinterpret_cast<const sockaddr_in *>(&k.host);
+	EXPECT_EQ(formatAddr(h->sin_addr), "127.0.0.1");
+	EXPECT_EQ(ntohs(h->sin_port), 2222);
+	ASSERT_TRUE(parseHostFwdKey("udp::53", k, err)) << err;
+	EXPECT_TRUE(k.udp);
+	EXPECT_EQ(reinterpret_cast<const sockaddr_in *>(&k.host)->sin_addr.s_addr, htonl(INADDR_ANY));
+	ASSERT_TRUE(parseHostFwdKey(":[::1]:8080", k, err)) << err;
+	EXPECT_EQ(k.host.ss_family, AF_INET6);
+
+	EXPECT_FALSE(parseHostFwdKey("tcp:127.0.0.1:70000", k, err));
+	EXPECT_EQ(err, "hostfwd: bad port '70000' in 'tcp:127.0.0.1:70000'");
+	EXPECT_FALSE(parseHostFwdKey("sctp::1", k, err));
+	EXPECT_FALSE(parseHostFwdKey("2222", k, err));
+	EXPECT_FALSE(parseHostFwdKey("tcp:300.1.1.1:1", k, err));
+	EXPECT_FALSE(parseHostFwdKey("tcp:127.0.0.1:1-:2", k, err)); // a whole rule is not a key
+}
+
+TEST(HostFwdControl, ResolveAndFormat)
+{
+	Config cfg = mustParse("net=10.5.0.0/24,dhcpstart=10.5.0.40");
+	HostFwd f;
+	std::string err;
+	ASSERT_TRUE(parseHostFwd("tcp:127.0.0.1:2222-:22", f, err)) << err;
+	ASSERT_TRUE(resolveHostFwd(f, cfg, err)) << err;
+	EXPECT_EQ(formatHostFwd(f), "tcp:127.0.0.1:2222-10.5.0.40:22");
+	ASSERT_TRUE(parseHostFwd("udp:[::1]:5353-10.5.0.41:53", f, err)) << err;
+	ASSERT_TRUE(resolveHostFwd(f, cfg, err)) << err;
+	EXPECT_EQ(formatHostFwd(f), "udp:[::1]:5353-10.5.0.41:53");
+	Config v6only = mustParse("ipv6=on");
+	ASSERT_TRUE(parseHostFwd("tcp::1-:2", f, err));
+	EXPECT_FALSE(resolveHostFwd(f, v6only, err));
+	EXPECT_NE(err.find("ipv4 is off"), std::string::npos) << err;
 }

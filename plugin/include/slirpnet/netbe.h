@@ -58,7 +58,8 @@ void slirpnet_netbe_cleanup(struct slirpnet_netbe *be);
 /*
  * Transmit one guest frame (the iovecs concatenated). Returns the bytes sent, or -1 with
  * errno: EAGAIN when the helper's queue is full (drop it; TCP retransmits), EMSGSIZE when
- * the frame is larger than the backend accepts, ECONNRESET/EPIPE when the helper is gone.
+ * the frame is larger than the backend accepts, EINVAL when it is shorter than an Ethernet
+ * header (14 bytes), ECONNRESET/EPIPE when the helper is gone.
  */
 ssize_t slirpnet_netbe_send(struct slirpnet_netbe *be, const struct iovec *iov, int iovcnt);
 

@@ -1,0 +1,64 @@
+// frag_guard.cpp - keeps IPv4 fragments that would crash libslirp 4.7's reassembly away from it.
+#include "frag_guard.hpp"
+
+#include <cstring>
+
+namespace slirpnet {
+
+constexpr size_t kEthHeader = 14;
+
+static uint16_t be16(const uint8_t *p)
+{
+	return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+}
+
+FragGuard::Train *FragGuard::find(uint32_t src, uint32_t dst, uint16_t id, uint8_t proto, int64_t nowMs)
+{
+	for (auto &t : trains_)
+		if (t.expiresMs > nowMs && t.src == src && t.dst == dst && t.id == id && t.proto == proto)
+			return &t;
+	return nullptr;
+}
+
+bool FragGuard::admit(const uint8_t *frame, size_t len, int64_t nowMs)
+{
+	// Only IPv4 (EtherType 0x0800) with a whole fixed header is of interest; libslirp
+	// rejects shorter ones itself.
+	if (len < kEthHeader + 20 || be16(frame + 12) != 0x0800)
+		return true;
+	const uint8_t *ip = frame + kEthHeader;
+	uint16_t fragField = be16(ip + 6);
+	bool moreFragments = fragField & 0x2000;
+	uint16_t offset = fragField & 0x1fff;
+	if (offset == 0 && !moreFragments)
+		return true; // not a fragment
+
+	uint32_t src = be32(ip + 12), dst = be32(ip + 16);
+	uint16_t id = be16(ip + 4);
+	uint8_t proto = ip[9];
+	Train *t = find(src, dst, id, proto, nowMs);
+	if (offset == 0) {
+		// A train starts: libslirp creates its queue from this fragment.
+		if (!t) {
+			t = &trains_[0];
+			for (auto &slot : trains_)
+				if (slot.expiresMs < t->expiresMs)
+					t = &slot;
+			*t = Train{ src, dst, id, proto, 0 };
+		}
+		t->expiresMs = nowMs + kTtlMs;
+		return true;
+	}
+	if (!t)
+		return false;
+	if (!moreFragments)
+		t->expiresMs = 0; // the last one: libslirp may free the queue after it
+	return true;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,93 @@
+// frag_guard_test.cpp - which IPv4 fragments may reach libslirp 4.7's reassembly.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "frag_guard.hpp"
+
+using namespace slirpnet;
+
+namespace {
+
+// An Ethernet + IPv4 header (no payload needed by the guard).
+std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t proto = 17,
+			  uint8_t lastSrcByte = 15)
+{
+	std::vector<uint8_t> f(14 + 20, 0);
+	f[12] = 0x08;
+	f[13] = 0x00;
+	uint8_t *ip = f.data() + 14;
+	ip[0] = 0x45;
+	ip[4] = uint8_t(id >> 8);
+	ip[5] = uint8_t(id);
+	uint16_t field = uint16_t((more ? 0x2000 : 0) | offsetUnits);
+	ip[6] = uint8_t(field >> 8);
+	ip[7] = uint8_t(field);
+	ip[9] = proto;
+	ip[12] = 10, ip[13] = 0, ip[14] = 2, ip[15] = lastSrcByte;
+	ip[16] = 10, ip[17] = 0, ip[18] = 2, ip[19] = 2;
+	return f;
+}
+
+bool admit(FragGuard &g, const std::vector<uint8_t> &f, int64_t now = 1000)
+{
+	return g.admit(f.data(), f.size(), now);
+}
+
+} // namespace
+
+TEST(FragGuard, UnfragmentedAndNonIpv4PassUntouched)
+{
+	FragGuard g;
+	EXPECT_TRUE(admit(g, frag(1, 0, false)));
+	std::vector<uint8_t> arp(42, 0);
+	arp[12] = 0x08, arp[13] = 0x06;
+	EXPECT_TRUE(admit(g, arp));
+	std::vector<uint8_t> shortIp(20, 0);
+	shortIp[12] = 0x08;
+	EXPECT_TRUE(admit(g, shortIp)); // libslirp rejects it itself
+}
+
+TEST(FragGuard, LoneOrEarlyNonFirstFragmentsAreDropped)
+{
+	FragGuard g;
+	EXPECT_FALSE(admit(g, frag(7, 185, false))); // a last fragment alone: the 4.7.0 crash
+	EXPECT_FALSE(admit(g, frag(7, 100, true))); // a middle one alone
+}
+
+TEST(FragGuard, InOrderTrainPassesThenEnds)
+{
+	FragGuard g;
+	EXPECT_TRUE(admit(g, frag(9, 0, true)));
+	EXPECT_TRUE(admit(g, frag(9, 185, true)));
+	EXPECT_TRUE(admit(g, frag(9, 370, false))); // last: the train ends
+	EXPECT_FALSE(admit(g, frag(9, 185, true))); // a late duplicate finds no queue
+}
+
+TEST(FragGuard, TrainsAreKeyedBySourceDestinationIdAndProtocol)
+{
+	FragGuard g;
+	EXPECT_TRUE(admit(g, frag(5, 0, true, 17)));
+	EXPECT_FALSE(admit(g, frag(5, 185, false, 1))); // other protocol
+	EXPECT_FALSE(admit(g, frag(6, 185, false, 17))); // other id
+	EXPECT_FALSE(admit(g, frag(5, 185, false, 17, 16))); // other source
+	EXPECT_TRUE(admit(g, frag(5, 185, false, 17)));
+}
+
+TEST(FragGuard, TrainsExpireBeforeLibslirpsQueue)
+{
+	FragGuard g;
+	EXPECT_TRUE(admit(g, frag(3, 0, true), 1000));
+	EXPECT_TRUE(admit(g, frag(3, 185, true), 1000 + FragGuard::kTtlMs - 1));
+	// The first fragment refreshed nothing: the train started at 1000.
+	EXPECT_FALSE(admit(g, frag(3, 370, false), 1000 + FragGuard::kTtlMs));
+}
+
+TEST(FragGuard, TableIsBoundedOldestReplaced)
+{
+	FragGuard g;
+	for (uint16_t id = 0; id < FragGuard::kSlots + 1; id++)
+		EXPECT_TRUE(admit(g, frag(id, 0, true), 1000 + id));
+	EXPECT_FALSE(admit(g, frag(0, 185, false), 2000)); // the oldest was replaced
+	EXPECT_TRUE(admit(g, frag(FragGuard::kSlots, 185, false), 2000));
+}

@@ -1,0 +1,278 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""pcap=FILE, pcap-filter, snaplen: the helper records every frame both ways, tshark reads it."""
+
+import collections
+import os
+import signal
+import socket
+import stat
+import time
+
+import pytest
+
+from harness import (ARP, ICMP, UDP, Ether, arp_who_has, child_pids, icmp_echo,
+                     icmp_echo_reply_from, udp_to)
+from capture_fixtures import (LINKTYPE_ETHERNET, PCAP_MAGIC_US, CaptureFile, captured,  # noqa: F401
+                              read_pcap)
+
+
+def ping_and_arp(p, seq=1):
+    p.send(arp_who_has(p.gw_ip, p))
+    p.expect(lambda x: ARP in x and x[ARP].op == 2)
+    p.send(icmp_echo(p, seq=seq))
+    p.expect(icmp_echo_reply_from(p, seq=seq))
+
+
+def logged_frames(p):
+    """Every frame the test sent and received (the harness's own log)."""
+    return [data for _, d, data in p.log if d in ("tx", "rx")]
+
+
+@pytest.mark.parametrize("kind", ["direct", "plugin"])
+def test_records_every_frame_both_ways(captured, udp_echo, kind):
+    """The file holds exactly the frames that crossed the link, in both directions."""
+    p = captured("ipv6=off", kind=kind)      # no unsolicited IPv6 frames to race with
+    ping_and_arp(p)
+    p.send(udp_to(p, udp_echo.port, b"echo me", sport=40000))
+    p.expect(lambda x: UDP in x and x[UDP].dport == 40000)
+    p.flush(0.3)
+    p.close()
+    hdr, recs = read_pcap(p.capture.path)
+    assert hdr.magic == PCAP_MAGIC_US and (hdr.major, hdr.minor) == (2, 4)
+    assert hdr.linktype == LINKTYPE_ETHERNET and hdr.snaplen == 65535
+    assert collections.Counter(r.data for r in recs) == collections.Counter(logged_frames(p))
+    assert all(r.caplen == r.origlen for r in recs)
+    ts = [r.ts for r in recs]
+    assert ts == sorted(ts) and abs(ts[0] - p.log[0][0]) < 5
+    mix = p.capture.assert_decodes(expect=("arp", "icmp", "udp"), count=len(recs))
+    assert mix["eth"] == len(recs)
+
+
+@pytest.mark.parametrize("form", ["separate", "equals", "dash-o"])
+def test_pcap_option_on_the_command_line(direct, tmp_path, form):
+    path = str(tmp_path / "cli.pcap")
+    args = {"separate": ["--pcap", path], "equals": ["--pcap=" + path],
+            "dash-o": ["-o", "pcap=%s,snaplen=200" % path]}[form]
+    p = direct("ipv6=off", args=args)
+    ping_and_arp(p)
+    p.flush(0.2)
+    p.close()
+    cap = CaptureFile(path)
+    assert cap.header().snaplen == (200 if form == "dash-o" else 65535)
+    assert len(cap.records()) == len(logged_frames(p))
+    cap.assert_decodes(expect=("arp", "icmp"))
+
+
+def test_flushed_while_running(captured):
+    """Frames reach the file within the flush interval, without stopping the helper."""
+    p = captured("ipv6=off")
+    assert p.capture.records() == []           # the header is on disk from the start
+    ping_and_arp(p)
+    recs = p.capture.wait_records(4, timeout=1.0)
+    assert any(ICMP in Ether(r.data) for r in recs)
+
+
+def test_file_mode_is_private(captured):
+    p = captured()
+    mode = stat.S_IMODE(os.stat(p.capture.path).st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+def test_snaplen_cuts_frames(captured, udp_echo):
+    p = captured("snaplen=100,ipv6=off")
+    p.send(udp_to(p, udp_echo.port, b"y" * 1000, sport=40001))
+    p.expect(lambda x: UDP in x and x[UDP].dport == 40001)
+    p.close()
+    cap = p.capture
+    assert cap.header().snaplen == 100
+    big = [r for r in cap.records() if r.origlen > 1000]
+    assert len(big) == 2, [(r.caplen, r.origlen) for r in cap.records()]
+    assert all(r.caplen == 100 and r.origlen == 1042 for r in big)
+    cap.assert_decodes(expect=("udp",))
+
+
+def test_filter_keeps_only_matching_frames(captured):
+    p = captured("pcap-filter=icmp,ipv6=off")
+    ping_and_arp(p, seq=1)
+    p.send(icmp_echo(p, seq=2))
+    p.expect(icmp_echo_reply_from(p, seq=2))
+    p.close()
+    recs = p.capture.records()
+    assert len(recs) == 4, len(recs)           # two requests, two replies; no ARP
+    mix = p.capture.assert_decodes(expect=("icmp",))
+    assert mix["arp"] == 0
+
+
+def test_filter_sees_whole_frame_despite_snaplen(captured, udp_echo):
+    """The filter looks at the whole frame: a match beyond snaplen still counts."""
+    p = captured("snaplen=64,pcap-filter=udp and len > 500,ipv6=off")
+    p.send(udp_to(p, udp_echo.port, b"z" * 600, sport=40002))
+    p.expect(lambda x: UDP in x and x[UDP].dport == 40002)
+    p.send(udp_to(p, udp_echo.port, b"small", sport=40003))
+    p.expect(lambda x: UDP in x and x[UDP].dport == 40003)
+    p.close()
+    recs = p.capture.records()
+    assert [(r.caplen, r.origlen) for r in recs] == [(64, 642), (64, 642)]
+
+
+BAD_FILTERS = ["tcp port", "icmp and nosuchproto", "ether host zz:zz:zz:zz:zz:zz", "port 99999"]
+
+
+@pytest.mark.parametrize("expr", BAD_FILTERS)
+def test_bad_filter_refused_direct(direct, tmp_path, expr):
+    path = tmp_path / "never.pcap"
+    d = direct("pcap=%s,pcap-filter=%s" % (path, expr), expect_ok=False)
+    assert d.ok is False
+    assert "pcap-filter" in d.error and expr in d.error, d.error
+    assert d.wait_exit(3) == 1
+    assert not path.exists(), "a capture file was created for a refused config"
+
+
+@pytest.mark.parametrize("expr", BAD_FILTERS)
+def test_bad_filter_refused_plugin(plugin, helper_path, tmp_path, expr):
+    p = plugin("slirp,pcap=%s,pcap-filter=%s" % (tmp_path / "x.pcap", expr), expect_ok=False)
+    assert p.init_rc == -1
+    assert "pcap-filter" in p.error and expr in p.error, p.error
+    assert child_pids(helper_path) == []
+
+
+def test_bad_filter_refused_without_pcap(direct):
+    """pcap-filter is also capture-start's default: checked even with no capture."""
+    d = direct("pcap-filter=tcp port", expect_ok=False)
+    assert d.ok is False and "pcap-filter" in d.error
+
+
+def test_bad_filter_on_the_command_line(helper_path, tmp_path):
+    import subprocess
+    # No guest link: the shape check of the option parser still runs first.
+    r = subprocess.run([helper_path, "--pcap-filter", "(icmp"], capture_output=True, text=True)
+    assert r.returncode == 2 and "pcap-filter" in r.stderr and "(icmp" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("options,words", [
+    ("pcap-filter=(icmp", ["pcap-filter", "(icmp", "parentheses"]),
+    ("pcap=/nonexistent/dir/x.pcap", ["pcap", "/nonexistent/dir"]),
+    ("pcap=-", ["pcap", "stdout"]),
+    ("pcap=/tmp", ["pcap", "/tmp", "directory"]),
+    ("snaplen=10", ["snaplen", "10"]),
+    ("snaplen=300000", ["snaplen", "300000"]),
+])
+def test_bad_capture_options(plugin, direct, helper_path, options, words):
+    """Refused by the option table: in the plugin before any helper runs, and directly."""
+    p = plugin("slirp," + options, expect_ok=False)
+    assert p.init_rc == -1
+    for w in words:
+        assert w in p.error, p.error
+    assert child_pids(helper_path) == []
+    d = direct(options, expect_ok=False)
+    assert d.ok is False and all(w in d.error for w in words), d.error
+
+
+def test_fifo_refused(direct, tmp_path):
+    """A FIFO's reader could block the data path: refused at start-up."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    d = direct("pcap=%s" % fifo, expect_ok=False)
+    assert d.ok is False and "not a regular file" in d.error, d.error
+
+
+def test_killed_helper_leaves_whole_records(captured):
+    """SIGKILL: the file ends on a record boundary and holds what came >100 ms before."""
+    p = captured("ipv6=off")
+    p.expect_clean_exit = False
+    for seq in range(1, 51):
+        p.send(icmp_echo(p, seq=seq, payload=b"k" * 200))
+        p.expect(icmp_echo_reply_from(p, seq=seq))
+    time.sleep(0.4)                            # > the 100 ms flush interval
+    os.kill(p.helper_pid(), signal.SIGKILL)
+    assert p.wait_exit(3) == -signal.SIGKILL
+    recs = p.capture.records()                 # strict: no partial record at the end
+    echoes = [r for r in recs if r.origlen == 14 + 20 + 8 + 200]
+    assert len(echoes) >= 100, len(echoes)
+    p.capture.assert_decodes(expect=("icmp",), count=len(recs))
+
+
+def test_killed_mid_burst_is_still_readable(captured):
+    """SIGKILL while frames stream in (several buffer-full flushes): still readable."""
+    p = captured("ipv6=off")
+    p.expect_clean_exit = False
+    payload = b"b" * 1200
+    for seq in range(1, 3001):
+        p.send(icmp_echo(p, seq=seq & 0xFFFF, payload=payload))
+        if seq % 200 == 0:
+            p.flush()                           # keep our receive queue small
+        if seq == 2000:
+            os.kill(p.helper_pid(), signal.SIGKILL)
+            break
+    assert p.wait_exit(3) == -signal.SIGKILL
+    recs = p.capture.records()
+    assert len(recs) > 500, len(recs)          # 256 KiB buffer: flushed on the way
+    p.capture.assert_decodes(expect=("icmp",), count=len(recs))
+
+
+def test_capture_matches_counters_under_load(captured):
+    """Under a steady stream every frame is recorded once: pcap == rx + tx counters."""
+    p = captured("ipv6=off")
+    n, window = 1000, 25
+    for base in range(0, n, window):
+        for seq in range(base + 1, base + window + 1):
+            p.send(icmp_echo(p, seq=seq, payload=b"f" * 1000))
+        for _ in range(window):
+            p.expect(lambda x: ICMP in x and x[ICMP].type == 0)
+    st = p.stats()
+    assert st["drop_tx_full"] == 0 and st["drop_tx_error"] == 0, st
+    p.close()
+    assert st["tx_frames"] >= n and st["rx_frames"] >= n   # plus ARP the harness answers
+    assert len(p.capture.records()) == st["rx_frames"] + st["tx_frames"]
+
+
+def test_capture_and_control_on_the_stream_transport(helper_path, tmp_path):
+    """Network::create starts capture and control for every transport: here QEMU's
+    -netdev stream framing (--socket PATH, 4-byte big-endian length per frame)."""
+    import struct
+    import subprocess
+    from capture_fixtures import ControlClient
+    if "--socket" not in subprocess.run([helper_path, "--help"], capture_output=True,
+                                        text=True).stdout:
+        pytest.skip("this helper has no --socket transport")
+    sock_path = str(tmp_path / "net.sock")
+    ctl_path = str(tmp_path / "ctl.sock")
+    pcap = str(tmp_path / "stream.pcap")
+    proc = subprocess.Popen([helper_path, "--socket", sock_path, "-o",
+                             "pcap=%s,control=%s,ipv6=off" % (pcap, ctl_path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        while not (os.path.exists(sock_path) and os.path.exists(ctl_path)):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "helper did not create its sockets"
+            time.sleep(0.02)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock_path)
+        s.settimeout(3)
+        req = bytes(arp_who_has("10.0.2.2"))
+        s.sendall(struct.pack(">I", len(req)) + req)
+        buf = b""
+        while True:
+            while len(buf) < 4:
+                buf += s.recv(65536)
+            n = struct.unpack(">I", buf[:4])[0]
+            while len(buf) < 4 + n:
+                buf += s.recv(65536)
+            frame, buf = buf[4: 4 + n], buf[4 + n:]
+            if ARP in Ether(frame) and Ether(frame)[ARP].op == 2:
+                break
+        with ControlClient(ctl_path) as c:
+            st = c.call("stats")
+            assert st["rx_frames"] >= 1 and st["tx_frames"] >= 1
+            assert st["capture"]["file"] == pcap
+        s.close()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        proc.stderr.close()
+    cap = CaptureFile(pcap)
+    mix = cap.assert_decodes(expect=("arp",))
+    assert mix["arp"] >= 2                      # the request and the reply
+    assert not os.path.exists(ctl_path)

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Self-tests of harness.py that need no helper: matching, decoding, encoding."""
+
+import pytest
+
+import harness
+from harness import (ARP, ICMP, IP, TCP, UDP, Ether, Raw, decode_dns_names, decode_status,
+                     encode_config, packet_matches, parse_options, parse_stats, seq_add,
+                     seq_lt)
+
+
+def test_template_matching():
+    pkt = Ether(bytes(Ether(src="52:55:0a:00:02:02", dst="52:54:00:12:34:56")
+                      / IP(src="10.0.2.2", dst="10.0.2.15") / ICMP(type=0, id=5, seq=9)
+                      / Raw(load=b"abc")))
+    assert packet_matches(Ether(dst="52:54:00:12:34:56") / IP(src="10.0.2.2"), pkt)
+    assert packet_matches(Ether(dst="52:54:00:12:34:56".upper()), pkt)  # MAC case
+    assert packet_matches(Ether() / IP() / ICMP(id=5, seq=9) / Raw(load=b"abc"), pkt)
+    assert not packet_matches(Ether() / IP() / ICMP(id=5, seq=8), pkt)
+    assert not packet_matches(Ether() / IP() / UDP(), pkt)
+    assert not packet_matches(Ether() / IP() / ICMP() / Raw(load=b"abd"), pkt)
+    assert not packet_matches(Ether() / ARP(), pkt)
+
+
+def test_template_raw_vs_padding():
+    pkt = Ether(bytes(Ether(src="52:55:0a:00:02:02", dst="52:54:00:12:34:56")
+                      / IP(src="10.0.2.2", dst="10.0.2.15") / UDP(sport=1, dport=2)
+                      / b"x") + b"\0" * 20)
+    assert packet_matches(Ether() / IP() / UDP(sport=1) / Raw(load=b"x"), pkt)
+
+
+def test_tcp_flags_match():
+    pkt = Ether(bytes(Ether(src="52:55:0a:00:02:02", dst="52:54:00:12:34:56")
+                      / IP(src="10.0.2.2", dst="10.0.2.15") / TCP(flags="SA")))
+    assert packet_matches(Ether() / IP() / TCP(flags="SA"), pkt)
+    assert not packet_matches(Ether() / IP() / TCP(flags="S"), pkt)
+
+
+def test_dns_names_plain_and_compressed():
+    plain = b"\x04corp\x07example\x04test\x00\x03lab\x07example\x04test\x00"
+    assert decode_dns_names(plain) == ["corp.example.test", "lab.example.test"]
+    # second name: "lab" + pointer to offset 5 ("example.test")
+    comp = b"\x04corp\x07example\x04test\x00\x03lab\xc0\x05"
+    assert decode_dns_names(comp) == ["corp.example.test", "lab.example.test"]
+    with pytest.raises(ValueError):
+        decode_dns_names(b"\xc0\x00")
+
+
+def test_parse_options():
+    assert parse_options("a=1,open,hostfwd=tcp::1-:2;udp::3-:4") == [
+        ("a", "1"), ("open", ""), ("hostfwd", "tcp::1-:2;udp::3-:4")]
+    assert parse_options([("k", 1)]) == [("k", "1")]
+    assert parse_options("") == []
+
+
+def test_parse_stats():
+    text = ("slirpnet[1]: INFO: stats: rx_frames=1 rx_bytes=2 tx_frames=3 tx_bytes=4 "
+            "drop_oversize=5 drop_runt=6 drop_tx_full=7 drop_tx_error=8\n"
+            "slirpnet[1]: INFO: stats: rx_frames=10 rx_bytes=20 tx_frames=30 tx_bytes=40 "
+            "drop_oversize=50 drop_runt=60 drop_tx_full=70 drop_tx_error=80\n")
+    st = parse_stats(text)
+    assert st["rx_frames"] == 10 and st["drop_tx_error"] == 80 and len(st) == 8
+    assert parse_stats("nothing") is None
+
+
+def test_gvariant_config_roundtrip():
+    from gi.repository import GLib
+    data = encode_config("restrict=on,open,hostfwd=tcp::1-:2")
+    v = GLib.Variant.new_from_bytes(GLib.VariantType("(ua(ss))"), GLib.Bytes(data), False)
+    assert v.unpack() == (1, [("restrict", "on"), ("open", ""), ("hostfwd", "tcp::1-:2")])
+    st = GLib.Variant("(bs)", (False, "mtu: bad")).get_data_as_bytes().get_data()
+    assert decode_status(st) == (False, "mtu: bad")
+
+
+def test_seq_arithmetic():
+    assert seq_add(0xFFFFFFFF, 2) == 1
+    assert seq_lt(0xFFFFFFF0, 5)
+    assert not seq_lt(5, 0xFFFFFFF0)
+
+
+def test_failure_message_lists_frames():
+    class FakePeer(harness.Peer):
+        def _send_raw(self, data):
+            return len(data)
+
+        def _pump(self, timeout):
+            if not getattr(self, "fed", False):
+                self.fed = True
+                self._raw_in.append((0.0 + __import__("time").time(), bytes(
+                    Ether(src="52:55:0a:00:02:02", dst="52:54:00:12:34:56")
+                    / IP(src="10.0.2.2", dst="10.0.2.15") / ICMP(type=3))))
+
+        def close(self):
+            pass
+
+    p = FakePeer()
+    with pytest.raises(AssertionError) as e:
+        p.expect(Ether() / IP() / ICMP(type=0), timeout=0.05)
+    msg = str(e.value)
+    assert "=== EXPECTED ===" in msg and "###[ ICMP ]###" in msg
+    assert "dest-unreach" in msg or "ICMP" in msg.split("=== RECEIVED")[1]
+    with pytest.raises(AssertionError):
+        p.expect_none(ICMP, timeout=0.05)

@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""backends.py - each backend under test: how to start it for one guest namespace, and its addresses."""
+
+import json
+import os
+import select
+import shutil
+import socket
+
+from . import netns
+from .netns import GATEWAY, SINK_ADDR
+from .proc import RigError, listening, run, wait_for
+
+# Servers: on the host (reached from the guest through the gateway) and in the guest.
+HOST_IPERF, HOST_PROBE = 5201, 5301
+GUEST_IPERF, GUEST_PROBE = 6201, 6301
+# Host ports forwarded to the guest ports: guest port + FWD_OFFSET, bound on 127.0.0.1.
+FWD_OFFSET = 10000
+FORWARDS = [("tcp", GUEST_IPERF), ("udp", GUEST_IPERF), ("tcp", GUEST_PROBE)]
+TAP = "tap0"
+START_TIMEOUT = 15
+
+
+class Backend:
+    """One way of connecting the guest namespace to the host.
+
+    setup(mtu) creates the guest namespace and starts the backend's processes (their pids in
+    roots: CPU is the sum over their process trees); teardown() undoes it."""
+
+    name = ""
+    description = ""
+    ceiling = False  # kernel-only reference, no user-mode process
+    guest_addr = "10.0.2.15"
+    host_bind = "127.0.0.1"  # where host-side servers listen
+    server_from_guest = GATEWAY  # how the guest reaches them
+    # Source of host-side clients. pasta splices connections that come from loopback straight
+    # into the namespace's loopback, past its tap; a non-loopback source keeps every user-mode
+    # backend on its tap path. libslirp does not care, so all of them get the same.
+    host_client_src = SINK_ADDR
+
+    def __init__(self, rig):
+        self.rig = rig
+        self.guest = None
+        self.roots = []
+        self.procs = []
+
+    def unavailable(self):
+        """Why this backend cannot run here, or None."""
+        return None
+
+    @property
+    def host_ns(self):
+        return self.rig.host
+
+    def to_guest(self, port):
+        """(address, port) a host-side client connects to, to reach port in the guest."""
+        return ("127.0.0.1", port + FWD_OFFSET)
+
+    def start(self, name, argv, **kw):
+        p = self.rig.procs.start("%s-%s" % (self.name, name), argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def setup(self, mtu):
+        self.mtu = mtu
+        self.guest = netns.make_guest(self.name)
+        self.start_backend(mtu)
+
+    def start_backend(self, mtu):
+        raise NotImplementedError
+
+    def teardown(self):
+        for p in reversed(self.procs):
+            self.rig.procs.stop(p)
+        self.procs, self.roots = [], []
+        if self.guest:
+            self.guest.delete()
+            self.guest = None
+
+    def wait_forwards(self, pid):
+        for proto, port in FORWARDS:
+            wait_for(lambda: listening(pid, port + FWD_OFFSET, proto), START_TIMEOUT,
+                     "%s to forward %s port %d" % (self.name, proto, port + FWD_OFFSET))
+
+    def bridge(self, mode, target):
+        """The tap bridge (the emulator stand-in) between the guest's tap and the backend."""
+        self.guest.ip("tuntap", "add", "dev", TAP, "mode", "tap")
+        netns.configure_link(self.guest, TAP, self.guest_addr, self.mtu)
+        env = dict(os.environ, SLIRPNET_HELPER=self.rig.helper)
+        return self.start("bridge", self.host_ns.exec(
+            [self.rig.tapbridge, "--netns", self.guest.path, "--tap", TAP, mode, target]),
+            ready_line="ready", timeout=START_TIMEOUT, env=env)
+
+
+def _slirp_options(mtu, guest_addr):
+    opts = ["ipv6=off", "mtu=%d" % mtu]
+    opts += ["hostfwd=%s:127.0.0.1:%d-%s:%d" % (proto, port + FWD_OFFSET, guest_addr, port)
+             for proto, port in FORWARDS]
+    return ",".join(opts)
+
+
+class SlirpnetPlugin(Backend):
+    name = "slirpnet"
+    description = "libslirpnet C ABI (tap bridge + helper)"
+
+    def start_backend(self, mtu):
+        p = self.bridge("--plugin", "slirp," + _slirp_options(mtu, self.guest_addr))
+        self.roots = [p.pid]  # the helper is the bridge's child: counted with it
+        self.wait_forwards(p.pid)
+
+
+class SlirpnetStream(Backend):
+    name = "slirpnet-stream"
+    description = "slirpnet --socket, QEMU stream framing (tap bridge + helper)"
+
+    def unavailable(self):
+        out = run([self.rig.helper, "--help"], check=False).stdout
+        if "--socket" not in out:
+            return "this slirpnet helper has no --socket"
+        return None
+
+    def start_backend(self, mtu):
+        sock = os.path.join(self.rig.sockdir, "slirpnet.sock")
+        helper = self.start("helper", self.host_ns.exec(
+            [self.rig.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)]))
+        self.wait_forwards(helper.pid)
+        bridge = self.bridge("--stream", sock)
+        self.roots = [helper.pid, bridge.pid]
+
+
+class Slirp4netns(Backend):
+    name = "slirp4netns"
+    description = "slirp4netns (libslirp on its own tap, one process)"
+    guest_addr = "10.0.2.100"  # what --configure assigns
+
+    def unavailable(self):
+        return None if shutil.which("slirp4netns") else "slirp4netns is not installed"
+
+    def start_backend(self, mtu):
+        api = os.path.join(self.rig.sockdir, "slirp4netns.sock")
+        r, w = os.pipe()
+        try:
+            # Host loopback stays allowed (no --disable-host-loopback): 10.0.2.2 must reach
+            # 127.0.0.1. No DNS: the benchmark never resolves anything.
+            p = self.start("slirp4netns", self.host_ns.exec(
+                ["slirp4netns", "--configure", "--mtu=%d" % mtu, "--disable-dns",
+                 "--api-socket", api, "--ready-fd", str(w), "--netns-type=path",
+                 self.guest.path, TAP]), pass_fds=(w,))
+            os.close(w)
+            w = -1
+            ready, _, _ = select.select([r], [], [], START_TIMEOUT)
+            if not ready or os.read(r, 16) != b"1":
+                raise RigError("slirp4netns did not report ready (see logs/slirp4netns-slirp4netns.log)")
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        self.roots = [p.pid]
+        for proto, port in FORWARDS:
+            self._api(api, {"execute": "add_hostfwd", "arguments": {
+                "proto": proto, "host_addr": "127.0.0.1", "host_port": port + FWD_OFFSET,
+                "guest_addr": self.guest_addr, "guest_port": port}})
+        self.wait_forwards(p.pid)
+
+    @staticmethod
+    def _api(path, request):
+        # One request per connection, ended by shutdown(SHUT_WR), as slirp4netns(1) requires.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(json.dumps(request).encode())
+            s.shutdown(socket.SHUT_WR)
+            answer = json.loads(s.recv(4096).decode() or "{}")
+        if "return" not in answer:
+            raise RigError("slirp4netns API %s: %s" % (request["execute"], answer))
+
+
+def _passt_forwards():
+    args = []
+    for proto, port in FORWARDS:
+        args += ["-t" if proto == "tcp" else "-u", "127.0.0.1/%d:%d" % (port + FWD_OFFSET, port)]
+    return args
+
+
+def _passt_common(mtu):
+    # The guest gets libslirp's addressing. passt maps connections to the gateway address to
+    # the host's loopback (no --no-map-gw), which is where the servers are; -4: IPv4 only.
+    return ["-f", "-q", "-4", "-a", Backend.guest_addr, "-n", str(netns.PREFIXLEN),
+            "-g", GATEWAY, "-m", str(mtu)] + _passt_forwards()
+
+
+class Passt(Backend):
+    name = "passt"
+    description = "passt over its stream socket (tap bridge + passt)"
+
+    def unavailable(self):
+        return None if shutil.which("passt") else "passt is not installed"
+
+    def start_backend(self, mtu):
+        sock = os.path.join(self.rig.sockdir, "passt.sock")
+        p = self.start("passt", self.host_ns.exec(["passt", "-s", sock] + _passt_common(mtu)))
+        self.wait_forwards(p.pid)
+        bridge = self.bridge("--stream", sock)
+        self.roots = [p.pid, bridge.pid]
+
+
+class Pasta(Backend):
+    name = "pasta"
+    description = "pasta on its own tap (one process; passt's non-libslirp engine)"
+
+    def unavailable(self):
+        return None if shutil.which("pasta") else "pasta (package passt) is not installed"
+
+    def start_backend(self, mtu):
+        # --runas 0: as root pasta would switch to nobody, which may not enter our namespace.
+        # -T/-U none: nothing from the namespace's loopback to the host's (that is a splice).
+        p = self.start("pasta", self.host_ns.exec(
+            ["pasta", "--runas", "0", "--netns", self.guest.path, "-I", TAP, "-T", "none",
+             "-U", "none"] + _passt_common(mtu)))
+        wait_for(lambda: self.guest.has_link(TAP), START_TIMEOUT, "pasta's tap")
+        netns.configure_link(self.guest, TAP, self.guest_addr, mtu)
+        self.roots = [p.pid]
+        self.wait_forwards(p.pid)
+
+
+class Veth(Backend):
+    name = "veth"
+    description = "ceiling: kernel veth pair, no user-mode hop"
+    ceiling = True
+    host_bind = GATEWAY
+    host_client_src = None
+
+    def to_guest(self, port):
+        return (self.guest_addr, port)
+
+    def start_backend(self, mtu):
+        self.host_ns.ip("link", "add", "vguest0", "mtu", str(mtu), "type", "veth", "peer", "name",
+                        "eth0", "netns", self.guest.name)
+        netns.configure_link(self.host_ns, "vguest0", GATEWAY, mtu, gateway=None)
+        netns.configure_link(self.guest, "eth0", self.guest_addr, mtu)
+
+    # teardown: deleting the guest namespace deletes the pair.
+
+
+class Loopback(Backend):
+    name = "loopback"
+    description = "ceiling: loopback in one namespace, MTU set on lo"
+    ceiling = True
+    guest_addr = "127.0.0.1"
+    server_from_guest = "127.0.0.1"
+    host_client_src = None
+
+    @property
+    def host_ns(self):
+        return self.guest  # one namespace plays both sides
+
+    def to_guest(self, port):
+        return ("127.0.0.1", port)
+
+    def start_backend(self, mtu):
+        self.guest.ip("link", "set", "lo", "mtu", str(mtu))
+
+
+ALL = [SlirpnetPlugin, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth, Loopback]
+REFERENCE = "slirp4netns"

@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""cli.py - `scripts/bench/run`: options, the runs × MTUs × backends × measures loop, and cleanup."""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from . import backends, measures, netns, report
+from .proc import Processes, RigError, run
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SETUP_SECONDS = 4  # rough cost of one backend start + servers, for the time estimate
+
+
+def parse(argv):
+    names = [b.name for b in backends.ALL]
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench/run",
+        description="Benchmark slirpnet against slirp4netns, passt, pasta and the kernel's own "
+                    "veth/loopback, with the kernel's TCP stack in a network namespace as the "
+                    "guest. Needs root; uses only loopback and namespaces it creates.")
+    ap.add_argument("--quick", action="store_true",
+                    help="CI smoke run: 1 run, 2-second measures, MTU 1500 (overridable)")
+    ap.add_argument("--runs", type=int, help="runs per cell (default 3; --quick: 1)")
+    ap.add_argument("--seconds", type=float, help="TCP throughput duration (default 10; --quick: 2)")
+    ap.add_argument("--probe-seconds", type=float,
+                    help="request/response, connect-rate and UDP duration (default 5; --quick: 2)")
+    ap.add_argument("--mtu", help="comma list (default 1500,65520; --quick: 1500)")
+    ap.add_argument("--backends", help="comma list of %s (default: all)" % ",".join(names))
+    ap.add_argument("--measures", help="comma list of %s (default: all)" % ",".join(measures.MEASURES))
+    ap.add_argument("--directions", help="comma list of g2h,h2g (default: both)")
+    ap.add_argument("--cc", default="cubic",
+                    help="TCP congestion control of the iperf3 senders (default cubic, what most "
+                         "guest kernels run; the machine's default may differ)")
+    ap.add_argument("--build", default=os.environ.get("SLIRPNET_BUILD") or os.path.join(REPO, "build"),
+                    help="meson build directory with the helper and scripts/bench's tools "
+                         "(default $SLIRPNET_BUILD, else build/)")
+    ap.add_argument("--out", help="directory for results.{md,json}, logs and profiles "
+                                  "(default /tmp/slirpnet-bench-DATE)")
+    ap.add_argument("--profile", action="store_true",
+                    help="perf record the backend processes during each TCP run (perf-*.txt in --out)")
+    ap.add_argument("--require-all", action="store_true",
+                    help="fail when a selected backend cannot run here (CI), instead of skipping it")
+    a = ap.parse_args(argv)
+
+    def pick(value, allowed, what):
+        items = value.split(",") if value else list(allowed)
+        bad = [i for i in items if i not in allowed]
+        if bad:
+            ap.error("unknown %s: %s (known: %s)" % (what, ",".join(bad), ",".join(allowed)))
+        return items
+
+    a.backends = pick(a.backends, names, "backend")
+    a.measures = pick(a.measures, measures.MEASURES, "measure")
+    a.directions = pick(a.directions, measures.DIRECTIONS, "direction")
+    a.runs = a.runs or (1 if a.quick else 3)
+    a.seconds = a.seconds or (2 if a.quick else 10)
+    a.probe_seconds = a.probe_seconds or (2 if a.quick else 5)
+    try:
+        a.mtu = [int(m) for m in (a.mtu or ("1500" if a.quick else "1500,65520")).split(",")]
+    except ValueError:
+        ap.error("--mtu takes numbers")
+    if any(m < 576 or m > 65520 for m in a.mtu):
+        ap.error("--mtu: 576..65520")
+    return a
+
+
+class Rig:
+    """What every backend and measure needs: binaries, the sealed host, processes, paths."""
+
+    def __init__(self, args, outdir):
+        self.helper = os.path.join(args.build, "plugin", "slirpnet")
+        self.tapbridge = os.path.join(args.build, "scripts", "bench", "slirpnet-tapbridge")
+        self.netprobe = os.path.join(args.build, "scripts", "bench", "slirpnet-netprobe")
+        self.cc = args.cc
+        self.profile = args.profile
+        self.outdir = outdir
+        os.makedirs(os.path.join(outdir, "logs"), exist_ok=True)
+        self.procs = Processes(os.path.join(outdir, "logs"))
+        # passt drops to "nobody" before it binds its socket: the directory must let it.
+        self.sockdir = tempfile.mkdtemp(prefix="slirpnet-bench-")
+        os.chmod(self.sockdir, 0o1777)
+        self.host = None
+
+
+def _missing_prerequisites(args):
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("needs root (network namespaces, taps)")
+    for tool in ("ip", "iperf3", "sysctl"):
+        if not shutil.which(tool):
+            problems.append("%s is not installed (scripts/install-deps)" % tool)
+    if args.profile and not shutil.which("perf"):
+        problems.append("--profile needs perf (linux-perf)")
+    for path in ("plugin/slirpnet", "scripts/bench/slirpnet-tapbridge", "scripts/bench/slirpnet-netprobe"):
+        if not os.access(os.path.join(args.build, path), os.X_OK):
+            problems.append("%s/%s is missing: build first (ninja -C %s)" % (args.build, path, args.build))
+    return problems
+
+
+def _version(argv):
+    try:
+        cp = run(argv, timeout=10, check=False)
+        return ((cp.stdout or cp.stderr).strip().splitlines() or ["?"])[0]
+    except (RigError, OSError):
+        return "?"
+
+
+def _meta(args, rig):
+    dpkg = lambda p: _version(["dpkg-query", "-W", "-f", "${Version}", p])
+    git = _version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", REPO, "status", "--porcelain"], check=False).stdout.strip()
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "kernel": platform.release(), "cpus": os.cpu_count(),
+        "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        "slirpnet": "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([rig.helper, "--version"])),
+        "iperf3": _version(["iperf3", "--version"]), "libslirp": dpkg("libslirp0"),
+        "slirp4netns": dpkg("slirp4netns"), "passt": dpkg("passt"),
+        "runs": args.runs, "tcp_seconds": args.seconds, "probe_seconds": args.probe_seconds,
+        "mtus": args.mtu, "cc": args.cc, "quick": args.quick,
+    }
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _one_backend(rig, args, results, be, run_no, mtu):
+    """Set up one backend, run every selected measure and direction on it, tear it down."""
+    servers = []
+    try:
+        try:
+            be.setup(mtu)
+            measures.start_servers(rig, be, servers)
+        except (RigError, OSError) as e:
+            _log("  %s MTU %d: set-up failed: %s" % (be.name, mtu, e))
+            for m in args.measures:
+                for d in args.directions:
+                    results.add(run_no, mtu, be.name, m, d, error="set-up: %s" % e)
+            return
+        for m in args.measures:
+            secs = args.seconds if m == "tcp" else args.probe_seconds
+            for d in args.directions:
+                try:
+                    values, extra = measures.measure(rig, be, m, d, secs)
+                    results.add(run_no, mtu, be.name, m, d, values, extra)
+                    _log("  %-16s MTU %-5d %-3s %s: %s" % (be.name, mtu, m, d, ", ".join(
+                        "%s=%s" % (k, report.fmt(v)) for k, v in values.items())))
+                except measures.MeasureError as e:
+                    results.add(run_no, mtu, be.name, m, d, error=str(e))
+                    _log("  %-16s MTU %-5d %-3s %s: FAILED: %s" % (be.name, mtu, m, d, e))
+    finally:
+        for s in reversed(servers):
+            rig.procs.stop(s)
+        be.teardown()
+
+
+def _write(outdir, args, meta, results, selected, skipped):
+    cells = results.cells()
+    names = [b.name for b in selected]
+    table = report.text_table(cells, names, args.mtu, args.directions, args.measures)
+    print(table)
+    print("\n" + report.LEGEND)
+    tgt = report.targets(cells, args.mtu, args.directions)
+    if tgt:
+        print("\ntargets (slirpnet vs slirp4netns):\n  " + "\n  ".join(tgt))
+    md = ["# slirpnet benchmark, %s" % meta["date"], "",
+          "Kernel %s, %d CPUs, load %s at start and %s at end; slirpnet %s; libslirp %s, "
+          "slirp4netns %s, passt %s, %s. %d run(s); TCP %g s, others %g s; sender CC %s." % (
+              meta["kernel"], meta["cpus"], "/".join(meta["loadavg_start"]),
+              "/".join(meta["loadavg_end"]), meta["slirpnet"], meta["libslirp"],
+              meta["slirp4netns"], meta["passt"], meta["iperf3"], args.runs, args.seconds,
+              args.probe_seconds, args.cc), "",
+          report.markdown_table(cells, names, args.mtu, args.directions, args.measures), "",
+          report.LEGEND, ""]
+    md += ["Backends: " + "; ".join("**%s**: %s" % (b.name, b.description) for b in selected), ""]
+    if skipped:
+        md += ["Skipped: " + "; ".join("%s (%s)" % s for s in skipped), ""]
+    if tgt:
+        md += ["Targets (slirpnet vs slirp4netns):", ""] + ["- " + t for t in tgt] + [""]
+    fails = results.failures()
+    if fails:
+        md += ["Failures:", ""] + ["- run %d %s MTU %d %s %s: %s" % (
+            f["run"], f["backend"], f["mtu"], f["measure"], f["direction"], f["error"]) for f in fails]
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(os.path.join(outdir, "results.json"), "w") as f:
+        f.write(report.to_json(results, cells, meta) + "\n")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def main(argv):
+    args = parse(argv)
+    problems = _missing_prerequisites(args)
+    if problems:
+        for p in problems:
+            _log("bench: " + p)
+        return 2
+    outdir = args.out or "/tmp/slirpnet-bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _raise_interrupt)
+
+    netns.remove_stale()
+    rig = Rig(args, outdir)
+    selected, skipped = [], []
+    for cls in backends.ALL:
+        if cls.name in args.backends:
+            be = cls(rig)
+            why = be.unavailable()
+            (skipped.append((be.name, why)) if why else selected.append(be))
+    for name, why in skipped:
+        _log("bench: skipping %s: %s" % (name, why))
+    if skipped and args.require_all:
+        _log("bench: --require-all: every selected backend must run")
+        return 1
+    meta = _meta(args, rig)
+    per_backend = SETUP_SECONDS + sum(
+        (args.seconds if m == "tcp" else args.probe_seconds) + 1 for m in args.measures) * len(args.directions)
+    _log("bench: %d run(s) × MTU %s × %d backend(s): about %.0f min; logs in %s" % (
+        args.runs, ",".join(map(str, args.mtu)), len(selected),
+        args.runs * len(args.mtu) * len(selected) * per_backend / 60, outdir))
+
+    results = report.Results()
+    start = time.monotonic()
+    interrupted = False
+    try:
+        rig.host = netns.make_host("host")
+        for run_no in range(1, args.runs + 1):
+            # Backends take turns within each run, so slow drifts of the machine hit them alike.
+            for mtu in args.mtu:
+                _log("bench: run %d/%d, MTU %d" % (run_no, args.runs, mtu))
+                for be in selected:
+                    _one_backend(rig, args, results, be, run_no, mtu)
+    except KeyboardInterrupt:
+        interrupted = True
+        _log("bench: interrupted; cleaning up")
+    except RigError as e:
+        _log("bench: %s" % e)
+        results.add(0, 0, "rig", "setup", "-", error=str(e))
+    finally:
+        for be in selected:
+            be.teardown()
+        rig.procs.stop_all()
+        if rig.host:
+            rig.host.delete()
+        shutil.rmtree(rig.sockdir, ignore_errors=True)
+    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    meta["elapsed_s"] = round(time.monotonic() - start)
+    _write(outdir, args, meta, results, selected, skipped)
+    _log("bench: %s/results.md and results.json written (%d s)" % (outdir, meta["elapsed_s"]))
+    if interrupted:
+        return 130
+    fails = results.failures()
+    if fails:
+        _log("bench: %d client run(s) failed (see results.md)" % len(fails))
+        return 1
+    return 0

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""report.py - medians, min/max and ratios to slirp4netns; the table as text, Markdown and JSON."""
+
+import json
+import statistics
+
+from .backends import REFERENCE
+
+# (measure, metric key, label, unit, higher is better)
+METRICS = [
+    ("tcp", "gbps", "TCP throughput", "Gbit/s", True),
+    ("tcp", "cpu_s_per_gb", "CPU per GB", "s/GB", False),
+    ("rr", "p50_us", "TCP RR latency p50", "µs", False),
+    ("rr", "p99_us", "TCP RR latency p99", "µs", False),
+    ("crr", "conn_per_s", "TCP connect rate", "conn/s", True),
+    ("udp", "kpps", "UDP 64 B", "kpps", True),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+class Results:
+    """Every run's outcome; cells aggregate them per (backend, mtu, measure, metric, direction)."""
+
+    def __init__(self):
+        self.records = []  # one per client run: see add()
+
+    def add(self, run, mtu, backend, measure, direction, values=None, extra=None, error=None):
+        self.records.append({"run": run, "mtu": mtu, "backend": backend, "measure": measure,
+                             "direction": direction, "values": values or {}, "extra": extra or {},
+                             "error": error})
+
+    def cells(self):
+        cells = {}
+        for r in self.records:
+            for measure, key, _, _, _ in METRICS:
+                if measure != r["measure"]:
+                    continue
+                if not r["error"] and r["values"].get(key) is None:
+                    continue  # e.g. CPU of the kernel-only ceilings: not measured, not failed
+                c = cells.setdefault((r["backend"], r["mtu"], key, r["direction"]),
+                                     {"values": [], "errors": []})
+                if r["error"]:
+                    c["errors"].append(r["error"])
+                else:
+                    c["values"].append(r["values"][key])
+        for (backend, mtu, key, direction), c in cells.items():
+            v = c["values"]
+            c["median"] = statistics.median(v) if v else None
+            c["min"] = min(v) if v else None
+            c["max"] = max(v) if v else None
+        for (backend, mtu, key, direction), c in cells.items():
+            ref = cells.get((REFERENCE, mtu, key, direction))
+            ok = ref and ref["median"] and c["median"] is not None
+            c["ratio"] = c["median"] / ref["median"] if ok else None
+        return cells
+
+    def failures(self):
+        return [r for r in self.records if r["error"]]
+
+
+def _rows(cells, backends, mtus, directions, measures):
+    """(label, [cell text per backend]) rows of the one table."""
+    rows = []
+    for measure, key, label, unit, higher in METRICS:
+        if measure not in measures:
+            continue
+        for mtu in mtus:
+            for d in directions:
+                texts = []
+                for b in backends:
+                    c = cells.get((b, mtu, key, d))
+                    if not c or (not c["values"] and not c["errors"]):
+                        texts.append("—")
+                        continue
+                    if not c["values"]:
+                        texts.append("FAILED")
+                        continue
+                    t = fmt(c["median"])
+                    if len(c["values"]) > 1:
+                        t += " [%s–%s]" % (fmt(c["min"]), fmt(c["max"]))
+                    if c["ratio"] is not None and b != REFERENCE:
+                        t += " ×%.2f" % c["ratio"]
+                    if c["errors"]:
+                        t += " (%d failed)" % len(c["errors"])
+                    texts.append(t)
+                rows.append(("%s %s, MTU %d, %s" % (label, unit, mtu, d), texts))
+    return rows
+
+
+LEGEND = ("median [min–max] over the runs; ×r = median / slirp4netns's median in the same run "
+          "(throughput, connect rate, UDP: higher is better; CPU per GB, latency: lower is better). "
+          "g2h: guest client → server on host 127.0.0.1 via 10.0.2.2; h2g: host client → "
+          "127.0.0.1 port forward → server in the guest. CPU: user+system seconds of the "
+          "backend's processes (bridge included) per GB received.")
+
+
+def text_table(cells, backends, mtus, directions, measures):
+    rows = _rows(cells, backends, mtus, directions, measures)
+    head = ["measure"] + backends
+    widths = [max(len(head[0]), *(len(r[0]) for r in rows))]
+    for i, b in enumerate(backends):
+        widths.append(max(len(b), *(len(r[1][i]) for r in rows)))
+    line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
+    out = [line(head), line(["-" * w for w in widths])]
+    out += [line([label] + texts) for label, texts in rows]
+    return "\n".join(out)
+
+
+def markdown_table(cells, backends, mtus, directions, measures):
+    rows = _rows(cells, backends, mtus, directions, measures)
+    out = ["| measure | " + " | ".join(backends) + " |",
+           "|---|" + "---|" * len(backends)]
+    out += ["| %s | %s |" % (label, " | ".join(texts)) for label, texts in rows]
+    return "\n".join(out)
+
+
+def targets(cells, mtus, directions):
+    """The lead's targets for slirpnet vs slirp4netns: one line per check."""
+    lines = []
+    for b in ("slirpnet", "slirpnet-stream"):
+        for mtu in mtus:
+            for d in directions:
+                checks = [("gbps", lambda r: r >= 1.5, "throughput ≥ 1.5×"),
+                          ("cpu_s_per_gb", lambda r: r <= 1.0, "CPU/GB ≤ 1×"),
+                          ("p50_us", lambda r: r <= 1.0, "RR p50 ≤ 1×")]
+                parts = []
+                for key, ok, what in checks:
+                    c = cells.get((b, mtu, key, d))
+                    if not c or c["ratio"] is None:
+                        continue
+                    parts.append("%s %s (×%.2f)" % (what, "met" if ok(c["ratio"]) else "NOT met",
+                                                    c["ratio"]))
+                if parts:
+                    lines.append("%s MTU %d %s: %s" % (b, mtu, d, "; ".join(parts)))
+    return lines
+
+
+def to_json(results, cells, meta):
+    return json.dumps({
+        "meta": meta,
+        "cells": [dict(backend=b, mtu=m, metric=k, direction=d, **c)
+                  for (b, m, k, d), c in sorted(cells.items(), key=lambda kv: tuple(map(str, kv[0])))],
+        "records": results.records,
+    }, indent=1, ensure_ascii=False)

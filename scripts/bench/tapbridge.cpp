@@ -1,0 +1,482 @@
+// tapbridge.cpp - benchmark "emulator": moves frames between a tap in a netns and slirpnet's ABI or a stream socket.
+//
+// The benchmark uses the Linux kernel's TCP stack as the guest: a tap device inside a network
+// namespace. This tool plays the emulator's NIC model for two kinds of backend:
+//
+//   slirpnet-tapbridge --netns PATH --tap NAME --plugin SPEC
+//       libslirpnet's C ABI (slirpnet/netbe.h): tap -> slirpnet_netbe_send(), rx callback ->
+//       tap. Two processes in all: this one and the helper the library spawns.
+//   slirpnet-tapbridge --netns PATH --tap NAME --stream SOCKPATH
+//       QEMU's -netdev stream framing (4-byte big-endian length, then the frame) on a UNIX
+//       stream socket, as `slirpnet --socket` and passt serve it.
+//
+// The tap is opened from inside the namespace (setns) and the process returns to its own
+// namespace before anything else, so the backend's sockets live where the bridge was started.
+// Like a virtio NIC, a full backend makes the bridge stop reading the tap (the kernel's qdisc
+// then pushes back on the guest's TCP) instead of dropping the frame.
+// It prints "ready" on stdout once frames can flow, and its counters on stderr at exit.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+#include <glib.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <slirpnet/netbe.h>
+
+namespace {
+
+// Largest frame on either side: QEMU's stream framing allows 65535 + a little; the tap
+// never hands out more than MTU + 14 <= 65535.
+constexpr size_t kMaxFrame = 65536 + 4096;
+// Frames read from the tap per dispatch: bounded so the rx direction is never starved.
+constexpr int kTapBatch = 64;
+// How long --stream waits for the backend's socket to appear.
+constexpr int kConnectTimeoutMs = 10000;
+
+struct Counters {
+	uint64_t toBackendFrames = 0, toBackendBytes = 0;
+	uint64_t toGuestFrames = 0, toGuestBytes = 0;
+	uint64_t backendFull = 0; // send() said EAGAIN: tap reading paused until writable
+	uint64_t tapWriteErrors = 0;
+	uint64_t sendErrors = 0;
+	uint64_t rxTooBig = 0;
+};
+
+struct Bridge {
+	GMainLoop *loop = nullptr;
+	int tapFd = -1;
+	int exitCode = 0;
+	Counters c;
+
+	// --plugin
+	slirpnet_netbe *be = nullptr;
+
+	// --stream
+	int sockFd = -1;
+	std::vector<uint8_t> in; // reassembly of length-prefixed frames
+	size_t inLen = 0;
+	std::vector<uint8_t> out; // bytes the socket has not taken yet (at most one frame)
+	size_t outOff = 0, outLen = 0;
+
+	// The frame from the tap that the plugin refused with EAGAIN, retried when writable.
+	std::vector<uint8_t> held;
+	size_t heldLen = 0;
+
+	guint tapSource = 0;
+	guint writableSource = 0;
+	std::vector<uint8_t> buf = std::vector<uint8_t>(kMaxFrame);
+};
+
+Bridge gBridge;
+
+/*
+ * g_unix_fd_add() without GLib's recursion guard. While it dispatches a non-recursive source,
+ * GLib 2.74 takes the source's fds out of the poll set and puts them back, and each change
+ * signals the context's wakeup eventfd: one write(), one extra poll() and one read() per
+ * dispatch, all charged to the "emulator". None of these callbacks iterates the loop, so
+ * allowing recursion is safe and keeps the bridge's own cost down to the frames it moves.
+ */
+guint addFdWatch(int fd, GIOCondition cond, GUnixFDSourceFunc fn)
+{
+	GSource *s = g_unix_fd_source_new(fd, cond);
+	g_source_set_can_recurse(s, TRUE);
+	g_source_set_callback(s, reinterpret_cast<GSourceFunc>(reinterpret_cast<void (*)()>(fn)), nullptr,
+			      nullptr);
+	guint id = g_source_attach(s, nullptr);
+	g_source_unref(s);
+	return id;
+}
+
+void quit(int code)
+{
+	if (code && !gBridge.exitCode)
+		gBridge.exitCode = code;
+	g_main_loop_quit(gBridge.loop);
+}
+
+// Open (attach to) the tap NAME inside the network namespace at nsPath, then come back.
+int openTapIn(const char *nsPath, const char *name)
+{
+	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	int target = open(nsPath, O_RDONLY | O_CLOEXEC);
+	if (self < 0 || target < 0) {
+		fprintf(stderr, "tapbridge: opening namespaces: %s\n", strerror(errno));
+		return -1;
+	}
+	if (setns(target, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "tapbridge: setns %s: %s\n", nsPath, strerror(errno));
+		return -1;
+	}
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	int err = errno;
+	if (fd >= 0) {
+		struct ifreq ifr = {};
+		ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+		g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+			err = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	// Back home before anything else: the helper and the sockets belong to this namespace.
+	if (setns(self, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "tapbridge: setns back: %s\n", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(self);
+	close(target);
+	if (fd < 0)
+		fprintf(stderr, "tapbridge: tap %s in %s: %s\n", name, nsPath, strerror(err));
+	return fd;
+}
+
+void writeToTap(const uint8_t *frame, size_t len)
+{
+	// A tap write never blocks for long: the kernel queues or drops it like a NIC would.
+	if (write(gBridge.tapFd, frame, len) < 0) {
+		gBridge.c.tapWriteErrors++;
+		return;
+	}
+	gBridge.c.toGuestFrames++;
+	gBridge.c.toGuestBytes += len;
+}
+
+gboolean onTapReadable(gint, GIOCondition, gpointer);
+
+void pauseTap()
+{
+	if (gBridge.tapSource) {
+		g_source_remove(gBridge.tapSource);
+		gBridge.tapSource = 0;
+	}
+}
+
+void resumeTap()
+{
+	if (!gBridge.tapSource)
+		gBridge.tapSource = addFdWatch(gBridge.tapFd, G_IO_IN, onTapReadable);
+}
+
+// ---- plugin mode -------------------------------------------------------------------------
+
+gboolean onPluginWritable(gint, GIOCondition, gpointer);
+
+// Hand one frame to the plugin. False when it is full and the frame is now held.
+bool pluginSend(const uint8_t *frame, size_t len)
+{
+	struct iovec iov = { const_cast<uint8_t *>(frame), len };
+	ssize_t n = slirpnet_netbe_send(gBridge.be, &iov, 1);
+	if (n >= 0) {
+		gBridge.c.toBackendFrames++;
+		gBridge.c.toBackendBytes += len;
+		return true;
+	}
+	if (errno == EAGAIN) {
+		gBridge.c.backendFull++;
+		if (gBridge.held.empty())
+			gBridge.held.resize(kMaxFrame);
+		if (frame != gBridge.held.data())
+			memcpy(gBridge.held.data(), frame, len);
+		gBridge.heldLen = len;
+		pauseTap();
+		if (!gBridge.writableSource)
+			gBridge.writableSource = addFdWatch(slirpnet_netbe_fd(gBridge.be), G_IO_OUT,
+							    onPluginWritable);
+		return false;
+	}
+	if (errno == ECONNRESET || errno == EPIPE) {
+		fprintf(stderr, "tapbridge: slirpnet_netbe_send: %s (helper gone)\n", strerror(errno));
+		quit(1);
+	} else {
+		gBridge.c.sendErrors++; // e.g. EMSGSIZE: the frame is dropped, as a NIC would
+	}
+	return true;
+}
+
+gboolean onPluginWritable(gint, GIOCondition, gpointer)
+{
+	gBridge.writableSource = 0;
+	if (gBridge.heldLen && !pluginSend(gBridge.held.data(), gBridge.heldLen))
+		return G_SOURCE_REMOVE; // pluginSend re-armed the watch
+	gBridge.heldLen = 0;
+	resumeTap();
+	return G_SOURCE_REMOVE;
+}
+
+void onPluginRx(int, void *)
+{
+	struct iovec iov = { gBridge.buf.data(), gBridge.buf.size() };
+	for (;;) {
+		ssize_t n = slirpnet_netbe_recv(gBridge.be, &iov, 1);
+		if (n > 0) {
+			writeToTap(gBridge.buf.data(), static_cast<size_t>(n));
+			continue;
+		}
+		if (n == 0)
+			return;
+		if (errno == EMSGSIZE) {
+			gBridge.c.rxTooBig++;
+			continue;
+		}
+		fprintf(stderr, "tapbridge: slirpnet_netbe_recv: %s (helper gone)\n", strerror(errno));
+		quit(1);
+		return;
+	}
+}
+
+// ---- stream mode -------------------------------------------------------------------------
+
+gboolean onStreamWritable(gint, GIOCondition, gpointer);
+
+// Write the pending bytes; true when all are gone.
+bool streamFlush()
+{
+	while (gBridge.outLen) {
+		ssize_t n = send(gBridge.sockFd, gBridge.out.data() + gBridge.outOff, gBridge.outLen,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return false;
+			fprintf(stderr, "tapbridge: stream send: %s\n", strerror(errno));
+			quit(1);
+			gBridge.outLen = 0;
+			return true;
+		}
+		gBridge.outOff += static_cast<size_t>(n);
+		gBridge.outLen -= static_cast<size_t>(n);
+	}
+	return true;
+}
+
+// Send one frame with its length prefix; false when the socket is full (the rest is kept).
+bool streamSend(const uint8_t *frame, size_t len)
+{
+	uint32_t be32 = htonl(static_cast<uint32_t>(len));
+	struct iovec iov[2] = { { &be32, 4 }, { const_cast<uint8_t *>(frame), len } };
+	struct msghdr m = {};
+	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	ssize_t n = sendmsg(gBridge.sockFd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			fprintf(stderr, "tapbridge: stream send: %s\n", strerror(errno));
+			quit(1);
+			return true;
+		}
+		n = 0;
+	}
+	gBridge.c.toBackendFrames++;
+	gBridge.c.toBackendBytes += len;
+	size_t total = 4 + len;
+	if (static_cast<size_t>(n) == total)
+		return true;
+	// Keep the unsent tail: the framing must stay intact, so it goes out before anything else.
+	gBridge.c.backendFull++;
+	if (gBridge.out.empty())
+		gBridge.out.resize(4 + kMaxFrame);
+	memcpy(gBridge.out.data(), &be32, 4);
+	memcpy(gBridge.out.data() + 4, frame, len);
+	gBridge.outOff = static_cast<size_t>(n);
+	gBridge.outLen = total - static_cast<size_t>(n);
+	pauseTap();
+	if (!gBridge.writableSource)
+		gBridge.writableSource = addFdWatch(gBridge.sockFd, G_IO_OUT, onStreamWritable);
+	return false;
+}
+
+gboolean onStreamWritable(gint, GIOCondition, gpointer)
+{
+	if (!streamFlush())
+		return G_SOURCE_CONTINUE;
+	gBridge.writableSource = 0;
+	resumeTap();
+	return G_SOURCE_REMOVE;
+}
+
+gboolean onStreamReadable(gint fd, GIOCondition, gpointer)
+{
+	auto &in = gBridge.in;
+	ssize_t n = recv(fd, in.data() + gBridge.inLen, in.size() - gBridge.inLen, MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		fprintf(stderr, "tapbridge: stream closed by the backend%s%s\n", n ? ": " : "",
+			n ? strerror(errno) : "");
+		quit(1);
+		return G_SOURCE_REMOVE;
+	}
+	if (n < 0)
+		return G_SOURCE_CONTINUE;
+	gBridge.inLen += static_cast<size_t>(n);
+	size_t off = 0;
+	while (gBridge.inLen - off >= 4) {
+		uint32_t be32;
+		memcpy(&be32, in.data() + off, 4);
+		size_t len = ntohl(be32);
+		if (len > kMaxFrame) {
+			fprintf(stderr, "tapbridge: stream frame of %zu bytes: framing lost\n", len);
+			quit(1);
+			return G_SOURCE_REMOVE;
+		}
+		if (gBridge.inLen - off - 4 < len)
+			break;
+		if (len)
+			writeToTap(in.data() + off + 4, len);
+		off += 4 + len;
+	}
+	// Move the partial frame to the front; the buffer always holds one whole frame.
+	memmove(in.data(), in.data() + off, gBridge.inLen - off);
+	gBridge.inLen -= off;
+	return G_SOURCE_CONTINUE;
+}
+
+int connectStream(const char *path)
+{
+	struct sockaddr_un sa = {};
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "tapbridge: socket path too long: %s\n", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	for (int waited = 0;; waited += 20) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0)
+			return fd;
+		int err = errno;
+		close(fd);
+		if (waited >= kConnectTimeoutMs || (err != ENOENT && err != ECONNREFUSED)) {
+			fprintf(stderr, "tapbridge: connect %s: %s\n", path, strerror(err));
+			return -1;
+		}
+		g_usleep(20000);
+	}
+}
+
+// ---- the tap -----------------------------------------------------------------------------
+
+gboolean onTapReadable(gint fd, GIOCondition, gpointer)
+{
+	uint8_t *frame = gBridge.buf.data();
+	for (int i = 0; i < kTapBatch; i++) {
+		ssize_t n = read(fd, frame, gBridge.buf.size());
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return G_SOURCE_CONTINUE;
+			fprintf(stderr, "tapbridge: tap read: %s\n", strerror(errno));
+			quit(1);
+			gBridge.tapSource = 0;
+			return G_SOURCE_REMOVE;
+		}
+		bool sent = gBridge.be ? pluginSend(frame, static_cast<size_t>(n))
+				       : streamSend(frame, static_cast<size_t>(n));
+		if (!sent) {
+			gBridge.tapSource = 0; // pauseTap() removed this source
+			return G_SOURCE_REMOVE;
+		}
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+gboolean onSignal(gpointer)
+{
+	quit(0);
+	return G_SOURCE_CONTINUE;
+}
+
+void usage()
+{
+	fprintf(stderr, "usage: slirpnet-tapbridge --netns PATH --tap NAME (--plugin SPEC | --stream SOCKPATH)\n");
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	const char *nsPath = nullptr, *tap = nullptr, *spec = nullptr, *sockPath = nullptr;
+	for (int i = 1; i < argc; i++) {
+		std::string a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
+		if (!v) {
+			usage();
+			return 2;
+		}
+		if (a == "--netns")
+			nsPath = v;
+		else if (a == "--tap")
+			tap = v;
+		else if (a == "--plugin")
+			spec = v;
+		else if (a == "--stream")
+			sockPath = v;
+		else {
+			usage();
+			return 2;
+		}
+		i++;
+	}
+	if (!nsPath || !tap || !spec == !sockPath) {
+		usage();
+		return 2;
+	}
+
+	gBridge.tapFd = openTapIn(nsPath, tap);
+	if (gBridge.tapFd < 0)
+		return 1;
+	gBridge.loop = g_main_loop_new(nullptr, FALSE);
+
+	if (spec) {
+		char *err = nullptr;
+		if (slirpnet_netbe_init(&gBridge.be, spec, onPluginRx, nullptr, nullptr, &err) != 0) {
+			fprintf(stderr, "tapbridge: slirpnet_netbe_init: %s\n", err ? err : "?");
+			free(err);
+			return 1;
+		}
+		slirpnet_netbe_rx_enable(gBridge.be);
+	} else {
+		gBridge.sockFd = connectStream(sockPath);
+		if (gBridge.sockFd < 0)
+			return 1;
+		gBridge.in.resize(4 + kMaxFrame);
+		addFdWatch(gBridge.sockFd, G_IO_IN, onStreamReadable);
+	}
+	resumeTap();
+	g_unix_signal_add(SIGTERM, onSignal, nullptr);
+	g_unix_signal_add(SIGINT, onSignal, nullptr);
+
+	printf("ready\n");
+	fflush(stdout);
+	g_main_loop_run(gBridge.loop);
+
+	const Counters &c = gBridge.c;
+	fprintf(stderr,
+		"tapbridge: stats: to_backend_frames=%" PRIu64 " to_backend_bytes=%" PRIu64
+		" to_guest_frames=%" PRIu64 " to_guest_bytes=%" PRIu64 " backend_full=%" PRIu64
+		" tap_write_errors=%" PRIu64 " send_errors=%" PRIu64 " rx_too_big=%" PRIu64 "\n",
+		c.toBackendFrames, c.toBackendBytes, c.toGuestFrames, c.toGuestBytes, c.backendFull,
+		c.tapWriteErrors, c.sendErrors, c.rxTooBig);
+	if (gBridge.be)
+		slirpnet_netbe_cleanup(gBridge.be);
+	if (gBridge.sockFd >= 0)
+		close(gBridge.sockFd);
+	close(gBridge.tapFd);
+	return gBridge.exitCode;
+}
