@@ -21,26 +21,6 @@ std::string q(const std::string &v)
 	return "'" + v + "'";
 }
 
-bool makeAddr(const std::string &path, sockaddr_un &sa)
-{
-	sa = {};
-	sa.sun_family = AF_UNIX;
-	if (path.empty() || path.size() >= sizeof(sa.sun_path))
-		return false;
-	memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-	return true;
-}
-
-// Is someone accepting on the socket at path? (A stale file refuses the connection.)
-bool socketIsLive(const sockaddr_un &sa)
-{
-	UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-	if (!probe)
-		return true; // cannot tell: do not remove it
-	return connect(probe.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) == 0 ||
-	       errno != ECONNREFUSED;
-}
-
 // One error line for clients refused before any request (same shape as encodeError's).
 const char kTooManyClients[] =
 	"{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
@@ -84,7 +64,7 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 	if (!s->listenOn(error))
 		return nullptr;
 	ControlServer *self = s.get();
-	s->listenWatch_ = FdWatch::create(s->ctx_.get(), s->listenFd_.get(), G_IO_IN,
+	s->listenWatch_ = FdWatch::create(s->ctx_.get(), s->listenSock_->fd(), G_IO_IN,
 					  [self](int, GIOCondition) { self->onAccept(); });
 	s->listenWatch_->enable();
 	g_message("control socket %s ready", path.c_str());
@@ -93,53 +73,15 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 
 bool ControlServer::listenOn(std::string &error)
 {
-	sockaddr_un sa;
-	if (!makeAddr(path_, sa)) {
-		error = "control: socket path " + q(path_) + " is empty or too long";
+	// Owner only (0600): the socket can open ports on the host.
+	listenSock_ = UnixSocketFile::bind(path_, SOCK_STREAM, 0600, error);
+	if (!listenSock_) {
+		error = "control: " + error;
 		return false;
 	}
-	listenFd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-	if (!listenFd_) {
-		error = std::string("control: socket: ") + strerror(errno);
-		return false;
-	}
-	if (bind(listenFd_.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) < 0) {
-		if (errno != EADDRINUSE) {
-			error = "control: cannot bind " + q(path_) + ": " + strerror(errno);
-			return false;
-		}
-		struct stat sb;
-		if (lstat(path_.c_str(), &sb) == 0 && !S_ISSOCK(sb.st_mode)) {
-			error = "control: " + q(path_) + " exists and is not a socket";
-			return false;
-		}
-		if (socketIsLive(sa)) {
-			error = "control: " + q(path_) + " is in use by another process";
-			return false;
-		}
-		// Left behind by a helper that was killed: replace it.
-		g_debug("control: removing stale socket %s", path_.c_str());
-		unlink(path_.c_str());
-		if (bind(listenFd_.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) < 0) {
-			error = "control: cannot bind " + q(path_) + ": " + strerror(errno);
-			return false;
-		}
-	}
-	// Owner only: the socket can open ports on the host. Nobody can connect before
-	// listen(), so there is no window with the default mode.
-	struct stat sb;
-	if (chmod(path_.c_str(), 0600) < 0 || stat(path_.c_str(), &sb) < 0) {
-		error = "control: " + q(path_) + ": " + strerror(errno);
-		unlink(path_.c_str());
-		return false;
-	}
-	dev_ = sb.st_dev;
-	ino_ = sb.st_ino;
-	if (listen(listenFd_.get(), 16) < 0) {
+	if (listen(listenSock_->fd(), 16) < 0) {
 		error = "control: listen on " + q(path_) + ": " + strerror(errno);
-		unlink(path_.c_str());
-		dev_ = 0;
-		ino_ = 0;
+		listenSock_.reset();
 		return false;
 	}
 	return true;
@@ -150,10 +92,7 @@ ControlServer::~ControlServer()
 	idle_.reset();
 	listenWatch_.reset();
 	clients_.clear();
-	listenFd_.reset();
-	struct stat sb;
-	if (ino_ && stat(path_.c_str(), &sb) == 0 && sb.st_dev == dev_ && sb.st_ino == ino_)
-		unlink(path_.c_str());
+	listenSock_.reset(); // unlinks the socket file if it is still ours
 }
 
 size_t ControlServer::clientCount() const
@@ -167,7 +106,7 @@ size_t ControlServer::clientCount() const
 void ControlServer::onAccept()
 {
 	for (int i = 0; i < kAcceptBatch; i++) {
-		int fd = accept4(listenFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(listenSock_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				g_warning("control: accept: %s", strerror(errno));

@@ -14,6 +14,7 @@
 #include "fd_watch.hpp"
 #include "glib_ptr.hpp"
 #include "unique_fd.hpp"
+#include "unix_socket.hpp"
 
 namespace slirpnet {
 
@@ -82,9 +83,7 @@ private:
 	GMainContextPtr ctx_;
 	Handler handler_;
 	Limits limits_;
-	UniqueFd listenFd_;
-	dev_t dev_ = 0; // the socket file we created, so that only it is unlinked
-	ino_t ino_ = 0;
+	std::unique_ptr<UnixSocketFile> listenSock_;
 	std::unique_ptr<FdWatch> listenWatch_;
 	std::list<std::unique_ptr<Client>> clients_;
 	GSourcePtr idle_; // pending requests and dead clients, handled when the loop is idle

@@ -45,7 +45,7 @@ DgramLink::DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClose
 
 void DgramLink::start(GMainContext *ctx)
 {
-	readWatch_ = FdWatch::create(ctx, fd_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+	readWatch_ = FdWatch::create(ctx, rxFd(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
 				     [this](int, GIOCondition c) { onReadable(c); });
 	writeWatch_ = FdWatch::create(ctx, txFd(), static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
 				      [this](int, GIOCondition c) { onWritable(c); });
@@ -55,44 +55,20 @@ void DgramLink::start(GMainContext *ctx)
 std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, Network &net, GMainContext *ctx,
 					       std::string &error)
 {
-	sockaddr_un sa{};
-	sa.sun_family = AF_UNIX;
-	if (path.empty() || path.size() >= sizeof(sa.sun_path)) {
-		error = "socket path '" + path + "' is empty or too long (at most " +
-			std::to_string(sizeof(sa.sun_path) - 1) + " bytes)";
+	// Like QEMU's own dgram netdev, an existing socket file at path is taken over.
+	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, 0, error);
+	if (!bound)
 		return nullptr;
-	}
-	memcpy(sa.sun_path, path.c_str(), path.size());
-
-	struct stat st;
-	if (lstat(path.c_str(), &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			error = "'" + path + "' exists and is not a socket";
-			return nullptr;
-		}
-		// A datagram socket has no listener to probe; like QEMU's own dgram netdev,
-		// take the path over.
-		g_debug("replacing socket file '%s'", path.c_str());
-		unlink(path.c_str());
-	}
-	UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 	UniqueFd tx(socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-	if (!fd || !tx) {
+	if (!tx) {
 		error = std::string("socket: ") + strerror(errno);
 		return nullptr;
 	}
-	if (bind(fd.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) < 0) {
-		error = "binding '" + path + "': " + strerror(errno);
-		return nullptr;
-	}
-	std::unique_ptr<DgramLink> l(new DgramLink(std::move(fd), SOCK_DGRAM, net, nullptr));
+	std::unique_ptr<DgramLink> l(new DgramLink(UniqueFd(), SOCK_DGRAM, net, nullptr));
 	l->bound_ = true;
+	l->boundSock_ = std::move(bound);
 	l->tx_ = std::move(tx);
 	l->path_ = path;
-	if (lstat(path.c_str(), &st) == 0) {
-		l->dev_ = st.st_dev;
-		l->ino_ = st.st_ino;
-	}
 	l->start(ctx);
 	return l;
 }
@@ -111,9 +87,7 @@ DgramLink::~DgramLink()
 	writeWatch_.reset();
 	fd_.reset();
 	tx_.reset();
-	struct stat st;
-	if (bound_ && ino_ != 0 && lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
-		unlink(path_.c_str());
+	boundSock_.reset(); // unlinks the socket file if it is still ours
 }
 
 void DgramLink::closed(const char *why)
@@ -180,7 +154,7 @@ void DgramLink::onReadable(GIOCondition cond)
 		}
 		// MSG_TRUNC: the real length, so that an oversized frame is counted as such
 		// instead of being cut to the buffer and passed on.
-		ssize_t n = recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_TRUNC);
+		ssize_t n = recvmsg(rxFd(), &msg, MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;

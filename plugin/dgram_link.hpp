@@ -14,6 +14,7 @@
 #include "fd_watch.hpp"
 #include "network.hpp"
 #include "unique_fd.hpp"
+#include "unix_socket.hpp"
 
 namespace slirpnet {
 
@@ -73,8 +74,10 @@ private:
 	void notePeer(const sockaddr_storage &from, socklen_t len);
 	void closed(const char *why);
 	int txFd() const { return bound_ ? tx_.get() : fd_.get(); }
+	int rxFd() const { return boundSock_ ? boundSock_->fd() : fd_.get(); }
 
-	UniqueFd fd_; // receives; also sends when connected
+	UniqueFd fd_; // connected (--fd): receives and sends
+	std::unique_ptr<UnixSocketFile> boundSock_; // bound to a path (--dgram): receives
 	int type_;
 	Network &net_;
 	ClosedCallback onClosed_;
@@ -89,8 +92,6 @@ private:
 	UniqueFd tx_; // unbound, connect()ed to peer_ when txConnected_
 	bool txConnected_ = false;
 	std::string path_;
-	dev_t dev_ = 0;
-	ino_t ino_ = 0;
 	sockaddr_storage peer_{};
 	socklen_t peerLen_ = 0; // 0: no peer known yet
 	bool peerGoneLogged_ = false;

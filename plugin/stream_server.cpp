@@ -2,53 +2,11 @@
 #include "stream_server.hpp"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
 
 namespace slirpnet {
-
-static bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error)
-{
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (path.empty() || path.size() >= sizeof(sa.sun_path)) {
-		error = "socket path '" + path + "' is empty or too long (at most " +
-			std::to_string(sizeof(sa.sun_path) - 1) + " bytes)";
-		return false;
-	}
-	memcpy(sa.sun_path, path.c_str(), path.size());
-	return true;
-}
-
-// Remove a socket file left by a helper that died; refuse to touch a live or foreign one.
-static bool removeStale(const std::string &path, const sockaddr_un &sa, std::string &error)
-{
-	struct stat st;
-	if (lstat(path.c_str(), &st) < 0)
-		return true; // nothing there (or bind will say why)
-	if (!S_ISSOCK(st.st_mode)) {
-		error = "'" + path + "' exists and is not a socket";
-		return false;
-	}
-	UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-	if (probe && connect(probe.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) == 0) {
-		error = "'" + path + "' is in use: another process listens on it";
-		return false;
-	}
-	if (probe && errno == EAGAIN) {
-		error = "'" + path + "' is in use: another process listens on it (backlog full)";
-		return false;
-	}
-	g_debug("removing stale socket '%s'", path.c_str());
-	if (unlink(path.c_str()) < 0 && errno != ENOENT) {
-		error = "removing stale socket '" + path + "': " + strerror(errno);
-		return false;
-	}
-	return true;
-}
 
 StreamServer::StreamServer(const std::string &path, Network &net, GMainContext *ctx, bool oneOff,
 			   FinishedCallback onFinished)
@@ -68,31 +26,16 @@ std::unique_ptr<StreamServer> StreamServer::create(const std::string &path, Netw
 
 bool StreamServer::listenOn(std::string &error)
 {
-	sockaddr_un sa;
-	if (!makeUnixAddr(path_, sa, error) || !removeStale(path_, sa, error))
+	listenSock_ = UnixSocketFile::bind(path_, SOCK_STREAM, 0, error);
+	if (!listenSock_)
 		return false;
-	listenFd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-	if (!listenFd_) {
-		error = std::string("socket: ") + strerror(errno);
-		return false;
-	}
-	if (bind(listenFd_.get(), reinterpret_cast<const sockaddr *>(&sa), sizeof(sa)) < 0) {
-		error = "binding '" + path_ + "': " + strerror(errno);
-		return false;
-	}
-	struct stat st;
-	if (lstat(path_.c_str(), &st) == 0) {
-		dev_ = st.st_dev;
-		ino_ = st.st_ino;
-	}
 	// A small backlog is enough: one client is served, the others are turned away.
-	if (listen(listenFd_.get(), 4) < 0) {
+	if (listen(listenSock_->fd(), 4) < 0) {
 		error = "listening on '" + path_ + "': " + strerror(errno);
-		unlink(path_.c_str());
-		ino_ = 0;
+		listenSock_.reset();
 		return false;
 	}
-	listenWatch_ = FdWatch::create(ctx_, listenFd_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_ERR),
+	listenWatch_ = FdWatch::create(ctx_, listenSock_->fd(), static_cast<GIOCondition>(G_IO_IN | G_IO_ERR),
 				       [this](int, GIOCondition c) { onAcceptable(c); });
 	listenWatch_->enable();
 	return true;
@@ -103,16 +46,13 @@ StreamServer::~StreamServer()
 	reaper_.reset();
 	client_.reset();
 	listenWatch_.reset();
-	listenFd_.reset();
-	struct stat st;
-	if (ino_ != 0 && lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
-		unlink(path_.c_str());
+	listenSock_.reset(); // unlinks the socket file if it is still ours
 }
 
 void StreamServer::onAcceptable(GIOCondition cond)
 {
 	for (;;) {
-		UniqueFd fd(accept4(listenFd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+		UniqueFd fd(accept4(listenSock_->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
 		if (!fd) {
 			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 				break;

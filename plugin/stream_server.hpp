@@ -13,6 +13,7 @@
 #include "network.hpp"
 #include "stream_link.hpp"
 #include "unique_fd.hpp"
+#include "unix_socket.hpp"
 
 namespace slirpnet {
 
@@ -57,9 +58,7 @@ private:
 	GMainContext *ctx_;
 	bool oneOff_;
 	FinishedCallback onFinished_;
-	UniqueFd listenFd_;
-	dev_t dev_ = 0; // identity of the socket file we bound, so exit unlinks only ours
-	ino_t ino_ = 0;
+	std::unique_ptr<UnixSocketFile> listenSock_;
 	std::unique_ptr<FdWatch> listenWatch_;
 	std::unique_ptr<StreamLink> client_;
 	// A closed client is destroyed from an idle callback (or at the next accept): it may
