@@ -52,19 +52,22 @@ std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition
 void FdWatch::enable()
 {
 	g_mutex_lock(&lock_);
-	if (!enabled_) {
+	bool changed = !enabled_;
+	if (changed) {
 		enabled_ = true;
 		tag_ = g_source_add_unix_fd(source_.get(), fd_, events_);
 	}
 	g_mutex_unlock(&lock_);
-	// The owning thread may be asleep in poll() with the old event mask.
-	g_main_context_wakeup(ctx_.get());
+	// The owning thread may be asleep in poll() without this fd.
+	if (changed)
+		g_main_context_wakeup(ctx_.get());
 }
 
 void FdWatch::disable()
 {
 	g_mutex_lock(&lock_);
-	if (enabled_) {
+	bool changed = enabled_;
+	if (changed) {
 		enabled_ = false;
 		// Removed rather than given an empty event mask: poll() reports HUP and ERR
 		// whatever was asked, so a dead peer would keep firing a "disabled" watch.
@@ -72,7 +75,8 @@ void FdWatch::disable()
 		tag_ = nullptr;
 	}
 	g_mutex_unlock(&lock_);
-	g_main_context_wakeup(ctx_.get());
+	if (changed)
+		g_main_context_wakeup(ctx_.get());
 }
 
 bool FdWatch::isEnabled() const

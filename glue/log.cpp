@@ -12,6 +12,31 @@ namespace slirpnet {
 static std::string gProgName = "slirpnet";
 static bool gVerbose = false;
 
+// stderr is the emulator's (or a pipe nobody drains): a write to it may block the loop.
+// So at most kBurst lines per second reach it; the rest are counted and reported once
+// writing is allowed again. Critical and error messages always go through.
+constexpr int kBurst = 100;
+static int64_t gWindowStart = 0;
+static int gLinesInWindow = 0;
+static uint64_t gSuppressed = 0;
+
+static bool allowLine(GLogLevelFlags level)
+{
+	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+		return true;
+	int64_t now = g_get_monotonic_time();
+	if (now - gWindowStart >= G_USEC_PER_SEC) {
+		gWindowStart = now;
+		gLinesInWindow = 0;
+	}
+	if (gLinesInWindow >= kBurst) {
+		gSuppressed++;
+		return false;
+	}
+	gLinesInWindow++;
+	return true;
+}
+
 static const char *levelName(GLogLevelFlags level)
 {
 	if (level & G_LOG_LEVEL_ERROR)
@@ -41,6 +66,16 @@ static GLogWriterOutput writer(GLogLevelFlags level, const GLogField *fields, gs
 	    g_log_writer_default_would_drop(level, domain))
 		return G_LOG_WRITER_HANDLED;
 
+	if (!allowLine(level))
+		return G_LOG_WRITER_HANDLED;
+	std::string prefix = gProgName + "[" + std::to_string(getpid()) + "]: ";
+	if (gSuppressed) {
+		std::string note = prefix + "warning: " + std::to_string(gSuppressed) +
+				   " log messages suppressed (more than " + std::to_string(kBurst) + " a second)\n";
+		gSuppressed = 0;
+		ssize_t w = write(STDERR_FILENO, note.data(), note.size());
+		(void)w;
+	}
 	// One write() per line so that lines from several processes do not interleave.
 	std::string line = gProgName + "[" + std::to_string(getpid()) + "]: " + levelName(level) + ": ";
 	if (domain && g_strcmp0(domain, "slirpnet") != 0)

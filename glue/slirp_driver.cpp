@@ -165,9 +165,21 @@ int SlirpDriver::runDueTimers()
 	return fired;
 }
 
+void SlirpDriver::setHostInputPaused(bool paused)
+{
+	if (paused == inputPaused_)
+		return;
+	inputPaused_ = paused;
+	g_debug("host input %s", paused ? "paused: the guest side is full" : "resumed");
+	// The loop may be asleep on the old fd set: let the next fill() apply the change.
+	g_main_context_wakeup(ctx_.get());
+}
+
 int SlirpDriver::addPoll(int fd, int events, void *opaque)
 {
 	auto *d = static_cast<SlirpDriver *>(opaque);
+	if (d->inputPaused_)
+		events &= ~SLIRP_POLL_IN;
 	GIOCondition cond = toGio(events);
 	auto [it, inserted] = d->pollTags_.try_emplace(fd, PollTag{ nullptr, cond, 0 });
 	PollTag &t = it->second;

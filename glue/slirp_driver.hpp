@@ -52,6 +52,15 @@ public:
 	 */
 	void input(const uint8_t *frame, size_t len);
 
+	/*
+	 * Backpressure from the guest side: while paused, libslirp's host sockets are not
+	 * polled for input, so it reads nothing more from the host and TCP's flow control
+	 * slows the sender down, instead of frames being made only to be dropped.
+	 * Writing to host sockets, accepting and timers go on.
+	 */
+	void setHostInputPaused(bool paused);
+	bool hostInputPaused() const { return inputPaused_; }
+
 	// Timers, exposed for tests that drive time by hand.
 	size_t timerCount() const { return timers_.size(); }
 	// Absolute ms of the nearest armed timer, or -1.
@@ -105,6 +114,7 @@ private:
 	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again
 	uint64_t guestErrors_ = 0;
 	bool kicked_ = false; // ready time set by input(), cleared by poll()
+	bool inputPaused_ = false;
 };
 
 } // namespace slirpnet

@@ -2,6 +2,7 @@
 #include "unix_socket.hpp"
 
 #include <glib.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +10,12 @@
 #include <cstring>
 
 namespace slirpnet {
+
+bool peerHungUp(int fd)
+{
+	struct pollfd p = { fd, POLLRDHUP, 0 };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error)
 {

@@ -11,6 +11,12 @@
 
 namespace slirpnet {
 
+/*
+ * After recv() returned 0 on a SOCK_SEQPACKET socket: true if the peer has gone (end of
+ * file), false if that was an empty record (which is just a runt frame, not the end).
+ */
+bool peerHungUp(int fd);
+
 // Fill sa with path; false (error set) when the path is empty or does not fit sun_path.
 bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error);
 

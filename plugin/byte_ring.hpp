@@ -21,6 +21,7 @@ public:
 	explicit ByteRing(size_t capacity) : buf_(capacity) {}
 
 	size_t size() const { return len_; }
+	size_t capacity() const { return buf_.size(); }
 	size_t free() const { return buf_.size() - len_; }
 	bool empty() const { return len_ == 0; }
 

@@ -207,9 +207,10 @@ bool printHuman(const std::string &command, JsonNode *ret)
 		printf("rx: %" G_GINT64_FORMAT " frames, %" G_GINT64_FORMAT " bytes\n", num(o, "rx_frames"), num(o, "rx_bytes"));
 		printf("tx: %" G_GINT64_FORMAT " frames, %" G_GINT64_FORMAT " bytes\n", num(o, "tx_frames"), num(o, "tx_bytes"));
 		if (d)
-			printf("drops: oversize %" G_GINT64_FORMAT ", runt %" G_GINT64_FORMAT ", tx_full %" G_GINT64_FORMAT
-			       ", tx_error %" G_GINT64_FORMAT "\n",
-			       num(d, "oversize"), num(d, "runt"), num(d, "tx_full"), num(d, "tx_error"));
+			printf("drops: oversize %" G_GINT64_FORMAT ", runt %" G_GINT64_FORMAT ", fragment %" G_GINT64_FORMAT
+			       ", tx_full %" G_GINT64_FORMAT ", tx_error %" G_GINT64_FORMAT "; pauses %" G_GINT64_FORMAT "\n",
+			       num(d, "oversize"), num(d, "runt"), num(d, "fragment"), num(d, "tx_full"),
+			       num(d, "tx_error"), num(o, "pauses"));
 		if (bp)
 			printf("connections: %" G_GINT64_FORMAT " (tcp %" G_GINT64_FORMAT ", udp %" G_GINT64_FORMAT
 			       ", icmp %" G_GINT64_FORMAT ")\n",

@@ -98,6 +98,7 @@ void DgramLink::closed(const char *why)
 	readWatch_->disable();
 	writeWatch_->disable();
 	out_.clear();
+	net_.updateBackpressure(0, out_.capacity());
 	if (onClosed_)
 		onClosed_(why);
 }
@@ -165,12 +166,16 @@ void DgramLink::onReadable(GIOCondition cond)
 			closed(strerror(errno));
 			return;
 		}
-		if (n == 0 && type_ != SOCK_DGRAM) {
+		if (n == 0 && type_ != SOCK_DGRAM && peerHungUp(rxFd())) {
 			closed("peer closed the connection");
 			return;
 		}
 		if (bound_)
 			notePeer(from, msg.msg_namelen);
+		if (static_cast<size_t>(n) > buf_.size()) {
+			net_.droppedOversize(static_cast<size_t>(n)); // only its length was read
+			continue;
+		}
 		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
 	}
 	if (!closed_ && !bound_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
@@ -203,6 +208,7 @@ void DgramLink::peerFailed(int err)
 		peerGoneLogged_ = true;
 		txConnected_ = false;
 		out_.clear();
+		net_.updateBackpressure(0, out_.capacity());
 		writeWatch_->disable();
 		return;
 	}
@@ -259,6 +265,7 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 	out_.push(frame, len);
 	out_.push(kZeros, wire - len);
 	writeWatch_->enable();
+	net_.updateBackpressure(out_.size(), out_.capacity());
 	st.txFrames++;
 	st.txBytes += wire;
 	return static_cast<ssize_t>(len);
@@ -281,6 +288,7 @@ void DgramLink::flush()
 			return;
 		}
 		out_.consume(sizeof(header) + n);
+		net_.updateBackpressure(out_.size(), out_.capacity());
 	}
 	writeWatch_->disable();
 }

@@ -17,6 +17,27 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
 }
 
+// The checks of libslirp 4.7's ip_input(), in its order.
+static bool validHeader(const uint8_t *ip, size_t avail)
+{
+	if ((ip[0] >> 4) != 4)
+		return false;
+	size_t hlen = (ip[0] & 0x0f) * 4u;
+	if (hlen < 20 || hlen > avail)
+		return false;
+	uint32_t sum = 0;
+	for (size_t i = 0; i < hlen; i += 2)
+		sum += be16(ip + i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	if (sum != 0xffff)
+		return false;
+	size_t total = be16(ip + 2);
+	if (total < hlen || avail < total)
+		return false;
+	return ip[8] != 0; // TTL 0: libslirp answers "time exceeded" and drops it
+}
+
 FragGuard::Train *FragGuard::find(uint32_t src, uint32_t dst, uint16_t id, uint8_t proto, int64_t nowMs)
 {
 	for (auto &t : trains_)
@@ -37,6 +58,12 @@ bool FragGuard::admit(const uint8_t *frame, size_t len, int64_t nowMs)
 	uint16_t offset = fragField & 0x1fff;
 	if (offset == 0 && !moreFragments)
 		return true; // not a fragment
+
+	// A fragment libslirp's ip_input() would discard before reassembly is dropped here,
+	// and above all never starts a train: libslirp creates no queue for it, so the next
+	// fragment would reach ip_reass() as a first arrival.
+	if (!validHeader(ip, len - kEthHeader))
+		return false;
 
 	uint32_t src = be32(ip + 12), dst = be32(ip + 16);
 	uint16_t id = be16(ip + 4);

@@ -186,6 +186,22 @@ size_t Network::controlClients() const
 	return control_ ? control_->clientCount() : 0;
 }
 
+void Network::updateBackpressure(size_t queued, size_t capacity)
+{
+	if (!driver_->hostInputPaused() && queued * 2 > capacity) {
+		stats_.pauses++;
+		driver_->setHostInputPaused(true);
+	} else if (driver_->hostInputPaused() && queued * 8 < capacity) {
+		driver_->setHostInputPaused(false);
+	}
+}
+
+void Network::droppedOversize(size_t len)
+{
+	stats_.dropOversize++;
+	g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
+}
+
 void Network::fromGuest(const uint8_t *frame, size_t len)
 {
 	// Captured before the checks: a runt or oversized frame is what one wants to see.

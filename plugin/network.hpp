@@ -44,6 +44,17 @@ public:
 	// to libslirp. Bad frames are dropped and counted, never passed on.
 	void fromGuest(const uint8_t *frame, size_t len);
 
+	/*
+	 * Reading from libslirp paced by the guest side's writability: a link reports how
+	 * full its output queue is (or 1/1 when its socket refused a frame, 0 when it took
+	 * frames again), and host input pauses above half full, resumes below an eighth.
+	 */
+	void updateBackpressure(size_t queued, size_t capacity);
+
+	// A frame larger than the link's buffer (so only its length is known): counted as
+	// drop_oversize, never read, captured or passed on.
+	void droppedOversize(size_t len);
+
 	Stats &stats() { return stats_; }
 	const Config &config() const { return cfg_; }
 	Slirp *slirp() const { return driver_->slirp(); }

@@ -657,22 +657,29 @@ bool splitOptions(std::string_view text, OptionList &out, std::string &error)
 {
 	if (text.empty())
 		return true;
-	size_t start = 0;
-	for (;;) {
-		size_t end = text.find(',', start);
-		std::string_view item = text.substr(start, end == std::string_view::npos ? text.npos : end - start);
+	std::string item;
+	for (size_t i = 0;; i++) {
+		if (i < text.size() && text[i] == ',' && i + 1 < text.size() && text[i + 1] == ',') {
+			item += ','; // QEMU's escape: ",," is a comma inside a value
+			i++;
+			continue;
+		}
+		if (i < text.size() && text[i] != ',') {
+			item += text[i];
+			continue;
+		}
 		if (item.empty()) {
 			error = "empty option in " + q(text);
 			return false;
 		}
 		size_t eq = item.find('=');
-		if (eq == std::string_view::npos)
-			out.emplace_back(std::string(item), "");
+		if (eq == std::string::npos)
+			out.emplace_back(item, "");
 		else
-			out.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-		if (end == std::string_view::npos)
+			out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+		item.clear();
+		if (i >= text.size())
 			return true;
-		start = end + 1;
 	}
 }
 

@@ -82,8 +82,9 @@ constexpr unsigned kSnaplenMin = 14;
 constexpr unsigned kSnaplenMax = 262144;
 
 /*
- * Split "k=v,k=v,open" into pairs, appending to out. An empty item is an error.
- * Values may not contain ','; several hostfwd rules are joined with ';' (bhyve).
+ * Split "k=v,k=v,open" into pairs, appending to out. An empty item is an error. As in
+ * QEMU, ",," stands for a comma inside a value; several hostfwd rules may also be
+ * joined with ';' (bhyve).
  */
 bool splitOptions(std::string_view text, OptionList &out, std::string &error);
 

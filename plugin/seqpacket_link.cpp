@@ -1,7 +1,7 @@
 // seqpacket_link.cpp - the guest side over a SOCK_SEQPACKET socket: one Ethernet frame per record.
 #include "seqpacket_link.hpp"
+#include "unix_socket.hpp"
 
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -26,6 +26,10 @@ std::unique_ptr<SeqpacketLink> SeqpacketLink::create(UniqueFd fd, Network &net, 
 				    static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
 				    [self](int, GIOCondition c) { self->onReadable(c); });
 	l->watch_->enable();
+	l->writeWatch_ = FdWatch::create(ctx, l->fd_.get(), G_IO_OUT, [self](int, GIOCondition) {
+		self->writeWatch_->disable();
+		self->net_.updateBackpressure(0, 1);
+	});
 	return l;
 }
 
@@ -35,15 +39,8 @@ void SeqpacketLink::closed(const char *why)
 		return;
 	closed_ = true;
 	watch_->disable();
+	writeWatch_->disable();
 	onClosed_(why);
-}
-
-// recv() returns 0 both for an empty record and at end of file; only the second one has
-// the peer's side shut down (POLLRDHUP), and an empty record is just a runt frame.
-bool SeqpacketLink::peerGone() const
-{
-	struct pollfd p = { fd_.get(), POLLRDHUP, 0 };
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 void SeqpacketLink::onReadable(GIOCondition cond)
@@ -58,9 +55,13 @@ void SeqpacketLink::onReadable(GIOCondition cond)
 			closed(strerror(errno));
 			return;
 		}
-		if (n == 0 && peerGone()) {
+		if (n == 0 && peerHungUp(fd_.get())) {
 			closed("peer closed the connection");
 			return;
+		}
+		if (static_cast<size_t>(n) > buf_.size()) {
+			net_.droppedOversize(static_cast<size_t>(n)); // only its length was read
+			continue;
 		}
 		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
 	}
@@ -77,6 +78,8 @@ ssize_t SeqpacketLink::sendFrame(const uint8_t *frame, size_t len)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == ENOBUFS) {
 			st.dropTxFull++;
+			net_.updateBackpressure(1, 1);
+			writeWatch_->enable();
 		} else if (errno == EPIPE || errno == ECONNRESET) {
 			closed("peer closed the connection");
 		} else {

@@ -16,7 +16,8 @@ namespace slirpnet {
 /*
  * Used for the plugin's socketpair (-S). Reading is bounded per wake-up so libslirp's
  * own sockets get their turn; writing never blocks: a full socket drops the frame
- * (counted as drop_tx_full), which TCP in the guest recovers from.
+ * (counted as drop_tx_full), which TCP in the guest recovers from, and pauses libslirp's
+ * host input until the socket is writable again.
  */
 class SeqpacketLink
 {
@@ -33,13 +34,13 @@ private:
 	SeqpacketLink(UniqueFd fd, Network &net, ClosedCallback onClosed);
 	void onReadable(GIOCondition cond);
 	void closed(const char *why);
-	bool peerGone() const;
 
 	UniqueFd fd_;
 	Network &net_;
 	ClosedCallback onClosed_;
 	std::vector<uint8_t> buf_; // sized once: the largest accepted frame
 	std::unique_ptr<FdWatch> watch_;
+	std::unique_ptr<FdWatch> writeWatch_; // on while the socket is full: resumes host input
 	bool closed_ = false;
 };
 

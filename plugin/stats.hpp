@@ -17,6 +17,7 @@ struct Stats {
 	uint64_t dropFragment = 0; // IPv4 fragment with no train started (see frag_guard.hpp)
 	uint64_t dropTxFull = 0; // the guest side could not take the frame right now
 	uint64_t dropTxError = 0; // any other error sending to the guest side
+	uint64_t pauses = 0; // times the guest side filled up and host input was paused
 
 	std::string format() const
 	{
@@ -26,7 +27,8 @@ struct Stats {
 		       " drop_runt=" + std::to_string(dropRunt) +
 		       " drop_fragment=" + std::to_string(dropFragment) +
 		       " drop_tx_full=" + std::to_string(dropTxFull) +
-		       " drop_tx_error=" + std::to_string(dropTxError);
+		       " drop_tx_error=" + std::to_string(dropTxError) +
+		       " pauses=" + std::to_string(pauses);
 	}
 };
 

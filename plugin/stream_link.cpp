@@ -60,6 +60,7 @@ void StreamLink::closed(const char *why, bool error)
 	writeWatch_->disable();
 	// The peer is gone: what is queued for it is lost with the connection.
 	out_.clear();
+	net_.updateBackpressure(0, out_.capacity());
 	inLen_ = 0;
 	onClosed_(why, error);
 }
@@ -166,8 +167,10 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 		if (v.iov_len > skip)
 			out_.push(static_cast<const uint8_t *>(v.iov_base) + skip, v.iov_len - skip);
 	}
-	if (!out_.empty())
+	if (!out_.empty()) {
 		writeWatch_->enable();
+		net_.updateBackpressure(out_.size(), out_.capacity());
+	}
 	st.txFrames++;
 	st.txBytes += wire;
 	return static_cast<ssize_t>(len);
@@ -188,6 +191,7 @@ void StreamLink::flush()
 			return;
 		}
 		out_.consume(static_cast<size_t>(n));
+		net_.updateBackpressure(out_.size(), out_.capacity());
 	}
 	writeWatch_->disable();
 }

@@ -9,6 +9,9 @@ and e1000, with the helper in place of `-netdev user`:
   fd      socketpair:
             SOCK_STREAM         -netdev stream,id=n0,addr.type=fd,addr.str=N   + slirpnet --fd M
             SOCK_DGRAM          -netdev socket,id=n0,fd=N (libvirt's slirp)    + slirpnet --fd M
+            SOCK_DGRAM          -netdev dgram,id=n0,local.type=fd,local.str=N  + slirpnet --fd M
+
+Every transport runs with both NICs.
 
 In the guest: DHCP lease (ip/router/dns), ping 10.0.2.2, a 4 MiB HTTP download from a
 127.0.0.1 server with its checksum, and an inbound connection through the helper's
@@ -65,6 +68,8 @@ def start_link(transport, workdir, hostfwd):
         h = HelperProc(["--dgram", path] + opts)
         return h, ("dgram,id=n0,local.type=unix,local.path=%s,remote.type=unix,remote.path=%s"
                    % (qpath, path)), (), []
+    # fd-stream: -netdev stream on a SOCK_STREAM pair; fd-dgram: -netdev socket,fd= (what
+    # libvirt uses); fd-dgram-netdev: -netdev dgram with an fd as its local end.
     kind = socket.SOCK_STREAM if transport == "fd-stream" else socket.SOCK_DGRAM
     qemu_end, helper_end = socket.socketpair(socket.AF_UNIX, kind)
     try:
@@ -74,8 +79,11 @@ def start_link(transport, workdir, hostfwd):
     n = qemu_end.fileno()
     if transport == "fd-stream":
         netdev = "stream,id=n0,addr.type=fd,addr.str=%d" % n
-    else:
+    elif transport == "fd-dgram":
         netdev = "socket,id=n0,fd=%d" % n
+    else:
+        assert transport == "fd-dgram-netdev", transport
+        netdev = "dgram,id=n0,local.type=fd,local.str=%d" % n
     return h, netdev, (n,), [qemu_end]
 
 
@@ -85,7 +93,11 @@ CASES = [
     ("dgram", "virtio-net-pci"),
     ("dgram", "e1000"),
     ("fd-stream", "virtio-net-pci"),
+    ("fd-stream", "e1000"),
+    ("fd-dgram", "virtio-net-pci"),
     ("fd-dgram", "e1000"),
+    ("fd-dgram-netdev", "virtio-net-pci"),
+    ("fd-dgram-netdev", "e1000"),
 ]
 
 

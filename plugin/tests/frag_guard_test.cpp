@@ -9,15 +9,29 @@ using namespace slirpnet;
 
 namespace {
 
-// An Ethernet + IPv4 header (no payload needed by the guard).
+void setChecksum(uint8_t *ip)
+{
+	ip[10] = ip[11] = 0;
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (ip[i] << 8) | ip[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	ip[10] = uint8_t(~sum >> 8);
+	ip[11] = uint8_t(~sum);
+}
+
+// An Ethernet + IPv4 header with 8 bytes of payload, valid as libslirp checks it.
 std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t proto = 17,
 			  uint8_t lastSrcByte = 15)
 {
-	std::vector<uint8_t> f(14 + 20, 0);
+	std::vector<uint8_t> f(14 + 20 + 8, 0);
 	f[12] = 0x08;
 	f[13] = 0x00;
 	uint8_t *ip = f.data() + 14;
 	ip[0] = 0x45;
+	ip[3] = 28; // total length
+	ip[8] = 64; // TTL
 	ip[4] = uint8_t(id >> 8);
 	ip[5] = uint8_t(id);
 	uint16_t field = uint16_t((more ? 0x2000 : 0) | offsetUnits);
@@ -26,6 +40,7 @@ std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t 
 	ip[9] = proto;
 	ip[12] = 10, ip[13] = 0, ip[14] = 2, ip[15] = lastSrcByte;
 	ip[16] = 10, ip[17] = 0, ip[18] = 2, ip[19] = 2;
+	setChecksum(ip);
 	return f;
 }
 
@@ -90,4 +105,31 @@ TEST(FragGuard, TableIsBoundedOldestReplaced)
 		EXPECT_TRUE(admit(g, frag(id, 0, true), 1000 + id));
 	EXPECT_FALSE(admit(g, frag(0, 185, false), 2000)); // the oldest was replaced
 	EXPECT_TRUE(admit(g, frag(FragGuard::kSlots, 185, false), 2000));
+}
+
+// A first fragment libslirp discards creates no queue there, so it must start no train
+// here: the next fragment would otherwise reach libslirp 4.7's crashing path.
+TEST(FragGuard, MalformedFirstFragmentsStartNoTrain)
+{
+	auto badChecksum = frag(11, 0, true);
+	badChecksum[14 + 10] ^= 0xff;
+	auto tooLong = frag(12, 0, true);
+	tooLong[14 + 3] = 200;
+	setChecksum(tooLong.data() + 14);
+	auto shortHeader = frag(13, 0, true);
+	shortHeader[14] = 0x44;
+	setChecksum(shortHeader.data() + 14);
+	auto ttlZero = frag(14, 0, true);
+	ttlZero[14 + 8] = 0;
+	setChecksum(ttlZero.data() + 14);
+	auto notV4 = frag(15, 0, true);
+	notV4[14] = 0x65;
+	setChecksum(notV4.data() + 14);
+	uint16_t id = 11;
+	for (const auto &f : { badChecksum, tooLong, shortHeader, ttlZero, notV4 }) {
+		FragGuard g;
+		EXPECT_FALSE(admit(g, f)) << "id " << id;
+		EXPECT_FALSE(admit(g, frag(id, 1, false))) << "id " << id;
+		id++;
+	}
 }

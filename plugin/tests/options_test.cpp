@@ -241,7 +241,19 @@ TEST(Options, UnknownDuplicateAndEmpty)
 	EXPECT_NE(e.find("colour: unknown option (value 'blue')"), std::string::npos) << e;
 	EXPECT_NE(e.find("hostfwd"), std::string::npos) << e; // lists the known keys
 	EXPECT_EQ(mustFail("mtu=1500,mtu=9000"), "mtu: given more than once (last value '9000')");
-	EXPECT_EQ(mustFail("mtu=1500,,open"), "empty option in 'mtu=1500,,open'");
+	EXPECT_EQ(mustFail("mtu=1500,"), "empty option in 'mtu=1500,'");
+	EXPECT_EQ(mustFail(",open"), "empty option in ',open'");
+}
+
+TEST(Options, DoubleCommaEscapesAComma)
+{
+	OptionList opts;
+	std::string err;
+	ASSERT_TRUE(splitOptions("hostname=a,,b,mtu=9000,open", opts, err)) << err;
+	EXPECT_EQ(opts, (OptionList{ { "hostname", "a,b" }, { "mtu", "9000" }, { "open", "" } }));
+	opts.clear();
+	ASSERT_TRUE(splitOptions("bootfile=x,,,open", opts, err)) << err;
+	EXPECT_EQ(opts, (OptionList{ { "bootfile", "x," }, { "open", "" } }));
 }
 
 TEST(Options, Booleans)

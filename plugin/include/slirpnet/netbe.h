@@ -22,8 +22,9 @@
 extern "C" {
 #endif
 
-/* GLib's main context; declared here so C users need not include glib.h. */
-typedef struct _GMainContext GMainContext;
+/* GLib's GMainContext (a typedef of this struct), named without the typedef so that C99
+ * users may include this header with or without glib.h. */
+struct _GMainContext;
 
 struct slirpnet_netbe;
 
@@ -46,7 +47,7 @@ typedef void (*slirpnet_rxeof_t)(int fd, void *param);
  * On failure no process, fd or GLib source is left behind.
  */
 int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec, slirpnet_rxeof_t cb,
-                        void *param, GMainContext *ctx, char **errmsg);
+                        void *param, struct _GMainContext *ctx, char **errmsg);
 
 /*
  * Destroy a backend: remove the rx source, close the socket, end the helper (SIGTERM,
