@@ -136,6 +136,16 @@ void SlirpDriver::input(const uint8_t *frame, size_t len)
 	}
 }
 
+void SlirpDriver::flushInput()
+{
+	if (!kicked_)
+		return;
+	kicked_ = false;
+	g_source_set_ready_time(source_.get(), -1);
+	slirp_pollfds_poll(slirp_, 1, &SlirpDriver::getRevents, this);
+	runDueTimers();
+}
+
 int64_t SlirpDriver::nextTimerMs() const
 {
 	int64_t next = -1;

@@ -53,6 +53,14 @@ public:
 	void input(const uint8_t *frame, size_t len);
 
 	/*
+	 * After a batch of input(): let libslirp send what it queued (if_start) and run its
+	 * due timers now, without waiting for the next loop iteration. This is
+	 * slirp_pollfds_poll() with select_error set, which skips the sockets (their poll
+	 * results are stale here) and does the rest.
+	 */
+	void flushInput();
+
+	/*
 	 * Backpressure from the guest side: while paused, libslirp's host sockets are not
 	 * polled for input, so it reads nothing more from the host and TCP's flow control
 	 * slows the sender down, instead of frames being made only to be dropped.

@@ -17,6 +17,12 @@ bool peerHungUp(int fd)
 	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+void growSendBuffer(int fd, int bytes)
+{
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+}
+
 bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error)
 {
 	memset(&sa, 0, sizeof(sa));

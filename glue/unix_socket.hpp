@@ -17,6 +17,14 @@ namespace slirpnet {
  */
 bool peerHungUp(int fd);
 
+/*
+ * Let a UNIX socket hold more in flight than the 208 KiB default (three frames at MTU
+ * 65520): a AF_UNIX sender's send buffer is what bounds the frames queued for its peer.
+ * SO_SNDBUFFORCE where permitted (CAP_NET_ADMIN), else SO_SNDBUF (capped by
+ * net.core.wmem_max). Best effort: failure only leaves the default.
+ */
+void growSendBuffer(int fd, int bytes);
+
 // Fill sa with path; false (error set) when the path is empty or does not fit sun_path.
 bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error);
 

@@ -49,6 +49,7 @@ void DgramLink::start(GMainContext *ctx)
 				     [this](int, GIOCondition c) { onReadable(c); });
 	writeWatch_ = FdWatch::create(ctx, txFd(), static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
 				      [this](int, GIOCondition c) { onWritable(c); });
+	growSendBuffer(txFd(), static_cast<int>(net_.config().sndbuf));
 	readWatch_->enable();
 }
 
@@ -178,6 +179,7 @@ void DgramLink::onReadable(GIOCondition cond)
 		}
 		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
 	}
+	net_.inputBatchDone();
 	if (!closed_ && !bound_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
 		closed("peer hung up");
 }

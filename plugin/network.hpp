@@ -51,6 +51,10 @@ public:
 	 */
 	void updateBackpressure(size_t queued, size_t capacity);
 
+	// A link read all it will read in this wake-up: let libslirp send what the batch
+	// produced (see SlirpDriver::flushInput).
+	void inputBatchDone() { driver_->flushInput(); }
+
 	// A frame larger than the link's buffer (so only its length is known): counted as
 	// drop_oversize, never read, captured or passed on.
 	void droppedOversize(size_t len);

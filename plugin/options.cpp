@@ -308,6 +308,15 @@ std::string handleSnaplen(ParseState &st, std::string_view v)
 	return "";
 }
 
+std::string handleSndbuf(ParseState &st, std::string_view v)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || n < 4096 || n > (256ul << 20))
+		return "bad value " + q(v) + " (expected 4096-268435456 bytes)";
+	st.cfg.sndbuf = static_cast<unsigned>(n);
+	return "";
+}
+
 std::string handleControl(ParseState &st, std::string_view v)
 {
 	// sockaddr_un's sun_path (108 bytes on Linux) with its terminating NUL.
@@ -351,6 +360,7 @@ const std::array kRows = {
 	Row{ { "pcap", "FILE", "none", "record every frame in both directions to FILE (classic pcap, mode 0600)", false, false, "/tmp/slirpnet-test.pcap", "/nonexistent/dir/x.pcap" }, handlePcapFile },
 	Row{ { "pcap-filter", "EXPR", "none", "record only frames matching this BPF expression (libpcap syntax)", false, false, "icmp or arp", "(icmp" }, handlePcapFilter },
 	Row{ { "snaplen", "N", "65535", "bytes kept of each recorded frame (14-262144)", false, false, "128", "10" }, handleSnaplen },
+	Row{ { "sndbuf", "BYTES", "4194304", "send buffer of the sockets to the emulator and to the helper: bursts it absorbs before pacing (SO_SNDBUFFORCE as root, else capped by net.core.wmem_max)", false, false, "212992", "1k" }, handleSndbuf },
 	Row{ { "control", "PATH", "none", "serve the JSON control interface on this UNIX socket (see slirpnet-ctl)", false, false, "/tmp/slirpnet-test.sock", "/nonexistent/dir/ctl.sock" }, handleControl },
 };
 

@@ -55,6 +55,7 @@ struct Config {
 	std::string pcapFilter; // BPF expression; also the default of capture-start
 	unsigned snaplen = 65535; // bytes kept of each captured frame
 	std::string controlPath; // UNIX socket of the JSON control interface
+	unsigned sndbuf = 4u << 20; // send buffer of the link sockets (frames in flight)
 
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
 	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }

@@ -25,6 +25,7 @@ std::unique_ptr<SeqpacketLink> SeqpacketLink::create(UniqueFd fd, Network &net, 
 	l->watch_ = FdWatch::create(ctx, l->fd_.get(),
 				    static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
 				    [self](int, GIOCondition c) { self->onReadable(c); });
+	growSendBuffer(l->fd_.get(), static_cast<int>(net.config().sndbuf));
 	l->watch_->enable();
 	l->writeWatch_ = FdWatch::create(ctx, l->fd_.get(), G_IO_OUT, [self](int, GIOCondition) {
 		self->writeWatch_->disable();
@@ -65,6 +66,7 @@ void SeqpacketLink::onReadable(GIOCondition cond)
 		}
 		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
 	}
+	net_.inputBatchDone();
 	if ((cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
 		closed("peer hung up");
 }

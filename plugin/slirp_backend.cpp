@@ -15,6 +15,7 @@
 #include "glib_ptr.hpp"
 #include "options.hpp"
 #include "unique_fd.hpp"
+#include "unix_socket.hpp"
 #include "wire.hpp"
 
 #ifndef SLIRPNET_HELPER_PATH
@@ -202,6 +203,7 @@ bool SlirpBackend::start(const std::string &options, GMainContext *ctx, std::str
 		return false;
 	}
 	sock_.reset(sv[0]);
+	growSendBuffer(sock_.get(), static_cast<int>(cfg.sndbuf)); // frames to the helper
 	UniqueFd childEnd(sv[1]);
 	if (!spawnHelper(childEnd.get(), error))
 		return false;

@@ -1,5 +1,6 @@
 // stream_link.cpp - the guest side over a byte stream: a 4-byte big-endian length, then the frame.
 #include "stream_link.hpp"
+#include "unix_socket.hpp"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -47,6 +48,7 @@ std::unique_ptr<StreamLink> StreamLink::create(UniqueFd fd, Network &net, GMainC
 					[self](int, GIOCondition c) { self->onReadable(c); });
 	l->writeWatch_ = FdWatch::create(ctx, fdNum, static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
 					 [self](int, GIOCondition c) { self->onWritable(c); });
+	growSendBuffer(fdNum, static_cast<int>(net.config().sndbuf));
 	l->readWatch_->enable();
 	return l;
 }
@@ -84,6 +86,7 @@ void StreamLink::onReadable(GIOCondition cond)
 		if (!parseInput())
 			return;
 	}
+	net_.inputBatchDone();
 	if (!closed_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
 		closed("peer hung up", false);
 }

@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from harness import (ARP, ICMP, UDP, Ether, arp_who_has, child_pids, icmp_echo,
-                     icmp_echo_reply_from, udp_to)
+from harness import (ARP, GW_IP, GW_MAC, ICMP, IP, UDP, Ether, arp_who_has, child_pids,
+                     icmp_echo, icmp_echo_reply_from, udp_to)
 from capture_fixtures import (LINKTYPE_ETHERNET, PCAP_MAGIC_US, CaptureFile, captured,  # noqa: F401
                               read_pcap)
+from test_transports import (DgramPeer, bound_dgram, fd_helper, helpers, peers,  # noqa: F401
+                             workdir)   # helpers, peers, workdir: fixtures
 
 
 def ping_and_arp(p, seq=1):
@@ -276,3 +278,114 @@ def test_capture_and_control_on_the_stream_transport(helper_path, tmp_path):
     mix = cap.assert_decodes(expect=("arp",))
     assert mix["arp"] >= 2                      # the request and the reply
     assert not os.path.exists(ctl_path)
+
+
+# --------------------------------------------------------------------------------------
+# Capture on every transport, and frames larger than the link's buffer
+
+# The QEMU-facing transports (-S is the direct/plugin peer above; --socket has its own test).
+QEMU_TRANSPORTS = ["dgram-path", "fd-stream", "fd-dgram", "fd-seqpacket"]
+FD_KINDS = {"fd-stream": socket.SOCK_STREAM, "fd-dgram": socket.SOCK_DGRAM,
+            "fd-seqpacket": socket.SOCK_SEQPACKET}
+
+
+def start_transport(kind, helpers, workdir, options):
+    """The helper on a QEMU-facing transport with `-o options`; returns (helper, peer)."""
+    opts = ["-o", options]
+    if kind == "dgram-path":
+        path = os.path.join(workdir, "h.sock")
+        h = helpers(["--dgram", path] + opts)
+        return h, DgramPeer(bound_dgram(workdir, "q.sock"), dest=path, helper=h)
+    return fd_helper(helpers, FD_KINDS[kind], opts)
+
+
+def pad60(frames):
+    """Counter of frames padded with zeros to 60 bytes: the helper captures frames to a
+    QEMU transport before padding them to the minimum, and ours go out unpadded."""
+    return collections.Counter(f + bytes(max(0, 60 - len(f))) for f in frames)
+
+
+@pytest.mark.parametrize("kind", QEMU_TRANSPORTS)
+def test_capture_on_qemu_transports(helpers, peers, workdir, tmp_path, kind):
+    """pcap= on --dgram PATH and --fd N (each socket type): the ARP and ICMP exchange is
+    in the file in both directions, byte for byte what crossed the link, and tshark
+    decodes it."""
+    pcap = str(tmp_path / "t.pcap")
+    h, p = start_transport(kind, helpers, workdir, "pcap=%s,ipv6=off" % pcap)
+    peers(p)
+    payload = b"capture on " + kind.encode()
+    p.send(arp_who_has(GW_IP, p))
+    p.expect(Ether(dst=p.guest_mac) / ARP(op=2, psrc=GW_IP, hwsrc=GW_MAC, pdst=p.guest_ip))
+    p.send(icmp_echo(p, seq=7, payload=payload))
+    p.expect(icmp_echo_reply_from(p, seq=7, payload=payload))
+    p.flush(0.2)
+    assert h.stop() == 0, h.log()
+    hdr, recs = read_pcap(pcap)
+    assert hdr.linktype == LINKTYPE_ETHERNET
+    # Both directions, each frame once: what we sent as is, what we got (the helper pads
+    # frames to the QEMU minimum of 60 bytes after capturing them).
+    assert pad60(r.data for r in recs) == pad60(logged_frames(p)), \
+        [Ether(r.data).summary() for r in recs]
+    pkts = [Ether(r.data) for r in recs]
+    who_has = [x for x in pkts if ARP in x and x[ARP].op == 1 and x[ARP].pdst == GW_IP]
+    is_at = [x for x in pkts if ARP in x and x[ARP].op == 2 and x[ARP].psrc == GW_IP]
+    echo = [x for x in pkts if ICMP in x and x[ICMP].type == 8 and x[IP].dst == GW_IP]
+    reply = [x for x in pkts if ICMP in x and x[ICMP].type == 0 and x[IP].src == GW_IP]
+    assert (len(who_has), len(is_at), len(echo), len(reply)) == (1, 1, 1, 1), \
+        [x.summary() for x in pkts]
+    assert bytes(reply[0][ICMP].payload) == payload
+    stacks = CaptureFile(pcap).protocols()
+    assert len(stacks) == len(recs)
+    assert stacks.count("eth:ethertype:ip:icmp:data") == 2, stacks
+    assert stacks.count("eth:ethertype:arp") >= 2, stacks   # + the gratuitous ARP
+
+
+OVERSIZE_TRANSPORTS = ["seqpacket-S", "fd-dgram", "dgram-path"]
+OVERSIZE_MARK = b"OVERSIZE"
+
+
+def oversized(p, size):
+    """A frame of `size` bytes with a valid Ethernet header and a recognisable body."""
+    head = bytes(Ether(src=p.guest_mac, dst=GW_MAC, type=0x0800))
+    body = (OVERSIZE_MARK * (size // len(OVERSIZE_MARK) + 1))[: size - len(head)]
+    return head + body
+
+
+@pytest.mark.parametrize("mtu", [1500, 65520], ids=["mtu1500", "mtu65520"])
+@pytest.mark.parametrize("kind", OVERSIZE_TRANSPORTS)
+def test_oversized_frames_dropped_not_captured(direct, helpers, peers, workdir, tmp_path,
+                                               kind, mtu):
+    """Frames larger than the link's buffer (only their length is read) with capture on
+    and snaplen=262144: the helper lives on, counts them in drop_oversize, and the file
+    holds no record of them - nothing read past the buffer, no heap bytes captured."""
+    pcap = str(tmp_path / "o.pcap")
+    max_frame = mtu + 14
+    options = "pcap=%s,snaplen=262144,ipv6=off,mtu=%d" % (pcap, mtu)
+    if kind == "seqpacket-S":
+        h, p = None, direct(options)
+    else:
+        h, p = start_transport(kind, helpers, workdir, options)
+        peers(p)
+    p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    sizes = [200000, max_frame + 1] + ([60000] if mtu == 1500 else [])
+    big = [oversized(p, n) for n in sizes]
+    for f in big:
+        assert p.send(f) == len(f)
+    for seq in (1, 2):
+        p.send(icmp_echo(p, seq=seq, payload=b"still alive %d" % seq))
+        p.expect(icmp_echo_reply_from(p, seq=seq, payload=b"still alive %d" % seq))
+    st = p.stats() if h is None else h.stats()
+    assert st["drop_oversize"] == len(sizes), st
+    assert st["rx_frames"] >= 2 and st["drop_runt"] == 0, st
+    p.flush(0.2)
+    rc = p.close() if h is None else h.stop()
+    assert rc == 0, p.helper_log()
+    hdr, recs = read_pcap(pcap)
+    assert hdr.snaplen == 262144
+    assert all(r.caplen == r.origlen <= max_frame for r in recs), \
+        [(r.caplen, r.origlen) for r in recs if r.origlen > max_frame]
+    assert not any(OVERSIZE_MARK in r.data for r in recs)
+    sent_big = set(big)
+    expected = [f for f in logged_frames(p) if f not in sent_big]
+    assert pad60(r.data for r in recs) == pad60(expected)
+    CaptureFile(pcap).assert_decodes(expect=("icmp",), count=len(recs))

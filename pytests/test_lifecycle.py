@@ -4,12 +4,14 @@
 import errno
 import os
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
-from harness import (child_pids, icmp_echo, icmp_echo_reply_from, open_fds, proc_state)
+from harness import (child_pids, free_port, icmp_echo, icmp_echo_reply_from, open_fds,
+                     proc_state)
 
 
 def test_cleanup_ends_helper_no_zombie_no_fd_leak(plugin, helper_path):
@@ -146,3 +148,97 @@ def test_help_lists_every_option(helper_path):
         assert "default" in block, "--help gives no default for %r: %s" % (key, block)
         if default:
             assert default in block, "--help: %r default should be %s: %s" % (key, default, block)
+
+
+# --------------------------------------------------------------------------------------
+# Refused by the helper (not by the plugin's option table): nothing is left behind
+
+HELPER_REFUSALS = ["hostfwd-tcp-in-use", "hostfwd-udp-in-use", "second-hostfwd-in-use",
+                   "pcap-fifo", "control-in-use", "control-not-a-socket"]
+
+
+def helper_refusal(case, tmp_path, held):
+    """(option text, words the error must contain, check run after the failed init).
+    The plugin accepts each of these; the helper fails while starting up.  Sockets that
+    make it fail are appended to held (the test closes them)."""
+    def bound(kind):
+        s = socket.socket(socket.AF_INET, kind)
+        held.append(s)
+        s.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            s.listen(1)
+        return s.getsockname()[1]
+
+    if case == "hostfwd-tcp-in-use":
+        rule = "tcp:127.0.0.1:%d-:22" % bound(socket.SOCK_STREAM)
+        return "hostfwd=" + rule, ["hostfwd", rule], None
+    if case == "hostfwd-udp-in-use":
+        rule = "udp:127.0.0.1:%d-:53" % bound(socket.SOCK_DGRAM)
+        return "hostfwd=" + rule, ["hostfwd", rule], None
+    if case == "second-hostfwd-in-use":
+        first = free_port()
+        rule = "tcp:127.0.0.1:%d-:23" % bound(socket.SOCK_STREAM)
+
+        def first_port_free_again():
+            # the first rule's listener went with the helper: the port binds again
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", first))
+                s.listen(1)
+        return ("hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=%s" % (first, rule),
+                ["hostfwd", rule], first_port_free_again)
+    if case == "pcap-fifo":
+        fifo = str(tmp_path / "capture.fifo")
+        os.mkfifo(fifo)
+        return "pcap=" + fifo, ["pcap", fifo, "not a regular file"], None
+    if case == "control-in-use":
+        path = str(tmp_path / "ctl.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        held.append(s)
+        s.bind(path)
+        s.listen(1)
+
+        def listener_untouched():
+            assert os.path.exists(path), "the helper removed a live socket it did not own"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.connect(path)
+        return "control=" + path, ["control", path, "in use"], listener_untouched
+    if case == "control-not-a-socket":
+        path = str(tmp_path / "ctl.file")
+        with open(path, "w") as f:
+            f.write("keep me\n")
+
+        def file_untouched():
+            with open(path) as f:
+                assert f.read() == "keep me\n"
+        return "control=" + path, ["control", path, "not a socket"], file_untouched
+    raise ValueError(case)
+
+
+@pytest.mark.parametrize("case", HELPER_REFUSALS)
+def test_helper_refusal_leaves_nothing(plugin, helper_path, tmp_path, case):
+    """init fails (-1) with the helper's message naming the rule or file; the helper has
+    exited and been reaped (no zombie), no fd is left open in the emulator, and the
+    capture file (started last) was never created."""
+    plugin("slirp,restrict=on").close()    # lazily created GLib state is not a leak
+    held = []
+    try:
+        option, words, after = helper_refusal(case, tmp_path, held)
+        pcap = tmp_path / "never.pcap"
+        spec = "slirp,restrict=on," + option
+        if not option.startswith("pcap="):
+            spec += ",pcap=%s" % pcap
+        fds = open_fds()
+        children = set(child_pids())
+        p = plugin(spec, expect_ok=False)
+        assert p.init_rc == -1, "init succeeded: %r" % spec
+        for w in words:
+            assert w in (p.error or ""), "%r not in the error: %r" % (w, p.error)
+        assert set(child_pids()) == children, "a helper process (or zombie) remains"
+        assert child_pids(helper_path) == []
+        assert open_fds() == fds, "fds leaked by the failed init"
+        assert not pcap.exists(), "a capture file was created for a refused config"
+        if after:
+            after()
+    finally:
+        for s in held:
+            s.close()

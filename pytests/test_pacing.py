@@ -13,7 +13,7 @@ import time
 
 import harness
 from harness import UDP, free_port
-from test_transports import (SCALE, StreamPeer, arp_check, helpers, peers,  # noqa: F401
+from test_transports import (SCALE, SMALL_SNDBUF, StreamPeer, arp_check, helpers, peers,  # noqa: F401
                              ping_check, stream_helper, workdir)
 
 GUEST_PORT = 5555
@@ -47,7 +47,7 @@ def settle(h, key="rx_frames", timeout=10.0):
 
 def test_stream_peer_that_stops_reading_pauses_host_input(stream_helper, peers):
     port = free_port(socket.SOCK_DGRAM)
-    h = stream_helper("--hostfwd=udp:127.0.0.1:%d-:%d" % (port, GUEST_PORT))
+    h = stream_helper("--hostfwd=udp:127.0.0.1:%d-:%d" % (port, GUEST_PORT), SMALL_SNDBUF)
     p = peers(StreamPeer.connect(h.path, h))
     arp_check(p)                          # libslirp now knows the guest's MAC
     flood(port)                           # the peer reads nothing meanwhile
@@ -85,7 +85,7 @@ def test_plugin_socket_full_pauses_then_resumes(direct):
     """-S: a parent that does not read fills the socketpair; the helper drops the frame
     that hit the full socket, pauses host input, and resumes once the parent reads."""
     port = free_port(socket.SOCK_DGRAM)
-    p = direct("restrict=on,ipv6=off,hostfwd=udp:127.0.0.1:%d-:%d" % (port, GUEST_PORT))
+    p = direct("restrict=on,ipv6=off,sndbuf=106496,hostfwd=udp:127.0.0.1:%d-:%d" % (port, GUEST_PORT))
     flood(port)
     st = p.stats()
     assert st["pauses"] >= 1, st

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from harness import (decode_status, dhcp_lease, dhcp_options, icmp_echo,
-                     icmp_echo_reply_from, parse_stats)
+from harness import (ICMP, UDP, decode_status, dhcp_lease, dhcp_options, icmp_echo,
+                     icmp_echo_reply_from, parse_stats, udp_to)
 
 
 def test_status_ok(direct):
@@ -130,3 +130,106 @@ def test_no_fd(helper_path):
     r = subprocess.run([helper_path], capture_output=True, timeout=5)
     assert r.returncode != 0
     assert b"-S" in r.stderr
+
+
+# --------------------------------------------------------------------------------------
+# A parent that stops reading: the helper drops and counts, never blocks
+
+def stats_without_reading(d, timeout=5.0):
+    """SIGUSR1 and the new stats line, without reading the link (Peer.stats() pumps it)."""
+    before = d.helper_log().count("stats:")
+    os.kill(d.proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = d.helper_log()
+        if text.count("stats:") > before:
+            return parse_stats(text)
+        time.sleep(0.02)
+    raise AssertionError("no stats line after SIGUSR1; log:\n" + d.helper_log())
+
+
+def wait_rx(d, rx_frames, timeout=20.0):
+    """Poll the counters (without reading) until the helper has taken rx_frames frames."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = stats_without_reading(d)
+        if st["rx_frames"] >= rx_frames or time.monotonic() > deadline:
+            assert st["rx_frames"] >= rx_frames, st
+            return st
+        time.sleep(0.1)
+
+
+def test_full_parent_drops_and_counts(direct):
+    """3000 echoes sent while we read nothing: the replies that do not fit in the socket
+    are dropped whole and counted (drop_tx_full), every echo is still taken in, and
+    once we read again the helper answers; replies received + dropped == echoes sent."""
+    d = direct("ipv6=off")
+    d.send(icmp_echo(d, seq=0))
+    d.expect(icmp_echo_reply_from(d, seq=0))
+    d.flush(0.1)
+    base = stats_without_reading(d)
+    n, payload = 3000, bytes(range(256)) * 5 + bytes(120)      # 1400 bytes
+    for seq in range(1, n + 1):
+        d.sock.send(bytes(icmp_echo(d, seq=seq, payload=payload)))   # not logged: 4 MB
+    st = wait_rx(d, base["rx_frames"] + n)
+    assert d.helper_status() is None, "the helper died: " + d.helper_log()
+    sent = st["tx_frames"] - base["tx_frames"]
+    dropped = st["drop_tx_full"] - base["drop_tx_full"]
+    assert dropped > 0, st
+    assert sent + dropped == n, (sent, dropped, st)
+    assert st["drop_tx_error"] == 0, st
+    if "pauses" in st:
+        assert st["pauses"] > base["pauses"], st
+    # now read: exactly the replies the helper counted as sent, each intact and once
+    seqs = []
+    deadline = time.monotonic() + 20
+    while len(seqs) < sent and time.monotonic() < deadline:
+        r = d.poll(lambda x: ICMP in x and x[ICMP].type == 0, timeout=1.0)
+        if r is None:
+            break
+        assert bytes(r[ICMP].payload) == payload, r.summary()
+        seqs.append(r[ICMP].seq)
+    assert len(seqs) == sent, (len(seqs), sent, st)
+    assert len(set(seqs)) == len(seqs) and set(seqs) <= set(range(1, n + 1))
+    assert d.poll(ICMP, timeout=0.3) is None, "more replies than tx_frames counted"
+    d.send(icmp_echo(d, seq=n + 1, payload=b"after the flood"))
+    d.expect(icmp_echo_reply_from(d, seq=n + 1, payload=b"after the flood"))
+    end = d.stats()
+    assert end["tx_frames"] - base["tx_frames"] == sent + 1, end
+    assert end["drop_tx_full"] == st["drop_tx_full"], end
+
+
+def test_full_parent_host_input_resumes(direct, udp_echo):
+    """A UDP echo flood (host -> guest traffic) while we read nothing: the helper stays
+    up, drops and counts what does not fit, and once we read again host input flows:
+    a new UDP echo makes the round trip."""
+    d = direct("ipv6=off")
+    d.send(udp_to(d, udp_echo.port, b"warm up", sport=41000))
+    d.expect(lambda x: UDP in x and x[UDP].dport == 41000)
+    d.flush(0.1)
+    base = stats_without_reading(d)
+    n = 2000
+    for i in range(n):
+        d.sock.send(bytes(udp_to(d, udp_echo.port, b"%06d" % i + bytes(1394), sport=41001)))
+    wait_rx(d, base["rx_frames"] + n)
+    # the echo server got them all (loopback); give libslirp time to take the echoes
+    deadline = time.monotonic() + 10
+    while len(udp_echo.received) < n + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    st = stats_without_reading(d)
+    assert d.helper_status() is None, "the helper died: " + d.helper_log()
+    sent = st["tx_frames"] - base["tx_frames"]
+    dropped = st["drop_tx_full"] - base["drop_tx_full"]
+    assert sent < n, ("every echo fitted: the parent was never full", st)
+    assert dropped > 0 or st.get("pauses", 0) > base.get("pauses", 0), st
+    got = 0
+    while d.poll(lambda x: UDP in x and x[UDP].dport == 41001, timeout=1.0) is not None:
+        got += 1
+    assert got <= n and got >= sent, (got, st)
+    for i in range(3):
+        d.send(udp_to(d, udp_echo.port, b"after %d" % i, sport=41002 + i))
+        d.expect(lambda x, i=i: UDP in x and x[UDP].dport == 41002 + i
+                 and bytes(x[UDP].payload) == b"after %d" % i)
+    d.send(icmp_echo(d, seq=7))
+    d.expect(icmp_echo_reply_from(d, seq=7))

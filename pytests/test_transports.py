@@ -26,6 +26,9 @@ from harness import (ARP, ICMP, IP, Ether, GW_IP, GW_MAC, arp_who_has, icmp_echo
                      icmp_echo_reply_from)
 
 QEMU_MAX_FRAME = 69632      # QEMU's NET_BUFSIZE
+# The kernel's default socket send buffer (the helper doubles nothing: SO_SNDBUF does),
+# instead of the helper's 4 MiB, for tests that must fill the link.
+SMALL_SNDBUF = "--sndbuf=106496"
 MIN_FRAME = 60              # ETH_ZLEN: frames to QEMU are padded to this
 SCALE = harness._SCALE
 
@@ -526,7 +529,7 @@ def test_stream_not_a_socket(helpers, workdir):
 def test_stream_slow_reader_drops_whole_frames(stream_helper, peers):
     """A peer that does not read: the bounded queue fills, frames are dropped whole and
     counted, and once the peer reads again every frame it gets is intact."""
-    h = stream_helper()
+    h = stream_helper(SMALL_SNDBUF)
     p = peers(StreamPeer.connect(h.path, h))
     arp_check(p)
     payload = bytes(1400)
@@ -633,10 +636,10 @@ def test_dgram_slow_reader_queues_then_drops(helpers, peers, workdir, mode):
     Once the peer reads, the queue drains (POLLOUT wake-up) and every frame is intact."""
     if mode == "bound":
         path = os.path.join(workdir, "h.sock")
-        h = helpers(["--dgram", path])
+        h = helpers(["--dgram", path, SMALL_SNDBUF])
         p = peers(DgramPeer(bound_dgram(workdir, "qa.sock"), dest=path, helper=h))
     else:
-        h, p = fd_helper(helpers, socket.SOCK_DGRAM)
+        h, p = fd_helper(helpers, socket.SOCK_DGRAM, [SMALL_SNDBUF])
         peers(p)
     arp_check(p)
     n = 2000                            # ~2.9 MB of replies: more than the 1 MiB queue

@@ -222,6 +222,7 @@ def main(argv):
         _log("bench: skipping %s: %s" % (name, why))
     if skipped and args.require_all:
         _log("bench: --require-all: every selected backend must run")
+        shutil.rmtree(rig.sockdir, ignore_errors=True)
         return 1
     meta = _meta(args, rig)
     per_backend = SETUP_SECONDS + sum(
