@@ -42,6 +42,10 @@ std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition
 	GSource *s = g_source_new(&funcs_, sizeof(Source));
 	reinterpret_cast<Source *>(s)->watch = w.get();
 	g_source_set_name(s, "slirpnet-fd-watch");
+	// The callback never iterates the context, so blocking the source during dispatch
+	// buys nothing, and costs a wakeup: GLib removes and re-adds a blocked source's fds
+	// around each dispatch, and re-adding one signals the context's wakeup fd.
+	g_source_set_can_recurse(s, TRUE);
 	// Disabled: the fd is not polled until enable().
 	w->ctx_.reset(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default());
 	g_source_attach(s, w->ctx_.get());
@@ -60,7 +64,7 @@ void FdWatch::enable()
 	g_mutex_unlock(&lock_);
 	// The owning thread may be asleep in poll() without this fd.
 	if (changed)
-		g_main_context_wakeup(ctx_.get());
+		wakeContextFromOtherThread(ctx_.get());
 }
 
 void FdWatch::disable()
@@ -76,7 +80,7 @@ void FdWatch::disable()
 	}
 	g_mutex_unlock(&lock_);
 	if (changed)
-		g_main_context_wakeup(ctx_.get());
+		wakeContextFromOtherThread(ctx_.get());
 }
 
 bool FdWatch::isEnabled() const

@@ -30,6 +30,17 @@ struct GFreeDeleter {
 	void operator()(void *p) const { g_free(p); }
 };
 
+/*
+ * Wake ctx from another thread. From the thread iterating it nothing is needed: the
+ * next prepare() sees the change. (An unconditional wakeup costs an eventfd write and an
+ * extra poll() per call: GLib does not skip it for its owner.)
+ */
+inline void wakeContextFromOtherThread(GMainContext *ctx)
+{
+	if (!g_main_context_is_owner(ctx))
+		g_main_context_wakeup(ctx);
+}
+
 // A source that is destroyed (detached) and unreferenced when the pointer goes away.
 using GSourcePtr = std::unique_ptr<GSource, GSourceDeleter>;
 using GVariantPtr = std::unique_ptr<GVariant, GVariantDeleter>;

@@ -73,14 +73,14 @@ const SlirpCb SlirpDriver::callbacks_ = {
 	[](void *timer, int64_t expireMs, void *opaque) {
 		static_cast<Timer *>(timer)->expireMs = expireMs;
 		// The loop may be sleeping with a longer timeout.
-		g_main_context_wakeup(static_cast<SlirpDriver *>(opaque)->ctx_.get());
+		wakeContextFromOtherThread(static_cast<SlirpDriver *>(opaque)->ctx_.get());
 	},
 	/* register_poll_fd: nothing to do on POSIX, fds are polled through fill() */
 	[](int, void *) {},
 	/* unregister_poll_fd */
 	[](int, void *) {},
 	/* notify: a socket can take more data; re-run fill() now rather than after a timeout */
-	[](void *opaque) { g_main_context_wakeup(static_cast<SlirpDriver *>(opaque)->ctx_.get()); },
+	[](void *opaque) { wakeContextFromOtherThread(static_cast<SlirpDriver *>(opaque)->ctx_.get()); },
 	/* init_completed: timers may be created inside slirp_new(), before it returns */
 	[](Slirp *slirp, void *opaque) { static_cast<SlirpDriver *>(opaque)->slirp_ = slirp; },
 	/* timer_new_opaque */
@@ -114,6 +114,7 @@ std::unique_ptr<SlirpDriver> SlirpDriver::create(const SlirpConfig &cfg, GMainCo
 	GSource *src = g_source_new(&funcs_, sizeof(Source));
 	reinterpret_cast<Source *>(src)->driver = d.get();
 	g_source_set_name(src, "slirpnet-slirp");
+	g_source_set_can_recurse(src, TRUE); // see FdWatch::create: avoids a wakeup per dispatch
 	g_source_attach(src, d->ctx_.get());
 	d->source_.reset(src);
 	return d;
@@ -144,6 +145,8 @@ void SlirpDriver::flushInput()
 	g_source_set_ready_time(source_.get(), -1);
 	slirp_pollfds_poll(slirp_, 1, &SlirpDriver::getRevents, this);
 	runDueTimers();
+	if (afterDispatch_)
+		afterDispatch_();
 }
 
 int64_t SlirpDriver::nextTimerMs() const
@@ -182,7 +185,7 @@ void SlirpDriver::setHostInputPaused(bool paused)
 	inputPaused_ = paused;
 	g_debug("host input %s", paused ? "paused: the guest side is full" : "resumed");
 	// The loop may be asleep on the old fd set: let the next fill() apply the change.
-	g_main_context_wakeup(ctx_.get());
+	wakeContextFromOtherThread(ctx_.get());
 }
 
 int SlirpDriver::addPoll(int fd, int events, void *opaque)
@@ -265,6 +268,8 @@ void SlirpDriver::poll()
 	}
 	slirp_pollfds_poll(slirp_, 0, &SlirpDriver::getRevents, this);
 	runDueTimers();
+	if (afterDispatch_)
+		afterDispatch_();
 }
 
 gboolean SlirpDriver::prepare(GSource *s, gint *timeout)

@@ -60,6 +60,10 @@ public:
 	 */
 	void flushInput();
 
+	// Called when a dispatch of libslirp (poll, flushInput) ends, e.g. to write the
+	// frames it produced in one batch.
+	void setAfterDispatch(std::function<void()> fn) { afterDispatch_ = std::move(fn); }
+
 	/*
 	 * Backpressure from the guest side: while paused, libslirp's host sockets are not
 	 * polled for input, so it reads nothing more from the host and TCP's flow control
@@ -123,6 +127,7 @@ private:
 	uint64_t guestErrors_ = 0;
 	bool kicked_ = false; // ready time set by input(), cleared by poll()
 	bool inputPaused_ = false;
+	std::function<void()> afterDispatch_;
 };
 
 } // namespace slirpnet

@@ -89,6 +89,10 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	n->driver_ = SlirpDriver::create(sc, ctx, std::move(toGuest), error);
 	if (!n->driver_)
 		return nullptr;
+	n->driver_->setAfterDispatch([self] {
+		if (self->txFlush_)
+			self->txFlush_();
+	});
 
 	for (const auto &f : c.hostFwds) {
 		unsigned id;

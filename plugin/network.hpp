@@ -51,6 +51,10 @@ public:
 	 */
 	void updateBackpressure(size_t queued, size_t capacity);
 
+	// A link that batches its output registers how to write the batch; it is called
+	// when a dispatch of libslirp ends (nullptr: none).
+	void setTxFlush(std::function<void()> fn) { txFlush_ = std::move(fn); }
+
 	// A link read all it will read in this wake-up: let libslirp send what the batch
 	// produced (see SlirpDriver::flushInput).
 	void inputBatchDone() { driver_->flushInput(); }
@@ -91,6 +95,7 @@ private:
 	std::unique_ptr<SlirpDriver> driver_;
 	std::vector<HostFwdEntry> fwds_;
 	unsigned nextFwdId_ = 1;
+	std::function<void()> txFlush_;
 	std::unique_ptr<ControlServer> control_; // first to go: its commands use the rest
 };
 

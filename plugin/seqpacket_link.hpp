@@ -2,7 +2,9 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/socket.h>
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -14,21 +16,29 @@
 namespace slirpnet {
 
 /*
- * Used for the plugin's socketpair (-S). Reading is bounded per wake-up so libslirp's
- * own sockets get their turn; writing never blocks: a full socket drops the frame
- * (counted as drop_tx_full), which TCP in the guest recovers from, and pauses libslirp's
- * host input until the socket is writable again.
+ * Used for the plugin's socketpair (-S). Frames move in batches, one system call each
+ * way per batch: recvmmsg() reads up to kBatch frames per wake-up (bounded, so that
+ * libslirp's own sockets get their turn), and frames from libslirp are gathered in
+ * kBatch preallocated slots and written with one sendmmsg() when libslirp's dispatch
+ * ends (Network::setTxFlush), so no extra latency is added.
+ * Writing never blocks: while the socket is full the frames wait in their slots and
+ * libslirp's host input is paused until the socket is writable; a frame that finds every
+ * slot taken is dropped (drop_tx_full), which TCP in the guest recovers from.
  */
 class SeqpacketLink
 {
 public:
 	using ClosedCallback = std::function<void(const char *why)>;
+	static constexpr size_t kBatch = 32;
 
 	static std::unique_ptr<SeqpacketLink> create(UniqueFd fd, Network &net, GMainContext *ctx,
 						     ClosedCallback onClosed);
+	~SeqpacketLink();
 
-	// PacketSink for the Network: one frame to the peer.
+	// PacketSink for the Network: queue one frame for the peer.
 	ssize_t sendFrame(const uint8_t *frame, size_t len);
+	// Write the queued frames (called when libslirp's dispatch ends, and on writability).
+	void flush();
 
 private:
 	SeqpacketLink(UniqueFd fd, Network &net, ClosedCallback onClosed);
@@ -38,9 +48,22 @@ private:
 	UniqueFd fd_;
 	Network &net_;
 	ClosedCallback onClosed_;
-	std::vector<uint8_t> buf_; // sized once: the largest accepted frame
+	size_t slotSize_; // the largest accepted frame
+
+	// Receive side: kBatch slots of slotSize_ bytes, sized once.
+	std::vector<uint8_t> rxBuf_;
+	std::array<iovec, kBatch> rxIov_{};
+	std::array<mmsghdr, kBatch> rxMsg_{};
+
+	// Send side: frames [txSent_, txCount_) of the slots are waiting.
+	std::vector<uint8_t> txBuf_;
+	std::array<iovec, kBatch> txIov_{};
+	std::array<mmsghdr, kBatch> txMsg_{};
+	size_t txCount_ = 0;
+	size_t txSent_ = 0;
+
 	std::unique_ptr<FdWatch> watch_;
-	std::unique_ptr<FdWatch> writeWatch_; // on while the socket is full: resumes host input
+	std::unique_ptr<FdWatch> writeWatch_; // on while frames wait for a full socket
 	bool closed_ = false;
 };
 

@@ -135,6 +135,10 @@ def test_no_fd(helper_path):
 # --------------------------------------------------------------------------------------
 # A parent that stops reading: the helper drops and counts, never blocks
 
+# The kernel's default send buffer instead of the helper's 4 MiB, which would absorb
+# the whole burst (SO_SNDBUF doubles it: 212992 bytes).
+SMALL_SNDBUF = "sndbuf=106496"
+
 def stats_without_reading(d, timeout=5.0):
     """SIGUSR1 and the new stats line, without reading the link (Peer.stats() pumps it)."""
     before = d.helper_log().count("stats:")
@@ -163,7 +167,7 @@ def test_full_parent_drops_and_counts(direct):
     """3000 echoes sent while we read nothing: the replies that do not fit in the socket
     are dropped whole and counted (drop_tx_full), every echo is still taken in, and
     once we read again the helper answers; replies received + dropped == echoes sent."""
-    d = direct("ipv6=off")
+    d = direct("ipv6=off," + SMALL_SNDBUF)
     d.send(icmp_echo(d, seq=0))
     d.expect(icmp_echo_reply_from(d, seq=0))
     d.flush(0.1)
@@ -176,34 +180,39 @@ def test_full_parent_drops_and_counts(direct):
     sent = st["tx_frames"] - base["tx_frames"]
     dropped = st["drop_tx_full"] - base["drop_tx_full"]
     assert dropped > 0, st
-    assert sent + dropped == n, (sent, dropped, st)
+    # Up to one batch of replies (SeqpacketLink::kBatch) may still wait in the helper's
+    # slots for the socket to drain: neither sent nor dropped yet.
+    assert n - 32 <= sent + dropped <= n, (sent, dropped, st)
     assert st["drop_tx_error"] == 0, st
     if "pauses" in st:
         assert st["pauses"] > base["pauses"], st
-    # now read: exactly the replies the helper counted as sent, each intact and once
+    # now read until quiet: every reply intact and once
     seqs = []
     deadline = time.monotonic() + 20
-    while len(seqs) < sent and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         r = d.poll(lambda x: ICMP in x and x[ICMP].type == 0, timeout=1.0)
         if r is None:
             break
         assert bytes(r[ICMP].payload) == payload, r.summary()
         seqs.append(r[ICMP].seq)
-    assert len(seqs) == sent, (len(seqs), sent, st)
     assert len(set(seqs)) == len(seqs) and set(seqs) <= set(range(1, n + 1))
-    assert d.poll(ICMP, timeout=0.3) is None, "more replies than tx_frames counted"
+    end = d.stats()
+    total_sent = end["tx_frames"] - base["tx_frames"]
+    total_dropped = end["drop_tx_full"] - base["drop_tx_full"]
+    assert len(seqs) == total_sent, (len(seqs), end)
+    assert total_sent + total_dropped == n, (total_sent, total_dropped, end)
     d.send(icmp_echo(d, seq=n + 1, payload=b"after the flood"))
     d.expect(icmp_echo_reply_from(d, seq=n + 1, payload=b"after the flood"))
-    end = d.stats()
-    assert end["tx_frames"] - base["tx_frames"] == sent + 1, end
-    assert end["drop_tx_full"] == st["drop_tx_full"], end
+    after = d.stats()
+    assert after["tx_frames"] == end["tx_frames"] + 1, after
+    assert after["drop_tx_full"] == end["drop_tx_full"], after
 
 
 def test_full_parent_host_input_resumes(direct, udp_echo):
     """A UDP echo flood (host -> guest traffic) while we read nothing: the helper stays
     up, drops and counts what does not fit, and once we read again host input flows:
     a new UDP echo makes the round trip."""
-    d = direct("ipv6=off")
+    d = direct("ipv6=off," + SMALL_SNDBUF)
     d.send(udp_to(d, udp_echo.port, b"warm up", sport=41000))
     d.expect(lambda x: UDP in x and x[UDP].dport == 41000)
     d.flush(0.1)
