@@ -139,6 +139,7 @@ def test_no_fd(helper_path):
 # the whole burst (SO_SNDBUF doubles it: 212992 bytes).
 SMALL_SNDBUF = "sndbuf=106496"
 
+
 def stats_without_reading(d, timeout=5.0):
     """SIGUSR1 and the new stats line, without reading the link (Peer.stats() pumps it)."""
     before = d.helper_log().count("stats:")

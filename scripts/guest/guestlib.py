@@ -41,21 +41,29 @@ DEFAULT_IMAGE_DIR = os.environ.get("SLIRPNET_GUEST_IMAGE", "/tmp/slirpnet-guest-
 QEMU = os.environ.get("SLIRPNET_QEMU", "qemu-system-x86_64")
 FIRMWARE_DIRS = ["/usr/share/seabios", "/usr/lib/ipxe/qemu", "/usr/share/qemu"]
 ALL_CHECKS = ("lease", "ping", "download", "listen")
+# Not in the default set: needs the image variant with iperf3 (build-image --with-iperf3) and an
+# iperf3 server on the host's 127.0.0.1 (scripts/bench/guest-run).
+OPTIONAL_CHECKS = ("iperf3",)
 GATEWAY = "10.0.2.2"
 RESULT_RE = re.compile(r"SLIRPNET-(RESULT|EVENT) (\S+)(.*)")
 
 
 # --------------------------------------------------------------------------- image
-def ensure_image(image_dir=None, kver=None, quiet=True):
-    """Build the guest image if needed; return (vmlinuz, initrd)."""
+def ensure_image(image_dir=None, kver=None, quiet=True, with_iperf3=False):
+    """Build the guest image if needed; return (vmlinuz, initrd).
+
+    with_iperf3: the variant initrd-iperf3.gz (iperf3 and its libraries added)."""
     image_dir = image_dir or DEFAULT_IMAGE_DIR
     cmd = [sys.executable, BUILD_IMAGE, image_dir]
     if kver:
         cmd += ["--kver", kver]
     if quiet:
         cmd.append("--quiet")
+    if with_iperf3:
+        cmd.append("--with-iperf3")
     subprocess.run(cmd, check=True)
-    return os.path.join(image_dir, "vmlinuz"), os.path.join(image_dir, "initrd.gz")
+    return os.path.join(image_dir, "vmlinuz"), os.path.join(
+        image_dir, "initrd-iperf3.gz" if with_iperf3 else "initrd.gz")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -175,12 +183,12 @@ def connect_inbound(host_port, nonce, token, deadline, host="127.0.0.1"):
 
 # --------------------------------------------------------------------------- main API
 def build_qemu_cmd(vmlinuz, initrd, append, netdev, nic, netdev_id, mac="52:54:00:12:34:56",
-                   memory=256, accel="tcg", extra_qemu_args=(), qemu=QEMU):
-    cmd = [qemu]
+                   memory=256, accel="tcg", extra_qemu_args=(), qemu=QEMU, smp=1, cmd_prefix=()):
+    cmd = list(cmd_prefix) + [qemu]
     for d in FIRMWARE_DIRS:
         if os.path.isdir(d):
             cmd += ["-L", d]
-    cmd += ["-M", "pc", "-accel", accel, "-m", str(memory), "-smp", "1",
+    cmd += ["-M", "pc", "-accel", accel, "-m", str(memory), "-smp", str(smp),
             "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio",
             "-no-reboot", "-kernel", vmlinuz, "-initrd", initrd, "-append", append]
     if nic:
@@ -197,7 +205,8 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
               extra_qemu_args=(), pass_fds=(), extra_append="", netdev_id=None,
               memory=256, accel="tcg", mac="52:54:00:12:34:56", allow=(GATEWAY,),
               gateway=GATEWAY, ping_target=None, serial_log=None, echo=None,
-              qemu=QEMU, env=None):
+              qemu=QEMU, env=None, smp=1, cmd_prefix=(), mtu=None, iperf3_port=None,
+              iperf3_secs=10, iperf3_dirs=("g2h", "h2g")):
     """Boot the guest, run the checks, return a result dict.
 
     netdev       -netdev spec (formatted with {hostport},{guestport},{httpport});
@@ -207,15 +216,22 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
     host_port    127.0.0.1 port forwarded to guest_port (default: parsed from the
                  netdev's hostfwd, or a fresh free port if {hostport} is used).
     echo         callable(str) for each serial line as it arrives (e.g. print).
+    mtu          guest interface MTU (slirpnet.mtu=), set before DHCP.
+    iperf3_port  with checks including "iperf3": the guest runs iperf3 -c <gateway>:PORT
+                 (a server on the host's 127.0.0.1) for iperf3_secs per direction
+                 (g2h, h2g = -R); uses the image variant with iperf3.
+    cmd_prefix   argv put before QEMU (e.g. ["ip", "netns", "exec", NS]).
     Returns {"ok", "reason", "results", "events", "host_listen", "http",
              "timings", "serial", "stderr", "cmd", "qemu_rc", ...}.
     """
     t_start = time.monotonic()
     checks = tuple(checks)
-    unknown = set(checks) - set(ALL_CHECKS)
+    unknown = set(checks) - set(ALL_CHECKS) - set(OPTIONAL_CHECKS)
     if unknown:
         raise ValueError("unknown checks: %s" % sorted(unknown))
-    vmlinuz, initrd = ensure_image(image_dir, kver)
+    if "iperf3" in checks and not iperf3_port:
+        raise ValueError("the iperf3 check needs iperf3_port")
+    vmlinuz, initrd = ensure_image(image_dir, kver, with_iperf3="iperf3" in checks)
 
     if netdev and "{hostport}" in netdev and host_port is None:
         host_port = free_port()
@@ -248,10 +264,16 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
     if "listen" in checks:
         params += ["slirpnet.listen=%d" % guest_port, "slirpnet.listen_secs=%d" % listen_secs,
                    "slirpnet.listen_token=" + token]
+    if mtu:
+        params.append("slirpnet.mtu=%d" % mtu)
+    if "iperf3" in checks:
+        params += ["slirpnet.iperf3=%s:%d" % (gateway, iperf3_port),
+                   "slirpnet.iperf3_secs=%d" % iperf3_secs,
+                   "slirpnet.iperf3_dirs=" + ",".join(iperf3_dirs)]
     append = " ".join(["console=ttyS0", "panic=-1", "quiet", "loglevel=1"] + params
                       + ([extra_append] if extra_append else []))
     cmd = build_qemu_cmd(vmlinuz, initrd, append, netdev_s, nic, netdev_id, mac, memory,
-                         accel, extra_qemu_args, qemu)
+                         accel, extra_qemu_args, qemu, smp, cmd_prefix)
 
     out = {"ok": False, "reason": None, "cmd": cmd, "nic": nic, "netdev": netdev_s,
            "host_port": host_port, "guest_port": guest_port, "results": {}, "events": [],

@@ -1,0 +1,401 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""guestbench.py - `scripts/bench/guest-run`: TCP throughput from inside a real guest (QEMU, TCG)
+on slirpnet --socket, QEMU's own -netdev user and passt; table, Markdown and JSON."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+from . import netns, report
+from .proc import Processes, RigError, listening, run, wait_for
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "scripts", "guest"))
+import guestlib  # noqa: E402
+
+HOST_IPERF = 5201  # the iperf3 server on the sealed namespace's 127.0.0.1
+START_TIMEOUT = 15
+REFERENCE = "user"
+DIRECTIONS = [("g2h", "guest sends"), ("h2g", "guest receives")]
+
+
+class Config:
+    """One column: a backend at one guest MTU."""
+
+    def __init__(self, name, kind, mtu, description):
+        self.name, self.kind, self.mtu, self.description = name, kind, mtu, description
+
+
+CONFIGS = [
+    Config("user", "user", 1500, "QEMU -netdev user (its built-in libslirp; MTU 1500 fixed)"),
+    Config("slirpnet-1500", "slirpnet", 1500, "slirpnet --socket --mtu=1500, -netdev stream"),
+    Config("slirpnet-65520", "slirpnet", 65520, "slirpnet --socket --mtu=65520, -netdev stream"),
+    Config("passt-1500", "passt", 1500, "passt --socket -m 1500, -netdev stream"),
+    Config("passt-65520", "passt", 65520, "passt --socket -m 65520, -netdev stream"),
+]
+
+
+def parse(argv):
+    names = [c.name for c in CONFIGS]
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench/guest-run",
+        description="TCP throughput (iperf3 both ways) from inside a real guest under QEMU/TCG "
+                    "with a virtio-net NIC: slirpnet --socket (MTU 1500 and 65520) vs QEMU's "
+                    "-netdev user vs passt. Needs root; everything runs in a sealed network "
+                    "namespace whose only reachable addresses are its own.")
+    ap.add_argument("--quick", action="store_true", help="1 run, 5-second measures")
+    ap.add_argument("--runs", type=int, help="runs per cell (default 3; --quick: 1)")
+    ap.add_argument("--seconds", type=int, help="iperf3 duration per direction (default 10; --quick: 5)")
+    ap.add_argument("--backends", help="comma list of %s (default: all)" % ",".join(names))
+    ap.add_argument("--smp", type=int, default=1, help="guest vCPUs (default 1)")
+    ap.add_argument("--memory", type=int, default=256, help="guest MiB (default 256)")
+    ap.add_argument("--build", default=os.environ.get("SLIRPNET_BUILD") or os.path.join(REPO, "build"),
+                    help="meson build directory with plugin/slirpnet (default $SLIRPNET_BUILD, else build/)")
+    ap.add_argument("--image-dir", default=guestlib.DEFAULT_IMAGE_DIR,
+                    help="guest image directory (default %(default)s; initrd-iperf3.gz is built there)")
+    ap.add_argument("--out", help="directory for results.{md,json} and logs (default /tmp/slirpnet-guest-bench-DATE)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="echo the guest's serial console")
+    a = ap.parse_args(argv)
+    items = a.backends.split(",") if a.backends else names
+    bad = [i for i in items if i not in names]
+    if bad:
+        ap.error("unknown backend: %s (known: %s)" % (",".join(bad), ",".join(names)))
+    a.configs = [c for c in CONFIGS if c.name in items]
+    a.runs = a.runs or (1 if a.quick else 3)
+    a.seconds = a.seconds or (5 if a.quick else 10)
+    if not 1 <= a.smp <= 2:
+        ap.error("--smp: 1 or 2")
+    return a
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _version(argv):
+    try:
+        cp = run(argv, timeout=10, check=False)
+        return ((cp.stdout or cp.stderr).strip().splitlines() or ["?"])[0]
+    except (RigError, OSError):
+        return "?"
+
+
+def unix_listening(pid, path):
+    """True when pid's network namespace has a UNIX socket listening on path."""
+    try:
+        with open("/proc/%d/net/unix" % pid) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                # Flags 00010000 = __SO_ACCEPTCON: listen() was called.
+                if len(cols) >= 8 and cols[7] == path and cols[3] == "00010000":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+class GuestRig:
+    def __init__(self, args, outdir):
+        self.args = args
+        self.helper = os.path.join(args.build, "plugin", "slirpnet")
+        self.outdir = outdir
+        self.logdir = os.path.join(outdir, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.procs = Processes(self.logdir)
+        # passt drops to "nobody" before it binds its socket: the directory must let it.
+        self.sockdir = tempfile.mkdtemp(prefix="slirpnet-gbench-")
+        os.chmod(self.sockdir, 0o1777)
+        self.ns = None
+
+    def unavailable(self, cfg):
+        if cfg.kind == "slirpnet" and not os.access(self.helper, os.X_OK):
+            return "%s is missing: build first" % self.helper
+        if cfg.kind == "passt" and not shutil.which("passt"):
+            return "passt is not installed"
+        return None
+
+    def start_backend(self, cfg, tag):
+        """Start cfg's backend in the sealed namespace; return (process or None, -netdev spec)."""
+        if cfg.kind == "user":
+            # QEMU's libslirp: 10.0.2.2 reaches the namespace's loopback. No hostfwd, no IPv6.
+            return None, "user,id=n0,ipv6=off"
+        sock = os.path.join(self.sockdir, "%s.sock" % tag)
+        if cfg.kind == "slirpnet":
+            argv = [self.helper, "--socket", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"]
+        else:
+            # -a/-n/-g: libslirp's addressing, so the guest is the same in every column. The
+            # gateway 10.0.2.2 is mapped to the host's loopback (passt's default; no
+            # --no-map-gw). -4: IPv4 only; -D none: no DNS; -t/-u none: no inbound forwards.
+            argv = ["passt", "-f", "-q", "-4", "-s", sock, "-a", "10.0.2.15", "-n", "24",
+                    "-g", netns.GATEWAY, "-m", str(cfg.mtu), "-D", "none",
+                    "-t", "none", "-u", "none"]
+        p = self.procs.start("%s-backend" % tag, self.ns.exec(argv))
+        wait_for(lambda: p.poll() is not None or unix_listening(p.pid, sock), START_TIMEOUT,
+                 "%s to listen on %s" % (cfg.name, sock))
+        if p.poll() is not None:
+            raise RigError("%s exited with %s (see logs/%s-backend.log)" % (cfg.name, p.returncode, tag))
+        return p, "stream,id=n0,server=off,addr.type=unix,addr.path=" + sock
+
+    def one(self, cfg, run_no):
+        """One guest boot on cfg: both directions. Returns a record."""
+        a = self.args
+        tag = "%s-run%d" % (cfg.name, run_no)
+        rec = {"config": cfg.name, "backend": cfg.kind, "mtu": cfg.mtu, "run": run_no,
+               "ok": False, "error": None, "directions": {}}
+        server = backend = None
+        try:
+            server = self.procs.start("%s-iperf3" % tag, self.ns.exec(
+                ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(HOST_IPERF)]))
+            wait_for(lambda: listening(server.pid, HOST_IPERF), 10, "the iperf3 server")
+            backend, netdev = self.start_backend(cfg, tag)
+            serial_log = os.path.join(self.logdir, "%s-serial.log" % tag)
+            r = guestlib.run_guest(
+                netdev=netdev, nic="virtio-net-pci", checks=("lease", "iperf3"),
+                mtu=cfg.mtu, iperf3_port=HOST_IPERF, iperf3_secs=a.seconds,
+                timeout=150 + 2 * (a.seconds + 40), image_dir=a.image_dir, memory=a.memory,
+                smp=a.smp, accel="tcg", cmd_prefix=self.ns.exec([]), serial_log=serial_log,
+                echo=(lambda l: print("    | " + l, file=sys.stderr, flush=True)) if a.verbose else None)
+            rec["timings"] = r["timings"]
+            rec["qemu_cmd"] = r["cmd"]
+            if r["stderr"].strip():
+                rec["qemu_stderr"] = r["stderr"][-2000:]
+            for d, _ in DIRECTIONS:
+                res = r["results"].get("iperf3-" + d)
+                if res:
+                    rec["directions"][d] = res
+            rec["lease"] = r["results"].get("lease")
+            rec["nic"] = r["results"].get("nic")
+            if not r["ok"]:
+                rec["error"] = r["reason"]
+            else:
+                mtu = rec["nic"].get("mtu") if rec["nic"] else None
+                if mtu != str(cfg.mtu):
+                    rec["error"] = "guest MTU %s, wanted %d" % (mtu, cfg.mtu)
+                else:
+                    rec["ok"] = True
+        except (RigError, OSError) as e:
+            rec["error"] = "set-up: %s" % e
+        finally:
+            for p in (backend, server):
+                if p is not None:
+                    self.procs.stop(p)
+        return rec
+
+
+def gbps(res):
+    try:
+        return float(res["recv_bps"]) / 1e9
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def cells(records, configs):
+    """{(config, metric, direction): {values, errors, median, min, max, ratio}}"""
+    out = {}
+    for rec in records:
+        for d, _ in DIRECTIONS:
+            res = rec["directions"].get(d)
+            for metric, value in (("gbps", gbps(res) if res else None),
+                                  ("retrans", _num(res, "retrans") if res else None)):
+                c = out.setdefault((rec["config"], metric, d), {"values": [], "errors": []})
+                if rec["ok"] and value is not None:
+                    c["values"].append(value)
+                elif not rec["ok"]:
+                    c["errors"].append(rec["error"])
+    for c in out.values():
+        v = c["values"]
+        c["median"] = statistics.median(v) if v else None
+        c["min"], c["max"] = (min(v), max(v)) if v else (None, None)
+    for (name, metric, d), c in out.items():
+        ref = out.get((REFERENCE, metric, d))
+        ok = metric == "gbps" and ref and ref["median"] and c["median"] is not None
+        c["ratio"] = c["median"] / ref["median"] if ok else None
+    return out
+
+
+def _num(res, key):
+    try:
+        return float(res[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _rows(cs, configs):
+    rows = []
+    for metric, label in (("gbps", "TCP Gbit/s"), ("retrans", "retransmits")):
+        for d, what in DIRECTIONS:
+            texts = []
+            for cfg in configs:
+                c = cs.get((cfg.name, metric, d))
+                if not c or (not c["values"] and not c["errors"]):
+                    texts.append("—")
+                    continue
+                if not c["values"]:
+                    texts.append("FAILED")
+                    continue
+                t = report.fmt(c["median"]) if metric == "gbps" else "%.0f" % c["median"]
+                if len(c["values"]) > 1:
+                    t += (" [%s–%s]" % (report.fmt(c["min"]), report.fmt(c["max"])) if metric == "gbps"
+                          else " [%.0f–%.0f]" % (c["min"], c["max"]))
+                if c["ratio"] is not None and cfg.name != REFERENCE:
+                    t += " ×%.2f" % c["ratio"]
+                if c["errors"]:
+                    t += " (%d failed)" % len(c["errors"])
+                texts.append(t)
+            rows.append(("%s, %s (%s)" % (label, d, what), texts))
+    return rows
+
+
+def text_table(cs, configs):
+    rows = _rows(cs, configs)
+    head = ["measure"] + [c.name for c in configs]
+    widths = [max(len(head[0]), *(len(r[0]) for r in rows))]
+    for i, c in enumerate(configs):
+        widths.append(max(len(c.name), *(len(r[1][i]) for r in rows)))
+    line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths])] +
+                     [line([label] + texts) for label, texts in rows])
+
+
+def markdown_table(cs, configs):
+    rows = _rows(cs, configs)
+    out = ["| measure | " + " | ".join(c.name for c in configs) + " |",
+           "|---|" + "---|" * len(configs)]
+    out += ["| %s | %s |" % (label, " | ".join(texts)) for label, texts in rows]
+    return "\n".join(out)
+
+
+LEGEND = ("median [min–max] over the runs; ×r = median / `-netdev user`'s median (higher is "
+          "better). iperf3 in the guest (QEMU TCG, virtio-net-pci) to a server on the host's "
+          "127.0.0.1 through the gateway 10.0.2.2: g2h = guest sends, h2g = `-R`, the host "
+          "sends; Gbit/s as received. Retransmits: the sender's, per run.")
+
+
+def _write(outdir, args, meta, records, selected, skipped):
+    cs = cells(records, selected)
+    print(text_table(cs, selected))
+    print("\n" + LEGEND)
+    md = ["# slirpnet real-guest benchmark, %s" % meta["date"], "",
+          "Host kernel %s, %d CPUs, load %s at start and %s at end; guest kernel %s, %d vCPU(s), "
+          "TCG, virtio-net-pci; %s; slirpnet %s; libslirp %s; passt %s; %s. %d run(s), iperf3 "
+          "%d s per direction." % (
+              meta["kernel"], meta["cpus"], "/".join(meta["loadavg_start"]),
+              "/".join(meta["loadavg_end"]), meta["guest_kernel"], args.smp, meta["qemu"],
+              meta["slirpnet"], meta["libslirp"], meta["passt"], meta["iperf3"], args.runs,
+              args.seconds), "",
+          markdown_table(cs, selected), "", LEGEND, "",
+          "Columns: " + "; ".join("**%s**: %s" % (c.name, c.description) for c in selected), ""]
+    if skipped:
+        md += ["Skipped: " + "; ".join("%s (%s)" % s for s in skipped), ""]
+    fails = [r for r in records if not r["ok"]]
+    if fails:
+        md += ["Failures:", ""] + ["- run %d %s: %s" % (r["run"], r["config"], r["error"]) for r in fails]
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(os.path.join(outdir, "results.json"), "w") as f:
+        json.dump({"meta": meta,
+                   "cells": [dict(config=k[0], metric=k[1], direction=k[2], **v)
+                             for k, v in sorted(cs.items())],
+                   "records": records}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def main(argv):
+    args = parse(argv)
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("needs root (a sealed network namespace)")
+    for tool in ("ip", "iperf3", guestlib.QEMU):
+        if not shutil.which(tool):
+            problems.append("%s is not installed" % tool)
+    if problems:
+        for p in problems:
+            _log("guest-bench: " + p)
+        return 2
+    try:
+        image = guestlib.ensure_image(args.image_dir, with_iperf3=True)
+    except Exception as e:  # noqa: BLE001 - build-image already said why
+        _log("guest-bench: building the guest image failed: %s" % e)
+        return 2
+    outdir = args.out or "/tmp/slirpnet-guest-bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _raise_interrupt)
+    netns.remove_stale()
+    rig = GuestRig(args, outdir)
+    selected, skipped = [], []
+    for cfg in args.configs:
+        why = rig.unavailable(cfg)
+        (skipped.append((cfg.name, why)) if why else selected.append(cfg))
+    for name, why in skipped:
+        _log("guest-bench: skipping %s: %s" % (name, why))
+    try:
+        kver = json.load(open(os.path.join(args.image_dir, ".stamp-iperf3")))["kver"]
+    except (OSError, ValueError, KeyError):
+        kver = "?"
+    git = _version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", REPO, "status", "--porcelain"], check=False).stdout.strip()
+    dpkg = lambda p: _version(["dpkg-query", "-W", "-f", "${Version}", p])
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "kernel": platform.release(), "cpus": os.cpu_count(), "guest_kernel": kver,
+            "image": list(image), "loadavg_start": open("/proc/loadavg").read().split()[:3],
+            "qemu": _version([guestlib.QEMU, "--version"]),
+            "slirpnet": "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([rig.helper, "--version"])),
+            "libslirp": dpkg("libslirp0"), "passt": dpkg("passt"), "iperf3": _version(["iperf3", "--version"]),
+            "runs": args.runs, "seconds": args.seconds, "smp": args.smp, "memory": args.memory,
+            "configs": [c.name for c in selected]}
+    _log("guest-bench: %d run(s) × %d backend(s), iperf3 %d s each way: about %.0f min; logs in %s" % (
+        args.runs, len(selected), args.seconds,
+        args.runs * len(selected) * (2 * args.seconds + 25) / 60, outdir))
+
+    records, interrupted, start = [], False, time.monotonic()
+    try:
+        # Everything (iperf3 server, backend, QEMU) runs in a namespace with loopback and a
+        # dead-end veth: whatever a backend maps 10.0.2.2 to, nothing can leave it.
+        rig.ns = netns.make_host("guest")
+        for run_no in range(1, args.runs + 1):
+            for cfg in selected:  # backends take turns within each run
+                rec = rig.one(cfg, run_no)
+                records.append(rec)
+                if rec["ok"]:
+                    _log("  run %d %-15s %s" % (run_no, cfg.name, "  ".join(
+                        "%s %s Gbit/s (retr %s)" % (d, report.fmt(gbps(rec["directions"][d])),
+                                                    rec["directions"][d].get("retrans"))
+                        for d, _ in DIRECTIONS if d in rec["directions"])))
+                else:
+                    _log("  run %d %-15s FAILED: %s" % (run_no, cfg.name, rec["error"]))
+    except KeyboardInterrupt:
+        interrupted = True
+        _log("guest-bench: interrupted; cleaning up")
+    except RigError as e:
+        _log("guest-bench: %s" % e)
+        records.append({"config": "rig", "backend": "-", "mtu": 0, "run": 0, "ok": False,
+                        "error": str(e), "directions": {}})
+    finally:
+        rig.procs.stop_all()
+        if rig.ns:
+            rig.ns.delete()
+        shutil.rmtree(rig.sockdir, ignore_errors=True)
+    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    meta["elapsed_s"] = round(time.monotonic() - start)
+    _write(outdir, args, meta, records, selected, skipped)
+    _log("guest-bench: %s/results.md and results.json written (%d s)" % (outdir, meta["elapsed_s"]))
+    if interrupted:
+        return 130
+    if any(not r["ok"] for r in records):
+        _log("guest-bench: %d guest run(s) failed (see results.md and logs/)" % sum(not r["ok"] for r in records))
+        return 1
+    return 0
