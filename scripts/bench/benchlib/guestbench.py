@@ -359,7 +359,7 @@ def main(argv):
             "configs": [c.name for c in selected]}
     _log("guest-bench: %d run(s) × %d backend(s), iperf3 %d s each way: about %.0f min; logs in %s" % (
         args.runs, len(selected), args.seconds,
-        args.runs * len(selected) * (2 * args.seconds + 25) / 60, outdir))
+        args.runs * len(selected) * (2 * args.seconds + 8) / 60, outdir))
 
     records, interrupted, start = [], False, time.monotonic()
     try:
