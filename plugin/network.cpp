@@ -4,7 +4,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
+
 #include "control.hpp"
+#include "dhcp_mtu.hpp"
 #include "control_commands.hpp"
 
 namespace slirpnet {
@@ -28,8 +31,18 @@ static bool sameHost(const HostFwd &a, const HostFwd &b)
 	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
 }
 
+// Cheap test on the path of every frame: UDP over IPv4 from port 67 to port 68.
+static bool isDhcpServerReply(const uint8_t *f, size_t len)
+{
+	if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00 || f[14 + 9] != 17)
+		return false;
+	size_t udp = 14 + (f[14] & 0x0f) * 4u;
+	return len >= udp + 8 && f[udp] == 0 && f[udp + 1] == 67 && f[udp + 2] == 0 && f[udp + 3] == 68;
+}
+
 Network::Network(const Config &cfg, GMainContext *ctx)
-	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default())
+	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
+	  dhcpBuf_(cfg.maxFrame())
 {
 }
 
@@ -79,6 +92,12 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	// Frames to the guest are captured once the link has taken them (see network.hpp).
 	Network *self = n.get();
 	auto toGuest = [self, sink = std::move(sink)](const uint8_t *frame, size_t len) -> ssize_t {
+		if (self->cfg_.mtu != 1500 && isDhcpServerReply(frame, len) && len <= self->dhcpBuf_.size()) {
+			// Maybe a DHCP reply: announce the MTU in a copy (libslirp's is const).
+			std::copy(frame, frame + len, self->dhcpBuf_.begin());
+			if (addDhcpMtuOption(self->dhcpBuf_.data(), len, static_cast<uint16_t>(self->cfg_.mtu)))
+				frame = self->dhcpBuf_.data();
+		}
 		ssize_t r = sink(frame, len);
 		if (r >= 0 && self->capture_)
 			self->capture_->write(frame, len);

@@ -91,6 +91,7 @@ private:
 	GMainContextPtr ctx_;
 	Stats stats_;
 	FragGuard fragGuard_;
+	std::vector<uint8_t> dhcpBuf_; // a DHCP reply rewritten with the MTU option (maxFrame)
 	std::unique_ptr<Capture> capture_; // outlives driver_, whose sink writes to it
 	std::unique_ptr<SlirpDriver> driver_;
 	std::vector<HostFwdEntry> fwds_;

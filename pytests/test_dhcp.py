@@ -35,6 +35,7 @@ def test_lease_defaults(peer):
         lease = int.from_bytes(o[51], "big")
         assert lease == 86400, "lease time %d" % lease
         assert 12 not in o and 15 not in o and 119 not in o
+        assert 26 not in o                         # MTU 1500: nothing to announce, as QEMU
     assert dhcp_options(offer)[53] == b"\x02"
     assert dhcp_options(ack)[53] == b"\x05"
     # the address works: ping the gateway from it
@@ -95,3 +96,16 @@ def test_request_for_foreign_address_is_nakd(peer):
                                           ("server_id", GW_IP)]))
     r = p.expect(is_dhcp_reply(xid, "nak"))
     assert dhcp_options(r)[53] == b"\x06"
+
+
+def test_large_mtu_is_announced(peer):
+    """libslirp 4.7 sends no interface-MTU option; slirpnet adds option 26 when the link's
+    MTU is not 1500, so a guest picks up mtu=65520 (or 9000) by itself, as with passt."""
+    p = peer("mtu=9000")
+    offer, ack = dhcp_lease(p, xid=0x5151)
+    for r in (offer, ack):
+        o = dhcp_options(r)
+        assert int.from_bytes(o[26], "big") == 9000, o
+        assert ip4(o[3]) == GW_IP                  # the rest is intact
+        assert r[UDP].chksum == 0                  # cleared, not left stale
+    assert r[IP].len == len(r[IP])                 # same length as libslirp made it
