@@ -36,16 +36,16 @@ FdWatch::~FdWatch()
 }
 
 std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition events,
-					 Callback callback)
+					 Callback callback, bool mayRecurse)
 {
 	std::unique_ptr<FdWatch> w(new FdWatch(fd, events, std::move(callback)));
 	GSource *s = g_source_new(&funcs_, sizeof(Source));
 	reinterpret_cast<Source *>(s)->watch = w.get();
 	g_source_set_name(s, "slirpnet-fd-watch");
-	// The callback never iterates the context, so blocking the source during dispatch
-	// buys nothing, and costs a wakeup: GLib removes and re-adds a blocked source's fds
+	// When the callback never iterates the context, blocking the source during dispatch
+	// buys nothing and costs a wakeup: GLib removes and re-adds a blocked source's fds
 	// around each dispatch, and re-adding one signals the context's wakeup fd.
-	g_source_set_can_recurse(s, TRUE);
+	g_source_set_can_recurse(s, mayRecurse);
 	// Disabled: the fd is not polled until enable().
 	w->ctx_.reset(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default());
 	g_source_attach(s, w->ctx_.get());

@@ -24,8 +24,11 @@ public:
 	using Callback = std::function<void(int fd, GIOCondition revents)>;
 
 	// ctx NULL means the calling thread's default context.
+	// mayRecurse: the callback never iterates ctx itself, so GLib need not block the
+	// source while it runs (which saves a wakeup per dispatch). Pass false when the
+	// callback is someone else's (the plugin's rx callback belongs to the emulator).
 	static std::unique_ptr<FdWatch> create(GMainContext *ctx, int fd, GIOCondition events,
-					       Callback callback);
+					       Callback callback, bool mayRecurse = true);
 	~FdWatch();
 	FdWatch(const FdWatch &) = delete;
 	FdWatch &operator=(const FdWatch &) = delete;

@@ -13,8 +13,8 @@ static std::string gProgName = "slirpnet";
 static bool gVerbose = false;
 
 // stderr is the emulator's (or a pipe nobody drains): a write to it may block the loop.
-// So at most kBurst lines per second reach it; the rest are counted and reported once
-// writing is allowed again. Critical and error messages always go through.
+// So at most kBurst debug/info lines per second reach it (-v); the rest are counted and
+// reported with the next line written. Messages, warnings and errors always go through.
 constexpr int kBurst = 100;
 static int64_t gWindowStart = 0;
 static int gLinesInWindow = 0;
@@ -22,7 +22,8 @@ static uint64_t gSuppressed = 0;
 
 static bool allowLine(GLogLevelFlags level)
 {
-	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+	// Warnings and state changes are rare by design; what can flood is per-event debug.
+	if (!(level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO)))
 		return true;
 	int64_t now = g_get_monotonic_time();
 	if (now - gWindowStart >= G_USEC_PER_SEC) {

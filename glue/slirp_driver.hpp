@@ -68,7 +68,8 @@ public:
 	 * Backpressure from the guest side: while paused, libslirp's host sockets are not
 	 * polled for input, so it reads nothing more from the host and TCP's flow control
 	 * slows the sender down, instead of frames being made only to be dropped.
-	 * Writing to host sockets, accepting and timers go on.
+	 * Writing to host sockets and timers go on; new hostfwd connections wait in their
+	 * listen backlog (libslirp polls listening sockets for input too) until it resumes.
 	 */
 	void setHostInputPaused(bool paused);
 	bool hostInputPaused() const { return inputPaused_; }

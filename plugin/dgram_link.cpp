@@ -122,6 +122,7 @@ void DgramLink::notePeer(const sockaddr_storage &from, socklen_t len)
 	// Frames queued for the previous peer are not for this one.
 	txConnected_ = false;
 	out_.clear();
+	net_.updateBackpressure(0, out_.capacity());
 	writeWatch_->disable();
 }
 

@@ -106,6 +106,8 @@ ssize_t SeqpacketLink::sendFrame(const uint8_t *frame, size_t len)
 	}
 	if (txCount_ == kBatch)
 		flush(); // a long burst in one dispatch: write what we have
+	if (closed_)
+		return -1;
 	if (txCount_ == kBatch) {
 		st.dropTxFull++;
 		return -1;

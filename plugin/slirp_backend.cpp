@@ -217,9 +217,10 @@ bool SlirpBackend::start(const std::string &options, GMainContext *ctx, std::str
 	if (!awaitStatus(error))
 		return false;
 
-	// Created disabled, as bhyve's mevent_add_disabled: the emulator enables rx.
+	// Created disabled, as bhyve's mevent_add_disabled: the emulator enables rx. Not
+	// recursion-safe: the callback is the emulator's, which may iterate the context.
 	watch_ = FdWatch::create(ctx, sock_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
-				 [this](int fd, GIOCondition c) { onEvent(fd, c); });
+				 [this](int fd, GIOCondition c) { onEvent(fd, c); }, false);
 	return true;
 }
 

@@ -101,3 +101,26 @@ def test_plugin_socket_full_pauses_then_resumes(direct):
     assert got > 100, got
     st = p.stats()
     assert st["drop_tx_full"] <= st["pauses"], st
+
+
+def test_dgram_new_peer_resumes_host_input(helpers, peers, workdir):
+    """--dgram: a peer that stopped reading filled the queue and paused host input; when
+    another peer (QEMU restarted elsewhere) takes over, the old queue is dropped and host
+    input resumes, so the new peer gets the host's traffic."""
+    import os
+    from test_transports import DgramPeer, bound_dgram
+    port = free_port(socket.SOCK_DGRAM)
+    path = os.path.join(workdir, "h.sock")
+    h = helpers(["--dgram", path, SMALL_SNDBUF,
+                 "--hostfwd=udp:127.0.0.1:%d-:%d" % (port, GUEST_PORT)])
+    a = peers(DgramPeer(bound_dgram(workdir, "qa.sock"), dest=path, helper=h))
+    arp_check(a)
+    flood(port)                              # a reads nothing: the queue fills, input pauses
+    assert settle(h)["pauses"] >= 1
+    b = peers(DgramPeer(bound_dgram(workdir, "qb.sock"), dest=path, helper=h))
+    arp_check(b)                             # the helper now answers b
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"after the switch", ("127.0.0.1", port))
+    s.close()
+    b.expect(lambda f: UDP in f and f[UDP].dport == GUEST_PORT and
+             bytes(f[UDP].payload).startswith(b"after the switch"), timeout=5)
