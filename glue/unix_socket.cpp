@@ -92,6 +92,17 @@ std::unique_ptr<UnixSocketFile> UnixSocketFile::bind(const std::string &path, in
 	return s;
 }
 
+std::unique_ptr<UnixSocketFile> UnixSocketFile::listen(const std::string &path, int backlog, mode_t mode,
+						       std::string &error)
+{
+	auto s = bind(path, SOCK_STREAM, mode, error);
+	if (s && ::listen(s->fd(), backlog) < 0) {
+		error = "listening on '" + path + "': " + strerror(errno);
+		return nullptr; // the destructor unlinks the file
+	}
+	return s;
+}
+
 UnixSocketFile::~UnixSocketFile()
 {
 	fd_.reset();

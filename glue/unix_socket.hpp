@@ -42,6 +42,9 @@ class UnixSocketFile
 public:
 	static std::unique_ptr<UnixSocketFile> bind(const std::string &path, int type, mode_t mode,
 						    std::string &error);
+	// A listening SOCK_STREAM socket: bind(), then listen(backlog).
+	static std::unique_ptr<UnixSocketFile> listen(const std::string &path, int backlog, mode_t mode,
+						      std::string &error);
 	~UnixSocketFile();
 	UnixSocketFile(const UnixSocketFile &) = delete;
 	UnixSocketFile &operator=(const UnixSocketFile &) = delete;

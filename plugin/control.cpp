@@ -16,11 +16,6 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr int kAcceptBatch = 16;
 
-std::string q(const std::string &v)
-{
-	return "'" + v + "'";
-}
-
 // One error line for clients refused before any request (same shape as encodeError's).
 const char kTooManyClients[] =
 	"{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
@@ -74,14 +69,9 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 bool ControlServer::listenOn(std::string &error)
 {
 	// Owner only (0600): the socket can open ports on the host.
-	listenSock_ = UnixSocketFile::bind(path_, SOCK_STREAM, 0600, error);
+	listenSock_ = UnixSocketFile::listen(path_, 16, 0600, error);
 	if (!listenSock_) {
 		error = "control: " + error;
-		return false;
-	}
-	if (listen(listenSock_->fd(), 16) < 0) {
-		error = "control: listen on " + q(path_) + ": " + strerror(errno);
-		listenSock_.reset();
 		return false;
 	}
 	return true;

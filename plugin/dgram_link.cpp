@@ -10,14 +10,13 @@
 #include <cstddef>
 #include <cstring>
 
-#include "stream_link.hpp" // kMinFrame, kQemuMaxFrame
+#include "byte_order.hpp"
+#include "stream_link.hpp" // kMinFrame, kQemuMaxFrame, kZeroPad
 
 namespace slirpnet {
 
 // Frames read per wake-up before yielding to the rest of the loop.
 constexpr int kReadBatch = 64;
-
-static const uint8_t kZeros[kMinFrame] = {};
 
 static std::string describeAddr(const sockaddr_storage &ss, socklen_t len)
 {
@@ -29,11 +28,6 @@ static std::string describeAddr(const sockaddr_storage &ss, socklen_t len)
 		return std::string(un.sun_path, strnlen(un.sun_path, n));
 	}
 	return "(family " + std::to_string(ss.ss_family) + ")";
-}
-
-static uint32_t loadBe32(const uint8_t *p)
-{
-	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
 }
 
 DgramLink::DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClosed)
@@ -232,7 +226,7 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 	size_t wire = std::max(len, kMinFrame);
 	iovec iov[2] = {
 		{ const_cast<uint8_t *>(frame), len },
-		{ const_cast<uint8_t *>(kZeros), wire - len },
+		{ const_cast<uint8_t *>(kZeroPad), wire - len },
 	};
 	int iovCount = wire > len ? 2 : 1;
 	if (out_.empty()) {
@@ -263,10 +257,11 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 		st.dropTxFull++;
 		return -1;
 	}
-	uint8_t header[4] = { uint8_t(wire >> 24), uint8_t(wire >> 16), uint8_t(wire >> 8), uint8_t(wire) };
+	uint8_t header[4];
+	storeBe32(header, static_cast<uint32_t>(wire));
 	out_.push(header, sizeof(header));
 	out_.push(frame, len);
-	out_.push(kZeros, wire - len);
+	out_.push(kZeroPad, wire - len);
 	writeWatch_->enable();
 	net_.updateBackpressure(out_.size(), out_.capacity());
 	st.txFrames++;

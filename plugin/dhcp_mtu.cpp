@@ -1,5 +1,6 @@
 // dhcp_mtu.cpp - announces the link MTU in libslirp's DHCP replies (option 26), as passt does.
 #include "dhcp_mtu.hpp"
+#include "byte_order.hpp"
 
 namespace slirpnet {
 
@@ -11,28 +12,23 @@ constexpr size_t kBootpOptions = 236; // options start after the fixed BOOTP fie
 constexpr size_t kMagic = 4; // ...and the magic cookie 99.130.83.99
 constexpr uint8_t kPad = 0, kMtu = 26, kMessageType = 53, kEnd = 255;
 
-uint16_t be16(const uint8_t *p)
-{
-	return static_cast<uint16_t>((p[0] << 8) | p[1]);
-}
-
 } // namespace
 
 bool addDhcpMtuOption(uint8_t *frame, size_t len, uint16_t mtu)
 {
-	if (len < kEth + 20 || be16(frame + 12) != 0x0800)
+	if (len < kEth + 20 || loadBe16(frame + 12) != 0x0800)
 		return false;
 	uint8_t *ip = frame + kEth;
 	size_t ihl = (ip[0] & 0x0f) * 4u;
-	if ((ip[0] >> 4) != 4 || ip[9] != 17 || ihl < 20 || (be16(ip + 6) & 0x3fff) != 0)
+	if ((ip[0] >> 4) != 4 || ip[9] != 17 || ihl < 20 || (loadBe16(ip + 6) & 0x3fff) != 0)
 		return false; // not unfragmented UDP over IPv4
-	size_t ipLen = be16(ip + 2);
+	size_t ipLen = loadBe16(ip + 2);
 	if (ipLen > len - kEth || ipLen < ihl + kUdp)
 		return false;
 	uint8_t *udp = ip + ihl;
-	if (be16(udp) != 67 || be16(udp + 2) != 68)
+	if (loadBe16(udp) != 67 || loadBe16(udp + 2) != 68)
 		return false;
-	size_t udpLen = be16(udp + 4);
+	size_t udpLen = loadBe16(udp + 4);
 	if (udpLen < kUdp || udpLen > ipLen - ihl)
 		return false;
 	uint8_t *bootp = udp + kUdp;

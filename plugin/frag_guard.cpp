@@ -1,21 +1,12 @@
 // frag_guard.cpp - keeps IPv4 fragments that would crash libslirp 4.7's reassembly away from it.
 #include "frag_guard.hpp"
+#include "byte_order.hpp"
 
 #include <cstring>
 
 namespace slirpnet {
 
 constexpr size_t kEthHeader = 14;
-
-static uint16_t be16(const uint8_t *p)
-{
-	return static_cast<uint16_t>((p[0] << 8) | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
-}
 
 // The checks of libslirp 4.7's ip_input(), in its order.
 static bool validHeader(const uint8_t *ip, size_t avail)
@@ -27,12 +18,12 @@ static bool validHeader(const uint8_t *ip, size_t avail)
 		return false;
 	uint32_t sum = 0;
 	for (size_t i = 0; i < hlen; i += 2)
-		sum += be16(ip + i);
+		sum += loadBe16(ip + i);
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	if (sum != 0xffff)
 		return false;
-	size_t total = be16(ip + 2);
+	size_t total = loadBe16(ip + 2);
 	if (total < hlen || avail < total)
 		return false;
 	return ip[8] != 0; // TTL 0: libslirp answers "time exceeded" and drops it
@@ -50,10 +41,10 @@ bool FragGuard::admit(const uint8_t *frame, size_t len, int64_t nowMs)
 {
 	// Only IPv4 (EtherType 0x0800) with a whole fixed header is of interest; libslirp
 	// rejects shorter ones itself.
-	if (len < kEthHeader + 20 || be16(frame + 12) != 0x0800)
+	if (len < kEthHeader + 20 || loadBe16(frame + 12) != 0x0800)
 		return true;
 	const uint8_t *ip = frame + kEthHeader;
-	uint16_t fragField = be16(ip + 6);
+	uint16_t fragField = loadBe16(ip + 6);
 	bool moreFragments = fragField & 0x2000;
 	uint16_t offset = fragField & 0x1fff;
 	if (offset == 0 && !moreFragments)
@@ -65,8 +56,8 @@ bool FragGuard::admit(const uint8_t *frame, size_t len, int64_t nowMs)
 	if (!validHeader(ip, len - kEthHeader))
 		return false;
 
-	uint32_t src = be32(ip + 12), dst = be32(ip + 16);
-	uint16_t id = be16(ip + 4);
+	uint32_t src = loadBe32(ip + 12), dst = loadBe32(ip + 16);
+	uint16_t id = loadBe16(ip + 4);
 	uint8_t proto = ip[9];
 	Train *t = find(src, dst, id, proto, nowMs);
 	if (offset == 0) {

@@ -1,5 +1,6 @@
 // stream_link.cpp - the guest side over a byte stream: a 4-byte big-endian length, then the frame.
 #include "stream_link.hpp"
+#include "byte_order.hpp"
 #include "unix_socket.hpp"
 
 #include <sys/socket.h>
@@ -15,21 +16,6 @@ namespace slirpnet {
 // Reads per wake-up before yielding to the rest of the loop (libslirp's own sockets).
 constexpr int kReadBatch = 16;
 constexpr size_t kHeader = 4;
-
-static const uint8_t kZeros[kMinFrame] = {};
-
-static uint32_t loadBe32(const uint8_t *p)
-{
-	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
-}
-
-static void storeBe32(uint8_t *p, uint32_t v)
-{
-	p[0] = uint8_t(v >> 24);
-	p[1] = uint8_t(v >> 16);
-	p[2] = uint8_t(v >> 8);
-	p[3] = uint8_t(v);
-}
 
 StreamLink::StreamLink(UniqueFd fd, Network &net, ClosedCallback onClosed, size_t queueBytes)
 	: fd_(std::move(fd)), net_(net), onClosed_(std::move(onClosed)), in_(kHeader + kQemuMaxFrame),
@@ -144,7 +130,7 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 	iovec iov[3] = {
 		{ header, kHeader },
 		{ const_cast<uint8_t *>(frame), len },
-		{ const_cast<uint8_t *>(kZeros), wire - len },
+		{ const_cast<uint8_t *>(kZeroPad), wire - len },
 	};
 	size_t written = 0;
 	if (out_.empty()) {

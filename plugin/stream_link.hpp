@@ -20,6 +20,8 @@ constexpr size_t kQemuMaxFrame = 4096 + 65536;
 // Frames to QEMU are padded to ETH_ZLEN, as net/slirp.c does: the stream, dgram and socket
 // netdevs do not pad, and NICs such as e1000 (before QEMU 8) drop shorter frames.
 constexpr size_t kMinFrame = 60;
+// What short frames are padded with.
+inline constexpr uint8_t kZeroPad[kMinFrame] = {};
 
 /*
  * The framing of QEMU's -netdev stream and -netdev socket (net_fill_rstate): one connected

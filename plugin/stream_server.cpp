@@ -26,15 +26,10 @@ std::unique_ptr<StreamServer> StreamServer::create(const std::string &path, Netw
 
 bool StreamServer::listenOn(std::string &error)
 {
-	listenSock_ = UnixSocketFile::bind(path_, SOCK_STREAM, 0, error);
+	// A small backlog is enough: one client is served, the others are turned away.
+	listenSock_ = UnixSocketFile::listen(path_, 4, 0, error);
 	if (!listenSock_)
 		return false;
-	// A small backlog is enough: one client is served, the others are turned away.
-	if (listen(listenSock_->fd(), 4) < 0) {
-		error = "listening on '" + path_ + "': " + strerror(errno);
-		listenSock_.reset();
-		return false;
-	}
 	listenWatch_ = FdWatch::create(ctx_, listenSock_->fd(), static_cast<GIOCondition>(G_IO_IN | G_IO_ERR),
 				       [this](int, GIOCondition c) { onAcceptable(c); });
 	listenWatch_->enable();
