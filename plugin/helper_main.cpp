@@ -154,7 +154,7 @@ int parseCommandLine(int argc, char **argv)
 }
 
 // Wait (bounded) for the first message on the plugin's socket and decode it.
-bool receiveConfig(int fd, OptionList &opts, std::string &error)
+bool receiveConfig(int fd, OptionList &opts, uint32_t &version, std::string &error)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
 	int r;
@@ -179,7 +179,7 @@ bool receiveConfig(int fd, OptionList &opts, std::string &error)
 		error = "config message too large (" + std::to_string(n) + " bytes)";
 		return false;
 	}
-	return decodeConfig(buf.data(), static_cast<size_t>(n), opts, error);
+	return decodeConfig(buf.data(), static_cast<size_t>(n), opts, error, &version);
 }
 
 void sendStatus(int fd, bool ok, const std::string &message)
@@ -271,11 +271,14 @@ int runSeqpacket(Loop &loop, int fd)
 	OptionList opts = gCmd.options;
 	std::string error;
 	Config cfg;
-	if (!receiveConfig(fd, opts, error) || !parseConfig(opts, cfg, error)) {
+	uint32_t version = kWireVersionPlain;
+	if (!receiveConfig(fd, opts, version, error) || !parseConfig(opts, cfg, error)) {
 		g_critical("%s", error.c_str());
 		sendStatus(fd, false, error);
 		return 1;
 	}
+
+	cfg.vnetHdr = version == kWireVersionVnetHdr;
 
 	SeqpacketLink *link = nullptr;
 	auto net = Network::create(cfg, nullptr,
@@ -297,8 +300,9 @@ int runSeqpacket(Loop &loop, int fd)
 	});
 	link = owned.get();
 
-	g_debug("ready: mtu %u, mru %u, %s, %zu hostfwd rule(s)", cfg.mtu, cfg.mru,
-		cfg.restricted ? "restricted" : "open", cfg.hostFwds.size());
+	g_debug("ready: mtu %u, mru %u (libslirp's %u/%u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
+		cfg.mru, cfg.slirpMtu(), cfg.slirpMru(), cfg.restricted ? "restricted" : "open",
+		cfg.hostFwds.size(), version);
 	g_main_loop_run(loop.loop.get());
 	g_message("stats: %s", net->stats().format().c_str());
 	loop.net = nullptr;

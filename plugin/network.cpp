@@ -9,6 +9,7 @@
 #include "control.hpp"
 #include "dhcp_mtu.hpp"
 #include "control_commands.hpp"
+#include "vnet_hdr.hpp"
 
 namespace slirpnet {
 
@@ -85,8 +86,8 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	sc.vnameserver6 = c.ipv6Dns;
 	sc.vdnssearch = c.dnsSearch.empty() ? nullptr : search.data();
 	sc.vdomainname = orNull(c.domainName);
-	sc.if_mtu = c.mtu;
-	sc.if_mru = c.mru;
+	sc.if_mtu = c.slirpMtu();
+	sc.if_mru = c.slirpMru();
 	sc.enable_emu = false;
 
 	// Frames to the guest are captured once the link has taken them (see network.hpp).
@@ -225,7 +226,7 @@ void Network::droppedOversize(size_t len)
 	g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
 }
 
-void Network::fromGuest(const uint8_t *frame, size_t len)
+void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 {
 	// Captured before the checks: a runt or oversized frame is what one wants to see.
 	if (capture_)
@@ -235,7 +236,7 @@ void Network::fromGuest(const uint8_t *frame, size_t len)
 		g_debug("dropped a %zu-byte runt frame from the guest", len);
 		return;
 	}
-	if (len > cfg_.maxFrame()) {
+	if (len > (tsoSegment ? kMaxGsoFrame : cfg_.maxFrame())) {
 		stats_.dropOversize++;
 		g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
 		return;
@@ -247,6 +248,7 @@ void Network::fromGuest(const uint8_t *frame, size_t len)
 	}
 	stats_.rxFrames++;
 	stats_.rxBytes += len;
+	stats_.rxGso += tsoSegment;
 	driver_->input(frame, len);
 }
 

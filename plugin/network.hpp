@@ -41,8 +41,9 @@ public:
 					       SlirpDriver::PacketSink sink, std::string &error);
 
 	// One frame from the guest: counted, checked against the size limits, then handed
-	// to libslirp. Bad frames are dropped and counted, never passed on.
-	void fromGuest(const uint8_t *frame, size_t len);
+	// to libslirp. Bad frames are dropped and counted, never passed on. A tsoSegment (a
+	// guest's TSO frame, its checksum completed) may be up to kMaxGsoFrame bytes.
+	void fromGuest(const uint8_t *frame, size_t len, bool tsoSegment = false);
 
 	/*
 	 * Reading from libslirp paced by the guest side's writability: a link reports how

@@ -57,8 +57,18 @@ struct Config {
 	std::string controlPath; // UNIX socket of the JSON control interface
 	unsigned sndbuf = 4u << 20; // send buffer of the link sockets (frames in flight)
 
+	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
+	// (vnet_hdr.hpp). libslirp then runs with a large MTU of its own (slirpMtu()), while
+	// mtu/mru stay the guest link's, and frames above them are segmented or fragmented
+	// on the way to the guest.
+	bool vnetHdr = false;
+
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
 	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }
+	// libslirp's if_mtu and if_mru.
+	unsigned slirpMtu() const { return vnetHdr && mtu < kLargeSlirpMtu ? kLargeSlirpMtu : mtu; }
+	unsigned slirpMru() const { return vnetHdr && mru < kLargeSlirpMtu ? kLargeSlirpMtu : mru; }
+	static constexpr unsigned kLargeSlirpMtu = 65520;
 };
 
 // One row of the table; the same rows drive parsing, --help, the GOptionEntries and tests.

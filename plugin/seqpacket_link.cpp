@@ -1,16 +1,23 @@
 // seqpacket_link.cpp - the guest side over a SOCK_SEQPACKET socket: one Ethernet frame per record.
 #include "seqpacket_link.hpp"
 
+#include <endian.h>
+
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
+
+#include "byte_order.hpp"
 #include "unix_socket.hpp"
+#include "vnet_hdr.hpp"
 
 namespace slirpnet {
 
 SeqpacketLink::SeqpacketLink(UniqueFd fd, Network &net, ClosedCallback onClosed)
-	: fd_(std::move(fd)), net_(net), onClosed_(std::move(onClosed)), slotSize_(net.maxFrame()),
-	  rxBuf_(kBatch * slotSize_), txBuf_(kBatch * slotSize_)
+	: fd_(std::move(fd)), net_(net), onClosed_(std::move(onClosed)),
+	  slotSize_(net.config().vnetHdr ? kVnetHdrLen + kMaxGsoFrame : net.maxFrame()),
+	  vnetHdr_(net.config().vnetHdr), rxBuf_(kBatch * slotSize_), txBuf_(kBatch * slotSize_)
 {
 	for (size_t i = 0; i < kBatch; i++) {
 		rxIov_[i] = { rxBuf_.data() + i * slotSize_, slotSize_ };
@@ -82,7 +89,7 @@ void SeqpacketLink::onReadable(GIOCondition cond)
 			net_.droppedOversize(len); // only its length was read
 			continue;
 		}
-		net_.fromGuest(rxBuf_.data() + i * slotSize_, len);
+		fromPeer(rxBuf_.data() + i * slotSize_, len);
 		if (closed_)
 			return;
 	}
@@ -95,26 +102,143 @@ void SeqpacketLink::onReadable(GIOCondition cond)
 	}
 }
 
+void SeqpacketLink::fromPeer(uint8_t *rec, size_t len)
+{
+	if (!vnetHdr_) {
+		net_.fromGuest(rec, len);
+		return;
+	}
+	Stats &st = net_.stats();
+	VnetHdr h;
+	if (len < kVnetHdrLen) {
+		st.dropVnetHdr++;
+		g_debug("dropped a %zu-byte record: shorter than its virtio-net header", len);
+		return;
+	}
+	memcpy(&h, rec, sizeof(h));
+	if (h.flags & kVnetFlagSetFeatures) {
+		setFeatures(rec, len);
+		return;
+	}
+	uint8_t *frame = rec + kVnetHdrLen;
+	size_t flen = len - kVnetHdrLen;
+	uint8_t gso = static_cast<uint8_t>(h.gso_type & ~kGsoEcn);
+	if (gso != kGsoNone && gso != kGsoTcpv4 && gso != kGsoTcpv6) {
+		st.dropVnetHdr++; // UFO was never offered
+		g_debug("dropped a frame with gso_type %u", h.gso_type);
+		return;
+	}
+	if ((h.flags & kVnetNeedsCsum) &&
+	    !completeChecksum(frame, flen, le16toh(h.csum_start), le16toh(h.csum_offset))) {
+		st.dropVnetHdr++;
+		g_debug("dropped a %zu-byte frame: checksum at %u+%u is outside it", flen, le16toh(h.csum_start),
+			le16toh(h.csum_offset));
+		return;
+	}
+	if (features_ & (kFeatGuestTso4 | kFeatGuestTso6) && flen > 14) {
+		// The guest takes large segments: offer libslirp a large MSS in SYNs, which it
+		// honours for the connections it opens (hostfwd). For the guest's own connections
+		// libslirp 4.7 ignores the option and uses its own MTU, which is large anyway.
+		bool v6 = loadBe16(frame + 12) == 0x86dd;
+		const Config &c = net_.config();
+		unsigned mtu = std::min(c.slirpMtu(), c.slirpMru());
+		if (features_ & (v6 ? kFeatGuestTso6 : kFeatGuestTso4))
+			raiseSynMss(frame, flen, static_cast<uint16_t>(std::min(65535u, mtu - (v6 ? 60 : 40))));
+	}
+	net_.fromGuest(frame, flen, gso != kGsoNone);
+}
+
+void SeqpacketLink::setFeatures(const uint8_t *rec, size_t len)
+{
+	if (len != kSetFeaturesLen) {
+		net_.stats().dropVnetHdr++;
+		g_debug("dropped a %zu-byte set-features record (expected %zu)", len, kSetFeaturesLen);
+		return;
+	}
+	uint64_t f;
+	memcpy(&f, rec + kVnetHdrLen, sizeof(f));
+	features_ = le64toh(f) & kOffloadFeatures;
+	g_debug("offloads: features 0x%llx", static_cast<unsigned long long>(features_));
+}
+
+uint8_t *SeqpacketLink::reserveSlot()
+{
+	if (txCount_ == kBatch)
+		flush(); // a long burst in one dispatch: write what we have
+	if (closed_)
+		return nullptr;
+	if (txCount_ == kBatch) {
+		net_.stats().dropTxFull++;
+		return nullptr;
+	}
+	return static_cast<uint8_t *>(txIov_[txCount_].iov_base);
+}
+
 ssize_t SeqpacketLink::sendFrame(const uint8_t *frame, size_t len)
 {
 	Stats &st = net_.stats();
 	if (closed_)
 		return -1;
-	if (len > slotSize_) {
+	size_t hdr = vnetHdr_ ? kVnetHdrLen : 0;
+	if (len + hdr > slotSize_) {
 		st.dropTxError++; // libslirp never makes one above its MTU
 		return -1;
 	}
-	if (txCount_ == kBatch)
-		flush(); // a long burst in one dispatch: write what we have
-	if (closed_)
+	if (vnetHdr_ && len > net_.config().mtu + 14u)
+		return sendLarge(frame, len); // libslirp's MTU is larger than the guest link's
+	uint8_t *slot = reserveSlot();
+	if (!slot)
 		return -1;
-	if (txCount_ == kBatch) {
-		st.dropTxFull++;
-		return -1;
+	if (vnetHdr_)
+		memset(slot, 0, kVnetHdrLen);
+	memcpy(slot + hdr, frame, len);
+	commitSlot(hdr + len);
+	return static_cast<ssize_t>(len);
+}
+
+ssize_t SeqpacketLink::sendLarge(const uint8_t *frame, size_t len)
+{
+	Stats &st = net_.stats();
+	unsigned linkMtu = net_.config().mtu;
+	bool v6 = loadBe16(frame + 12) == 0x86dd;
+	if (features_ & (v6 ? kFeatGuestTso6 : kFeatGuestTso4)) {
+		uint8_t *slot = reserveSlot();
+		if (!slot)
+			return -1;
+		memcpy(slot + kVnetHdrLen, frame, len);
+		VnetHdr h{};
+		if (markGso(slot + kVnetHdrLen, len, linkMtu, features_ & kFeatGuestCsum, h)) {
+			memcpy(slot, &h, sizeof(h));
+			commitSlot(kVnetHdrLen + len);
+			st.txGso++;
+			return static_cast<ssize_t>(len);
+		}
 	}
-	memcpy(txIov_[txCount_].iov_base, frame, len);
-	txIov_[txCount_].iov_len = len;
-	txCount_++;
+	// The guest cannot take it whole: cut it as libslirp would have at the link's MTU
+	// (TCP into segments, other IPv4 into fragments). IPv6 other than TCP goes as it
+	// is: libslirp never fragments IPv6 either.
+	int n = splitForLink(
+		frame, len, linkMtu,
+		[this]() -> uint8_t * {
+			uint8_t *slot = reserveSlot();
+			return slot ? slot + kVnetHdrLen : nullptr;
+		},
+		[this](size_t flen) {
+			memset(txIov_[txCount_].iov_base, 0, kVnetHdrLen);
+			commitSlot(kVnetHdrLen + flen);
+		});
+	if (n > 0) {
+		st.txSplit += static_cast<uint64_t>(n);
+		return static_cast<ssize_t>(len);
+	}
+	if (n == 0)
+		return -1; // no slot (counted)
+	uint8_t *slot = reserveSlot();
+	if (!slot)
+		return -1;
+	memset(slot, 0, kVnetHdrLen);
+	memcpy(slot + kVnetHdrLen, frame, len);
+	commitSlot(kVnetHdrLen + len);
 	return static_cast<ssize_t>(len);
 }
 

@@ -24,6 +24,8 @@ namespace slirpnet {
  * Writing never blocks: while the socket is full the frames wait in their slots and
  * libslirp's host input is paused until the socket is writable; a frame that finds every
  * slot taken is dropped (drop_tx_full), which TCP in the guest recovers from.
+ * With wire version 2 (Config::vnetHdr) every record carries a virtio-net header and the
+ * offloads of vnet_hdr.hpp apply, as negotiated by the plugin's set-features records.
  */
 class SeqpacketLink
 {
@@ -44,11 +46,21 @@ private:
 	SeqpacketLink(UniqueFd fd, Network &net, ClosedCallback onClosed);
 	void onReadable(GIOCondition cond);
 	void closed(const char *why);
+	// One record from the peer (with its virtio-net header when vnetHdr_).
+	void fromPeer(uint8_t *rec, size_t len);
+	void setFeatures(const uint8_t *rec, size_t len);
+	// A frame larger than the guest link (vnetHdr_ only): GSO or IPv4 fragments.
+	ssize_t sendLarge(const uint8_t *frame, size_t len);
+	// The next free tx slot (flushing once if all are taken), or nullptr (counted).
+	uint8_t *reserveSlot();
+	void commitSlot(size_t len) { txIov_[txCount_++].iov_len = len; }
 
 	UniqueFd fd_;
 	Network &net_;
 	ClosedCallback onClosed_;
-	size_t slotSize_; // the largest accepted frame
+	size_t slotSize_; // the largest accepted record
+	bool vnetHdr_;
+	uint64_t features_ = 0; // offloads the plugin negotiated (vnet_hdr.hpp kFeat*)
 
 	// Receive side: kBatch slots of slotSize_ bytes, sized once.
 	std::vector<uint8_t> rxBuf_;

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <endian.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 #include "options.hpp"
 #include "unique_fd.hpp"
 #include "unix_socket.hpp"
+#include "vnet_hdr.hpp"
 #include "wire.hpp"
 
 #ifndef SLIRPNET_HELPER_PATH
@@ -33,6 +36,8 @@ constexpr int kExitGraceMs = 1000;
 // The helper's stdin/out/err plus the socket, which it finds as fd 3.
 constexpr int kHelperFd = 3;
 constexpr size_t kEthHeader = 14;
+// recv() skips at most this many frames the emulator can no longer take (see acceptable).
+constexpr size_t kRxSkipLimit = 64;
 
 std::string describeExit(int status)
 {
@@ -64,6 +69,67 @@ size_t iovLength(const struct iovec *iov, int iovcnt)
 	return n;
 }
 
+// Copy n bytes between a buffer and the start of an iovec array (long enough: checked).
+void copyFromIov(const struct iovec *iov, int iovcnt, void *dst, size_t n)
+{
+	auto *d = static_cast<uint8_t *>(dst);
+	for (int i = 0; i < iovcnt && n; i++) {
+		size_t k = std::min(n, iov[i].iov_len);
+		memcpy(d, iov[i].iov_base, k);
+		d += k;
+		n -= k;
+	}
+}
+
+void copyToIov(const struct iovec *iov, int iovcnt, const void *src, size_t n)
+{
+	auto *s = static_cast<const uint8_t *>(src);
+	for (int i = 0; i < iovcnt && n; i++) {
+		size_t k = std::min(n, iov[i].iov_len);
+		memcpy(iov[i].iov_base, s, k);
+		s += k;
+		n -= k;
+	}
+}
+
+/*
+ * The wire header followed by the caller's iovecs minus their first skip bytes (the
+ * caller's own header, of the negotiated length): what one sendmsg/recvmsg moves. Lives
+ * on the caller's stack; only a caller with more than kInline iovecs makes it allocate.
+ */
+class WireIov
+{
+public:
+	WireIov(VnetHdr *hdr, const struct iovec *iov, int iovcnt, size_t skip)
+	{
+		if (iovcnt + 1 > kInline) {
+			heap_.resize(static_cast<size_t>(iovcnt) + 1);
+			v_ = heap_.data();
+		}
+		v_[n_++] = { hdr, kVnetHdrLen };
+		for (int i = 0; i < iovcnt; i++) {
+			size_t k = std::min(skip, iov[i].iov_len);
+			skip -= k;
+			if (iov[i].iov_len > k)
+				v_[n_++] = { static_cast<uint8_t *>(iov[i].iov_base) + k, iov[i].iov_len - k };
+		}
+	}
+	struct msghdr msg()
+	{
+		struct msghdr m = {};
+		m.msg_iov = v_;
+		m.msg_iovlen = n_;
+		return m;
+	}
+
+private:
+	static constexpr int kInline = 64;
+	struct iovec inline_[kInline];
+	std::vector<struct iovec> heap_;
+	struct iovec *v_ = inline_;
+	size_t n_ = 0;
+};
+
 class SlirpBackend final : public NetBackend
 {
 public:
@@ -89,16 +155,8 @@ public:
 		if (watch_)
 			watch_->disable();
 	}
-	uint64_t getCap() override { return 0; }
-	int setCap(uint64_t features, unsigned vnetHdrLen) override
-	{
-		// libslirp takes whole frames: no checksum or segmentation offloads.
-		if (features || vnetHdrLen) {
-			errno = EINVAL;
-			return -1;
-		}
-		return 0;
-	}
+	uint64_t getCap() override { return kOffloadFeatures; }
+	int setCap(uint64_t features, unsigned vnetHdrLen) override;
 	int fd() const override { return sock_.get(); }
 
 private:
@@ -106,6 +164,7 @@ private:
 	bool awaitStatus(std::string &error);
 	void stopHelper();
 	void onEvent(int fd, GIOCondition cond);
+	bool acceptable(const VnetHdr &h) const;
 	ssize_t gone()
 	{
 		dead_ = true;
@@ -120,6 +179,10 @@ private:
 	GPid pid_ = 0;
 	std::unique_ptr<FdWatch> watch_;
 	std::atomic<bool> dead_{ false };
+	// Negotiated by setCap: the header length the emulator uses (0, 10, 12) and the
+	// offloads. The wire always carries a 12-byte header (wire version 2).
+	std::atomic<unsigned> hdrLen_{ 0 };
+	std::atomic<uint64_t> features_{ 0 };
 };
 
 SlirpBackend::~SlirpBackend()
@@ -256,26 +319,63 @@ void SlirpBackend::stopHelper()
 	pid_ = 0;
 }
 
+int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen)
+{
+	if ((vnetHdrLen != 0 && vnetHdrLen != 10 && vnetHdrLen != kVnetHdrLen) || (features & ~kOffloadFeatures) ||
+	    (features && !vnetHdrLen)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (dead_)
+		return static_cast<int>(gone());
+	// The helper learns the features in order with the frames: a set-features record.
+	uint8_t rec[kSetFeaturesLen] = {};
+	rec[0] = kVnetFlagSetFeatures;
+	uint64_t le = htole64(features);
+	memcpy(rec + kVnetHdrLen, &le, sizeof(le));
+	for (;;) {
+		if (::send(sock_.get(), rec, sizeof(rec), MSG_EOR | MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+			break;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return static_cast<int>(gone());
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		// A full socket (the guest is sending hard): this must not be lost; wait, bounded.
+		struct pollfd p = { sock_.get(), POLLOUT, 0 };
+		if (errno == EAGAIN && poll(&p, 1, kExitGraceMs) == 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	hdrLen_ = vnetHdrLen;
+	features_ = features;
+	return 0;
+}
+
 ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
 {
 	size_t len = iovLength(iov, iovcnt);
-	if (len > maxFrame_) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	if (len < kEthHeader) {
+	unsigned hl = hdrLen_;
+	if (len < hl + kEthHeader) {
 		// Not even an Ethernet header: refuse it here (an empty record would also look
 		// like end-of-file to a reader of the socket).
 		errno = EINVAL;
 		return -1;
 	}
-	struct msghdr m = {};
-	m.msg_iov = const_cast<struct iovec *>(iov);
-	m.msg_iovlen = static_cast<size_t>(iovcnt);
+	VnetHdr hdr{};
+	if (hl)
+		copyFromIov(iov, iovcnt, &hdr, hl);
+	hdr.num_buffers = 0;
+	if (len - hl > (hdr.gso_type != kGsoNone ? kMaxGsoFrame : maxFrame_)) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	WireIov wire(&hdr, iov, iovcnt, hl);
+	struct msghdr m = wire.msg();
 	ssize_t n = sendmsg(sock_.get(), &m, MSG_EOR | MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
-		return gone();
-	return n;
+	if (n < 0)
+		return errno == EPIPE || errno == ECONNRESET ? gone() : -1;
+	return n - static_cast<ssize_t>(kVnetHdrLen) + hl;
 }
 
 ssize_t SlirpBackend::peekRecvlen()
@@ -288,27 +388,48 @@ ssize_t SlirpBackend::peekRecvlen()
 		return errno == EAGAIN ? 0 : -1;
 	if (n == 0)
 		return gone(); // EOF: the helper never sends empty frames
-	return n;
+	return n < static_cast<ssize_t>(kVnetHdrLen) ? n : n - static_cast<ssize_t>(kVnetHdrLen) + hdrLen_;
+}
+
+bool SlirpBackend::acceptable(const VnetHdr &h) const
+{
+	uint64_t f = features_;
+	uint8_t gso = h.gso_type & static_cast<uint8_t>(~kGsoEcn);
+	if (gso == kGsoTcpv4 ? !(f & kFeatGuestTso4) : gso == kGsoTcpv6 ? !(f & kFeatGuestTso6) : gso != kGsoNone)
+		return false;
+	return !(h.flags & kVnetNeedsCsum) || (f & kFeatGuestCsum);
 }
 
 ssize_t SlirpBackend::recv(const struct iovec *iov, int iovcnt)
 {
 	if (dead_)
 		return gone();
-	struct msghdr m = {};
-	m.msg_iov = const_cast<struct iovec *>(iov);
-	m.msg_iovlen = static_cast<size_t>(iovcnt);
-	ssize_t n = recvmsg(sock_.get(), &m, MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN ? 0 : -1;
-	if (n == 0 && iovLength(iov, iovcnt) > 0)
-		return gone();
-	if (m.msg_flags & MSG_TRUNC) {
-		// The frame did not fit: it is consumed, and the caller is told, not fooled.
-		errno = EMSGSIZE;
-		return -1;
+	unsigned hl = hdrLen_;
+	size_t room = iovLength(iov, iovcnt);
+	// Bounded: frames made for offloads the emulator has since withdrawn are skipped.
+	for (int skipped = 0; skipped < static_cast<int>(kRxSkipLimit); skipped++) {
+		VnetHdr hdr{};
+		WireIov wire(&hdr, iov, iovcnt, hl);
+		struct msghdr m = wire.msg();
+		ssize_t n = recvmsg(sock_.get(), &m, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		if (n == 0)
+			return gone();
+		if ((m.msg_flags & MSG_TRUNC) || room < hl) {
+			// The frame did not fit: it is consumed, and the caller is told, not fooled.
+			errno = EMSGSIZE;
+			return -1;
+		}
+		if (n < static_cast<ssize_t>(kVnetHdrLen) || !acceptable(hdr))
+			continue;
+		if (hl) {
+			hdr.num_buffers = htole16(1);
+			copyToIov(iov, iovcnt, &hdr, hl);
+		}
+		return n - static_cast<ssize_t>(kVnetHdrLen) + hl;
 	}
-	return n;
+	return 0;
 }
 
 ssize_t SlirpBackend::rxDiscard()
@@ -320,7 +441,7 @@ ssize_t SlirpBackend::rxDiscard()
 		return errno == EAGAIN ? 0 : -1;
 	if (n == 0)
 		return gone();
-	return n;
+	return n < static_cast<ssize_t>(kVnetHdrLen) ? n : n - static_cast<ssize_t>(kVnetHdrLen) + hdrLen_;
 }
 
 } // namespace

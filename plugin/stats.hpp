@@ -18,6 +18,11 @@ struct Stats {
 	uint64_t dropTxFull = 0; // the guest side could not take the frame right now
 	uint64_t dropTxError = 0; // any other error sending to the guest side
 	uint64_t pauses = 0; // times the guest side filled up and host input was paused
+	// Offloads (plugin wire version 2 only, see vnet_hdr.hpp):
+	uint64_t rxGso = 0; // TSO segments from the guest taken whole
+	uint64_t txGso = 0; // large segments to the guest marked for GSO
+	uint64_t txSplit = 0; // frames made by cutting libslirp's larger ones to the link MTU
+	uint64_t dropVnetHdr = 0; // bad or unsupported virtio-net header, either way
 
 	std::string format() const
 	{
@@ -28,7 +33,10 @@ struct Stats {
 		       " drop_fragment=" + std::to_string(dropFragment) +
 		       " drop_tx_full=" + std::to_string(dropTxFull) +
 		       " drop_tx_error=" + std::to_string(dropTxError) +
-		       " pauses=" + std::to_string(pauses);
+		       " pauses=" + std::to_string(pauses) +
+		       " rx_gso=" + std::to_string(rxGso) + " tx_gso=" + std::to_string(txGso) +
+		       " tx_split=" + std::to_string(txSplit) +
+		       " drop_vnet_hdr=" + std::to_string(dropVnetHdr);
 	}
 };
 

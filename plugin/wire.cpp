@@ -27,16 +27,16 @@ static GVariantPtr deserialize(const char *type, const uint8_t *data, size_t len
 	return v;
 }
 
-std::vector<uint8_t> encodeConfig(const OptionList &opts)
+std::vector<uint8_t> encodeConfig(const OptionList &opts, uint32_t version)
 {
 	GVariantBuilder b;
 	g_variant_builder_init(&b, G_VARIANT_TYPE("a(ss)"));
 	for (const auto &[k, v] : opts)
 		g_variant_builder_add(&b, "(ss)", k.c_str(), v.c_str());
-	return serialize(g_variant_new("(ua(ss))", kWireVersion, &b));
+	return serialize(g_variant_new("(ua(ss))", version, &b));
 }
 
-bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string &error)
+bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string &error, uint32_t *versionOut)
 {
 	GVariantPtr v = deserialize("(ua(ss))", data, len);
 	if (!v) {
@@ -46,12 +46,14 @@ bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string
 	uint32_t version;
 	GVariantIter *iter;
 	g_variant_get(v.get(), "(ua(ss))", &version, &iter);
-	if (version != kWireVersion) {
+	if (version != kWireVersionPlain && version != kWireVersionVnetHdr) {
 		g_variant_iter_free(iter);
 		error = "config message version " + std::to_string(version) + " not supported (expected " +
-			std::to_string(kWireVersion) + ")";
+			std::to_string(kWireVersionPlain) + " or " + std::to_string(kWireVersionVnetHdr) + ")";
 		return false;
 	}
+	if (versionOut)
+		*versionOut = version;
 	const char *k, *val;
 	while (g_variant_iter_next(iter, "(&s&s)", &k, &val))
 		opts.emplace_back(k, val);

@@ -975,6 +975,40 @@ class PluginError(AssertionError):
     pass
 
 
+class VnetHdr:
+    """struct virtio_net_hdr_mrg_rxbuf (little-endian), for PluginPeer.use_vnet_hdr."""
+    F_NEEDS_CSUM = 1
+    GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6 = 0, 1, 3, 4
+    FMT = "<BBHHHHH"
+
+    def __init__(self, flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0,
+                 csum_offset=0, num_buffers=0):
+        self.flags, self.gso_type, self.hdr_len, self.gso_size = flags, gso_type, hdr_len, gso_size
+        self.csum_start, self.csum_offset, self.num_buffers = csum_start, csum_offset, num_buffers
+
+    def __bytes__(self):
+        return struct.pack(self.FMT, self.flags, self.gso_type, self.hdr_len, self.gso_size,
+                           self.csum_start, self.csum_offset, self.num_buffers)
+
+    @classmethod
+    def unpack(cls, b):
+        b = bytes(b).ljust(12, b"\0")
+        return cls(*struct.unpack(cls.FMT, b[:12]))
+
+    def __repr__(self):
+        return ("VnetHdr(flags=%d, gso_type=%d, hdr_len=%d, gso_size=%d, csum_start=%d, "
+                "csum_offset=%d, num_buffers=%d)" % (self.flags, self.gso_type, self.hdr_len,
+                                                     self.gso_size, self.csum_start,
+                                                     self.csum_offset, self.num_buffers))
+
+
+# virtio-net feature bits of netbe.h (SLIRPNET_NETBE_F_*)
+F_CSUM, F_GUEST_CSUM = 1 << 0, 1 << 1
+F_GUEST_TSO4, F_GUEST_TSO6 = 1 << 7, 1 << 8
+F_HOST_TSO4, F_HOST_TSO6 = 1 << 11, 1 << 12
+F_ALL_OFFLOADS = F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_HOST_TSO4 | F_HOST_TSO6
+
+
 class PluginPeer(Peer):
     """A backend created through libslirpnet.so's C ABI, pumped on a private GMainContext.
 
@@ -994,6 +1028,11 @@ class PluginPeer(Peer):
         self.glib = load_glib()
         self.libc = _libs["libc"]
         self.auto_drain = auto_drain
+        # Offloads (see use_vnet_hdr): header length, the header of the next frame sent,
+        # and the header of every frame received, in order, as (VnetHdr, frame bytes).
+        self.vnet_hdr_len = 0
+        self.next_vnet_hdr = None
+        self.vnet_rx = []
         self.cb_count = 0
         self.dead_errno = None
         self.rx_enabled = False
@@ -1093,6 +1132,22 @@ class PluginPeer(Peer):
         ret = self.lib.slirpnet_netbe_set_cap(self.be, features, vnet_hdr_len)
         return ret, (ctypes.get_errno() if ret < 0 else 0)
 
+    def use_vnet_hdr(self, features, hdr_len=12):
+        """set_cap(features, hdr_len) and speak virtio-net headers from now on: frames
+        sent get a zero header (or ``next_vnet_hdr``, used once), frames received have
+        theirs stripped into ``vnet_rx``; expect() and friends see bare frames."""
+        rc = self.set_cap(features, hdr_len)
+        assert rc == (0, 0), "set_cap(%#x, %d) -> %r" % (features, hdr_len, rc)
+        self.vnet_hdr_len = hdr_len
+
+    def send_with_vnet_hdr(self, hdr, frame):
+        """Send one frame behind an explicit header (a VnetHdr or bytes)."""
+        self.next_vnet_hdr = bytes(hdr)
+        try:
+            return self.send(frame)
+        finally:
+            self.next_vnet_hdr = None
+
     def iterate(self, n=1000):
         """Dispatch pending GMainContext sources without blocking; returns how many."""
         done = 0
@@ -1119,6 +1174,9 @@ class PluginPeer(Peer):
                     return
                 if ret == 0:
                     return
+                if self.vnet_hdr_len:
+                    hdr, data = VnetHdr.unpack(data[:self.vnet_hdr_len]), data[self.vnet_hdr_len:]
+                    self.vnet_rx.append((hdr, data))
                 self._raw_in.append((time.time(), data))
         except BaseException as e:  # never let an exception unwind through C
             self.cb_exception = e
@@ -1126,6 +1184,9 @@ class PluginPeer(Peer):
     cb_exception = None
 
     def _send_raw(self, data):
+        if self.vnet_hdr_len:
+            hdr = self.next_vnet_hdr if self.next_vnet_hdr is not None else bytes(12)
+            data = hdr[:self.vnet_hdr_len].ljust(self.vnet_hdr_len, b"\0") + data
         ret, err = self.be_send(data)
         if ret < 0:
             if err in (errno_mod.ECONNRESET, errno_mod.EPIPE) and self._pid:

@@ -10,7 +10,8 @@ import threading
 import time
 
 import harness
-from harness import (ICMP, RXCB, icmp_echo, icmp_echo_reply_from, load_glib, load_lib)
+from harness import (ICMP, RXCB, F_ALL_OFFLOADS, F_CSUM, icmp_echo, icmp_echo_reply_from, load_glib,
+                     load_lib)
 
 
 def wait_pending(p, timeout=3.0):
@@ -34,12 +35,14 @@ def prime(p):
 
 def test_caps(plugin):
     p = plugin("slirp,restrict=on")
-    assert p.get_cap() == 0
+    assert p.get_cap() == F_ALL_OFFLOADS
     assert p.set_cap(0, 0) == (0, 0)
-    assert p.set_cap(1, 0) == (-1, errno.EINVAL)
-    assert p.set_cap(0, 10) == (-1, errno.EINVAL)
-    assert p.set_cap(1 << 63, 12) == (-1, errno.EINVAL)
-    assert p.get_cap() == 0
+    assert p.set_cap(F_CSUM, 0) == (-1, errno.EINVAL)      # features need a header
+    assert p.set_cap(0, 11) == (-1, errno.EINVAL)          # 0, 10 or 12 only
+    assert p.set_cap(1 << 63, 12) == (-1, errno.EINVAL)    # not offered
+    assert p.set_cap(0, 10) == (0, 0)
+    assert p.set_cap(F_ALL_OFFLOADS, 12) == (0, 0)
+    assert p.get_cap() == F_ALL_OFFLOADS
 
 
 def test_fd_is_seqpacket_socket(plugin):

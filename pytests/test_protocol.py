@@ -28,7 +28,7 @@ def test_refusal_then_exit_1(direct):
 
 
 def test_wrong_version(direct):
-    d = direct("restrict=on", version=2, expect_ok=False)
+    d = direct("restrict=on", version=3, expect_ok=False)
     assert d.ok is False
     assert "version" in d.error
     assert d.wait_exit(3) == 1

@@ -82,11 +82,39 @@ ssize_t slirpnet_netbe_rx_discard(struct slirpnet_netbe *be);
 void slirpnet_netbe_rx_enable(struct slirpnet_netbe *be);
 void slirpnet_netbe_rx_disable(struct slirpnet_netbe *be);
 
-/* virtio-net offload features the backend supports: always 0 for slirp. */
+/*
+ * Offloads (bhyve's get_cap/set_cap). The feature bits are virtio-net's VIRTIO_NET_F_*
+ * (as masks). Once set_cap() has negotiated a vnet_hdr_len of 10 (struct virtio_net_hdr)
+ * or 12 (struct virtio_net_hdr_mrg_rxbuf; num_buffers is written as 1), every frame given
+ * to send() and returned by recv() starts with that header, in little-endian byte order,
+ * and peek_recvlen()/recv()/rx_discard() count it:
+ *   CSUM        send() frames may have VIRTIO_NET_HDR_F_NEEDS_CSUM (the backend completes
+ *               the checksum from csum_start/csum_offset);
+ *   HOST_TSO4/6 send() frames may be TCP segments of up to 64 KiB with gso_type TCPV4/6
+ *               (the backend takes them whole: no segmentation is ever done);
+ *   GUEST_CSUM  recv() frames may have NEEDS_CSUM (only together with a GSO type);
+ *   GUEST_TSO4/6 recv() frames may be TCP segments of up to 64 KiB with gso_type TCPV4/6
+ *               and gso_size the link's MSS (MTU - 40 / - 60); the backend raises the MSS
+ *               the guest offers in its SYNs so that libslirp sends such segments.
+ * Features take effect in order with the frames: frames sent before set_cap() are read
+ * with the old ones. TCP connections opened while GUEST_TSO was negotiated keep large
+ * segments; when it is withdrawn (guest reset) such segments are dropped and counted.
+ */
+#define SLIRPNET_NETBE_F_CSUM (1ULL << 0)
+#define SLIRPNET_NETBE_F_GUEST_CSUM (1ULL << 1)
+#define SLIRPNET_NETBE_F_GUEST_TSO4 (1ULL << 7)
+#define SLIRPNET_NETBE_F_GUEST_TSO6 (1ULL << 8)
+#define SLIRPNET_NETBE_F_HOST_TSO4 (1ULL << 11)
+#define SLIRPNET_NETBE_F_HOST_TSO6 (1ULL << 12)
+
+/* The offload features this backend supports (all of the above for slirp). */
 uint64_t slirpnet_netbe_get_cap(struct slirpnet_netbe *be);
 
-/* Negotiate offloads. slirp accepts only features == 0 and vnet_hdr_len == 0;
- * anything else returns -1 (EINVAL). */
+/*
+ * Negotiate offloads: features must be a subset of get_cap(), vnet_hdr_len 0 (no header:
+ * then features must be 0), 10 or 12. Returns 0, or -1 with errno EINVAL (bad arguments)
+ * or ECONNRESET (helper gone). May be called again (e.g. on a device reset).
+ */
 int slirpnet_netbe_set_cap(struct slirpnet_netbe *be, uint64_t features, unsigned vnet_hdr_len);
 
 /* The socket the rx callback watches (for emulators with their own poll loop). */
