@@ -263,9 +263,10 @@ void SeqpacketLink::flush()
 			g_debug("send to peer: %s", strerror(errno));
 			break;
 		}
+		size_t hdr = vnetHdr_ ? kVnetHdrLen : 0; // counted as frames, like rx_bytes
 		for (int i = 0; i < r; i++) {
 			st.txFrames++;
-			st.txBytes += txIov_[txSent_ + i].iov_len;
+			st.txBytes += txIov_[txSent_ + i].iov_len - hdr;
 		}
 		txSent_ += static_cast<size_t>(r);
 	}

@@ -50,8 +50,13 @@ def echo_through(p, port, n, mss):
 def test_plain_frames_carry_a_zero_header(plugin, hdr_len):
     p = plugin("slirp,restrict=on")
     p.use_vnet_hdr(0, hdr_len)
+    base = p.stats()
     p.send(icmp_echo(p, seq=1))
     p.expect(icmp_echo_reply_from(p, seq=1))
+    st = p.stats()
+    # the helper counts frame bytes, never the header, both ways
+    assert st["tx_bytes"] - base["tx_bytes"] == sum(len(f) for _, f in p.vnet_rx), st
+    assert st["rx_bytes"] - base["rx_bytes"] == len(bytes(icmp_echo(p, seq=1))), st
     assert p.vnet_rx
     for hdr, _frame in p.vnet_rx:
         assert (hdr.flags, hdr.gso_type, hdr.gso_size) == (0, 0, 0)

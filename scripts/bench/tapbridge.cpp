@@ -3,9 +3,15 @@
 // The benchmark uses the Linux kernel's TCP stack as the guest: a tap device inside a network
 // namespace. This tool plays the emulator's NIC model for two kinds of backend:
 //
-//   slirpnet-tapbridge --netns PATH --tap NAME --plugin SPEC
+//   slirpnet-tapbridge --netns PATH --tap NAME --plugin SPEC [--no-offload]
 //       libslirpnet's C ABI (slirpnet/netbe.h): tap -> slirpnet_netbe_send(), rx callback ->
 //       tap. Two processes in all: this one and the helper the library spawns.
+//       Like a virtio NIC it negotiates offloads (get_cap/set_cap): checksum offload and TSO
+//       both ways, with a 12-byte virtio_net_hdr_mrg_rxbuf before every frame. The tap then
+//       carries the same header (IFF_VNET_HDR, TUNSETOFFLOAD), so the namespace's kernel sends
+//       64 KiB TSO superframes with partial checksums and takes GSO frames whole: frames pass
+//       through unchanged, as between a guest's virtio driver and the backend. --no-offload,
+//       or a backend that offers none, gives plain frames on both sides.
 //   slirpnet-tapbridge --netns PATH --tap NAME --stream SOCKPATH
 //       QEMU's -netdev stream framing (4-byte big-endian length, then the frame) on a UNIX
 //       stream socket, as `slirpnet --socket` and passt serve it.
@@ -14,7 +20,8 @@
 // namespace before anything else, so the backend's sockets live where the bridge was started.
 // Like a virtio NIC, a full backend makes the bridge stop reading the tap (the kernel's qdisc
 // then pushes back on the guest's TCP) instead of dropping the frame.
-// It prints "ready" on stdout once frames can flow, and its counters on stderr at exit.
+// It prints "ready" on stdout once frames can flow, and its counters on stderr at exit
+// (including how many frames each way were GSO superframes, so a test can see offloads work).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -30,6 +37,7 @@
 
 #include <cerrno>
 #include <cinttypes>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,9 +48,27 @@
 
 namespace {
 
-// Largest frame on either side: QEMU's stream framing allows 65535 + a little; the tap
-// never hands out more than MTU + 14 <= 65535.
-constexpr size_t kMaxFrame = 65536 + 4096;
+// The vnet header negotiated in plugin mode: struct virtio_net_hdr_mrg_rxbuf, what a virtio
+// NIC with VIRTIO_NET_F_MRG_RXBUF (or version 1) puts before every frame. Spelled out here
+// because <linux/virtio_net.h> has a member named `class` and does not compile as C++.
+struct VnetHdr {
+	uint8_t flags; // VIRTIO_NET_HDR_F_*
+	uint8_t gsoType; // VIRTIO_NET_HDR_GSO_*
+	uint16_t hdrLen, gsoSize, csumStart, csumOffset; // little-endian
+	uint16_t numBuffers;
+};
+constexpr unsigned kVnetHdrLen = sizeof(VnetHdr);
+static_assert(kVnetHdrLen == 12);
+constexpr uint8_t kVnetFNeedsCsum = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+constexpr uint8_t kVnetGsoNone = 0; // VIRTIO_NET_HDR_GSO_NONE
+// Largest frame on either side: a vnet header, an Ethernet header and an IP packet of up to
+// 65535 bytes (a TSO superframe, or MTU 65520), plus a margin. QEMU's stream framing allows
+// 65535 + a little.
+constexpr size_t kMaxFrame = kVnetHdrLen + 14 + 65535 + 4096;
+// Offloads a virtio NIC would ask for: checksums and TCP segmentation in both directions.
+constexpr uint64_t kWantedFeatures = SLIRPNET_NETBE_F_CSUM | SLIRPNET_NETBE_F_GUEST_CSUM |
+				     SLIRPNET_NETBE_F_HOST_TSO4 | SLIRPNET_NETBE_F_HOST_TSO6 |
+				     SLIRPNET_NETBE_F_GUEST_TSO4 | SLIRPNET_NETBE_F_GUEST_TSO6;
 // Frames read from the tap per dispatch: bounded so the rx direction is never starved.
 constexpr int kTapBatch = 64;
 // How long --stream waits for the backend's socket to appear.
@@ -55,6 +81,9 @@ struct Counters {
 	uint64_t tapWriteErrors = 0;
 	uint64_t sendErrors = 0;
 	uint64_t rxTooBig = 0;
+	// With a vnet header: frames with a GSO type (superframes), and with NEEDS_CSUM.
+	uint64_t toBackendGso = 0, toBackendCsum = 0;
+	uint64_t toGuestGso = 0, toGuestCsum = 0;
 };
 
 struct Bridge {
@@ -65,6 +94,8 @@ struct Bridge {
 
 	// --plugin
 	slirpnet_netbe *be = nullptr;
+	uint64_t features = 0; // negotiated with set_cap()
+	unsigned vnetHdrLen = 0; // 0 or kVnetHdrLen, on the tap and the backend alike
 
 	// --stream
 	int sockFd = -1;
@@ -109,8 +140,32 @@ void quit(int code)
 	g_main_loop_quit(gBridge.loop);
 }
 
+/*
+ * Give the tap our vnet header and tell its kernel which offloads we take (TUNSETOFFLOAD:
+ * what it may send us; GSO frames we write are always accepted). The header's byte order
+ * is little-endian, as the ABI's: TUNSETVNETLE is a no-op on little-endian hosts and what
+ * makes big-endian ones agree. Without a header the offloads are set to none explicitly:
+ * they belong to the device and outlive a previous owner of a persistent tap, whose TSO
+ * superframes would otherwise reach us with no header to describe them.
+ * Returns the failing step, or nullptr.
+ */
+const char *configureTap(int fd, unsigned vnetHdrLen, unsigned tunOffload)
+{
+	if (vnetHdrLen) {
+		int le = 1, sz = static_cast<int>(vnetHdrLen);
+		if (ioctl(fd, TUNSETVNETLE, &le) < 0)
+			return "TUNSETVNETLE";
+		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+			return "TUNSETVNETHDRSZ";
+	}
+	if (ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(vnetHdrLen ? tunOffload : 0)) < 0)
+		return "TUNSETOFFLOAD";
+	return nullptr;
+}
+
 // Open (attach to) the tap NAME inside the network namespace at nsPath, then come back.
-int openTapIn(const char *nsPath, const char *name)
+// With vnetHdrLen, every frame read or written carries that header (see configureTap()).
+int openTapIn(const char *nsPath, const char *name, unsigned vnetHdrLen, unsigned tunOffload)
 {
 	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	int target = open(nsPath, O_RDONLY | O_CLOEXEC);
@@ -124,11 +179,15 @@ int openTapIn(const char *nsPath, const char *name)
 	}
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	int err = errno;
+	const char *step = "open /dev/net/tun";
 	if (fd >= 0) {
 		struct ifreq ifr = {};
-		ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+		// A persistent tap takes the flags of whoever attaches: IFF_VNET_HDR is ours to set.
+		ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdrLen ? IFF_VNET_HDR : 0);
 		g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
-		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		step = "TUNSETIFF";
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
+		    (step = configureTap(fd, vnetHdrLen, tunOffload)) != nullptr) {
 			err = errno;
 			close(fd);
 			fd = -1;
@@ -144,7 +203,7 @@ int openTapIn(const char *nsPath, const char *name)
 	close(self);
 	close(target);
 	if (fd < 0)
-		fprintf(stderr, "tapbridge: tap %s in %s: %s\n", name, nsPath, strerror(err));
+		fprintf(stderr, "tapbridge: tap %s in %s: %s: %s\n", name, nsPath, step, strerror(err));
 	return fd;
 }
 
@@ -179,6 +238,65 @@ void resumeTap()
 
 gboolean onPluginWritable(gint, GIOCondition, gpointer);
 
+// Count superframes and partial checksums: the proof that offloads are used, not just agreed.
+void countVnet(const uint8_t *frame, size_t len, uint64_t &gso, uint64_t &csum)
+{
+	if (!gBridge.vnetHdrLen || len < gBridge.vnetHdrLen)
+		return;
+	if (frame[offsetof(VnetHdr, gsoType)] != kVnetGsoNone)
+		gso++;
+	if (frame[offsetof(VnetHdr, flags)] & kVnetFNeedsCsum)
+		csum++;
+}
+
+/*
+ * Pick the offloads like a virtio device model would: what we want and the backend offers,
+ * minus features whose virtio prerequisite is missing (TSO needs checksum offload in the same
+ * direction; the tap refuses TSO without TUN_F_CSUM too). Sets gBridge.features/vnetHdrLen;
+ * any failure leaves both 0 (plain frames) after saying why.
+ */
+void negotiateOffloads()
+{
+	uint64_t caps = slirpnet_netbe_get_cap(gBridge.be);
+	uint64_t want = caps & kWantedFeatures;
+	if (!(want & SLIRPNET_NETBE_F_CSUM))
+		want &= ~(SLIRPNET_NETBE_F_HOST_TSO4 | SLIRPNET_NETBE_F_HOST_TSO6);
+	if (!(want & SLIRPNET_NETBE_F_GUEST_CSUM))
+		want &= ~(SLIRPNET_NETBE_F_GUEST_TSO4 | SLIRPNET_NETBE_F_GUEST_TSO6);
+	if (!want) {
+		fprintf(stderr,
+			"tapbridge: offloads: the backend offers none we use (get_cap = 0x%" PRIx64
+			"): plain frames, no vnet header\n",
+			caps);
+		return;
+	}
+	if (slirpnet_netbe_set_cap(gBridge.be, want, kVnetHdrLen) != 0) {
+		fprintf(stderr,
+			"tapbridge: offloads: slirpnet_netbe_set_cap(0x%" PRIx64 ", %u): %s: "
+			"plain frames, no vnet header\n",
+			want, kVnetHdrLen, strerror(errno));
+		return;
+	}
+	gBridge.features = want;
+	gBridge.vnetHdrLen = kVnetHdrLen;
+	fprintf(stderr,
+		"tapbridge: offloads: features=0x%" PRIx64 " (get_cap = 0x%" PRIx64 ") vnet_hdr_len=%u\n",
+		want, caps, kVnetHdrLen);
+}
+
+// TUNSETOFFLOAD's flags for the negotiated features: what the tap's kernel may send us.
+unsigned tunOffloadFor(uint64_t features)
+{
+	unsigned f = 0;
+	if (features & SLIRPNET_NETBE_F_CSUM)
+		f |= TUN_F_CSUM;
+	if (features & SLIRPNET_NETBE_F_HOST_TSO4)
+		f |= TUN_F_TSO4;
+	if (features & SLIRPNET_NETBE_F_HOST_TSO6)
+		f |= TUN_F_TSO6;
+	return f;
+}
+
 // Hand one frame to the plugin. False when it is full and the frame is now held.
 bool pluginSend(const uint8_t *frame, size_t len)
 {
@@ -187,6 +305,7 @@ bool pluginSend(const uint8_t *frame, size_t len)
 	if (n >= 0) {
 		gBridge.c.toBackendFrames++;
 		gBridge.c.toBackendBytes += len;
+		countVnet(frame, len, gBridge.c.toBackendGso, gBridge.c.toBackendCsum);
 		return true;
 	}
 	if (errno == EAGAIN) {
@@ -227,6 +346,9 @@ void onPluginRx(int, void *)
 	for (;;) {
 		ssize_t n = slirpnet_netbe_recv(gBridge.be, &iov, 1);
 		if (n > 0) {
+			// Counted as handed over: a tap write error is counted on its own.
+			countVnet(gBridge.buf.data(), static_cast<size_t>(n), gBridge.c.toGuestGso,
+				  gBridge.c.toGuestCsum);
 			writeToTap(gBridge.buf.data(), static_cast<size_t>(n));
 			continue;
 		}
@@ -386,6 +508,10 @@ gboolean onTapReadable(gint fd, GIOCondition, gpointer)
 			gBridge.tapSource = 0;
 			return G_SOURCE_REMOVE;
 		}
+		// num_buffers: the tap may skip these two bytes (they then hold an older frame's
+		// bytes); a virtio driver sends 0 there.
+		if (gBridge.vnetHdrLen == kVnetHdrLen && static_cast<size_t>(n) >= kVnetHdrLen)
+			memset(frame + offsetof(VnetHdr, numBuffers), 0, sizeof(uint16_t));
 		bool sent = gBridge.be ? pluginSend(frame, static_cast<size_t>(n))
 				       : streamSend(frame, static_cast<size_t>(n));
 		if (!sent) {
@@ -404,7 +530,8 @@ gboolean onSignal(gpointer)
 
 void usage()
 {
-	fprintf(stderr, "usage: slirpnet-tapbridge --netns PATH --tap NAME (--plugin SPEC | --stream SOCKPATH)\n");
+	fprintf(stderr, "usage: slirpnet-tapbridge --netns PATH --tap NAME "
+			"(--plugin SPEC [--no-offload] | --stream SOCKPATH)\n");
 }
 
 } // namespace
@@ -412,8 +539,13 @@ void usage()
 int main(int argc, char **argv)
 {
 	const char *nsPath = nullptr, *tap = nullptr, *spec = nullptr, *sockPath = nullptr;
+	bool offload = true;
 	for (int i = 1; i < argc; i++) {
 		std::string a = argv[i];
+		if (a == "--no-offload") {
+			offload = false;
+			continue;
+		}
 		const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
 		if (!v) {
 			usage();
@@ -438,20 +570,33 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	gBridge.tapFd = openTapIn(nsPath, tap);
-	if (gBridge.tapFd < 0)
-		return 1;
 	gBridge.loop = g_main_loop_new(nullptr, FALSE);
 
 	if (spec) {
+		// The backend first: whether the tap gets a vnet header depends on what it offers.
+		// rx stays disabled until the tap is open.
 		char *err = nullptr;
 		if (slirpnet_netbe_init(&gBridge.be, spec, onPluginRx, nullptr, nullptr, &err) != 0) {
 			fprintf(stderr, "tapbridge: slirpnet_netbe_init: %s\n", err ? err : "?");
 			free(err);
 			return 1;
 		}
+		if (offload)
+			negotiateOffloads();
+		else
+			fprintf(stderr, "tapbridge: offloads: off (--no-offload): plain frames, "
+					"no vnet header\n");
+		gBridge.tapFd =
+			openTapIn(nsPath, tap, gBridge.vnetHdrLen, tunOffloadFor(gBridge.features));
+		if (gBridge.tapFd < 0) {
+			slirpnet_netbe_cleanup(gBridge.be);
+			return 1;
+		}
 		slirpnet_netbe_rx_enable(gBridge.be);
 	} else {
+		gBridge.tapFd = openTapIn(nsPath, tap, 0, 0);
+		if (gBridge.tapFd < 0)
+			return 1;
 		gBridge.sockFd = connectStream(sockPath);
 		if (gBridge.sockFd < 0)
 			return 1;
@@ -467,12 +612,16 @@ int main(int argc, char **argv)
 	g_main_loop_run(gBridge.loop);
 
 	const Counters &c = gBridge.c;
+	// Bytes include the vnet header when there is one. All values decimal: one k=N format.
 	fprintf(stderr,
 		"tapbridge: stats: to_backend_frames=%" PRIu64 " to_backend_bytes=%" PRIu64
 		" to_guest_frames=%" PRIu64 " to_guest_bytes=%" PRIu64 " backend_full=%" PRIu64
-		" tap_write_errors=%" PRIu64 " send_errors=%" PRIu64 " rx_too_big=%" PRIu64 "\n",
+		" tap_write_errors=%" PRIu64 " send_errors=%" PRIu64 " rx_too_big=%" PRIu64
+		" features=%" PRIu64 " vnet_hdr_len=%u to_backend_gso=%" PRIu64
+		" to_backend_csum=%" PRIu64 " to_guest_gso=%" PRIu64 " to_guest_csum=%" PRIu64 "\n",
 		c.toBackendFrames, c.toBackendBytes, c.toGuestFrames, c.toGuestBytes, c.backendFull,
-		c.tapWriteErrors, c.sendErrors, c.rxTooBig);
+		c.tapWriteErrors, c.sendErrors, c.rxTooBig, gBridge.features, gBridge.vnetHdrLen,
+		c.toBackendGso, c.toBackendCsum, c.toGuestGso, c.toGuestCsum);
 	if (gBridge.be)
 		slirpnet_netbe_cleanup(gBridge.be);
 	if (gBridge.sockFd >= 0)

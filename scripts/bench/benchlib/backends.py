@@ -82,14 +82,14 @@ class Backend:
             wait_for(lambda: listening(pid, port + FWD_OFFSET, proto), START_TIMEOUT,
                      "%s to forward %s port %d" % (self.name, proto, port + FWD_OFFSET))
 
-    def bridge(self, mode, target):
+    def bridge(self, mode, target, extra=()):
         """The tap bridge (the emulator stand-in) between the guest's tap and the backend."""
         self.guest.ip("tuntap", "add", "dev", TAP, "mode", "tap")
         netns.configure_link(self.guest, TAP, self.guest_addr, self.mtu)
         env = dict(os.environ, SLIRPNET_HELPER=self.rig.helper)
         return self.start("bridge", self.host_ns.exec(
-            [self.rig.tapbridge, "--netns", self.guest.path, "--tap", TAP, mode, target]),
-            ready_line="ready", timeout=START_TIMEOUT, env=env)
+            [self.rig.tapbridge, "--netns", self.guest.path, "--tap", TAP, mode, target]
+            + list(extra)), ready_line="ready", timeout=START_TIMEOUT, env=env)
 
 
 def _slirp_options(mtu, guest_addr):
@@ -101,12 +101,22 @@ def _slirp_options(mtu, guest_addr):
 
 class SlirpnetPlugin(Backend):
     name = "slirpnet"
-    description = "libslirpnet C ABI (tap bridge + helper)"
+    description = "libslirpnet C ABI with virtio-net offloads (tap bridge + helper)"
+    bridge_args = ()
 
     def start_backend(self, mtu):
-        p = self.bridge("--plugin", "slirp," + _slirp_options(mtu, self.guest_addr))
+        p = self.bridge("--plugin", "slirp," + _slirp_options(mtu, self.guest_addr),
+                        self.bridge_args)
         self.roots = [p.pid]  # the helper is the bridge's child: counted with it
         self.wait_forwards(p.pid)
+
+
+class SlirpnetPluginNoOffload(SlirpnetPlugin):
+    # Plain frames both ways, as with a NIC model that negotiates no offloads (e1000, or
+    # virtio-net with csum/tso off): the guest segments and checksums every packet itself.
+    name = "slirpnet-nooffload"
+    description = "libslirpnet C ABI without offloads (tap bridge --no-offload + helper)"
+    bridge_args = ("--no-offload",)
 
 
 class SlirpnetStream(Backend):
@@ -261,5 +271,6 @@ class Loopback(Backend):
         self.guest.ip("link", "set", "lo", "mtu", str(mtu))
 
 
-ALL = [SlirpnetPlugin, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth, Loopback]
+ALL = [SlirpnetPlugin, SlirpnetPluginNoOffload, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth,
+       Loopback]
 REFERENCE = "slirp4netns"
