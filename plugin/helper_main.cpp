@@ -19,6 +19,7 @@
 #include "log.hpp"
 #include "network.hpp"
 #include "options.hpp"
+#include "busy_poll_loop.hpp"
 #include "seqpacket_link.hpp"
 #include "stream_link.hpp"
 #include "stream_server.hpp"
@@ -194,14 +195,26 @@ void sendStatus(int fd, bool ok, const std::string &message)
 }
 
 struct Loop {
-	GMainLoopPtr loop{ g_main_loop_new(nullptr, FALSE) };
+	std::unique_ptr<BusyPollLoop> runner; // set once the config (busy-poll) is known
+	bool quitEarly = false; // quit() before run(): a signal during start-up
 	int exitCode = 0;
 	Network *net = nullptr;
 
 	void quit(int code)
 	{
 		exitCode = code;
-		g_main_loop_quit(loop.get());
+		if (runner)
+			runner->quit();
+		else
+			quitEarly = true;
+	}
+	void run(const Config &cfg)
+	{
+		runner = std::make_unique<BusyPollLoop>(nullptr, cfg.busyPollUs);
+		if (!quitEarly)
+			runner->run();
+		g_debug("main loop: %llu sleeps, %llu polling rounds", static_cast<unsigned long long>(runner->sleeps()),
+			static_cast<unsigned long long>(runner->spins()));
 	}
 };
 
@@ -296,14 +309,14 @@ int runSeqpacket(Loop &loop, int fd)
 
 	auto owned = SeqpacketLink::create(std::move(sock), *net, nullptr, [&loop](const char *why) {
 		g_debug("parent: %s; exiting", why);
-		g_main_loop_quit(loop.loop.get());
+		loop.quit(loop.exitCode);
 	});
 	link = owned.get();
 
 	g_debug("ready: mtu %u, mru %u (libslirp's %u/%u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
 		cfg.mru, cfg.slirpMtu(), cfg.slirpMru(), cfg.restricted ? "restricted" : "open",
 		cfg.hostFwds.size(), version);
-	g_main_loop_run(loop.loop.get());
+	loop.run(cfg);
 	g_message("stats: %s", net->stats().format().c_str());
 	loop.net = nullptr;
 	link = nullptr;
@@ -406,7 +419,7 @@ int runQemuLink(Loop &loop)
 	printf("slirpnet: ready on %s\n", where.c_str());
 	fflush(stdout);
 
-	g_main_loop_run(loop.loop.get());
+	loop.run(cfg);
 	g_message("stats: %s", net->stats().format().c_str());
 	loop.net = nullptr;
 	send = nullptr;

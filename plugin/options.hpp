@@ -56,6 +56,7 @@ struct Config {
 	unsigned snaplen = 65535; // bytes kept of each captured frame
 	std::string controlPath; // UNIX socket of the JSON control interface
 	unsigned sndbuf = 4u << 20; // send buffer of the link sockets (frames in flight)
+	unsigned busyPollUs = 50; // keep polling this long after work before sleeping (busy_poll_loop.hpp)
 
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
 	// (vnet_hdr.hpp). libslirp then runs with a large MTU of its own (slirpMtu()), while
@@ -91,6 +92,7 @@ constexpr unsigned kMtuMax = 65520;
 // snaplen: an Ethernet header at least; at most libpcap's MAXIMUM_SNAPLEN.
 constexpr unsigned kSnaplenMin = 14;
 constexpr unsigned kSnaplenMax = 262144;
+constexpr unsigned kBusyPollMaxUs = 10000; // 10 ms: beyond that it is just a spinning process
 
 /*
  * Split "k=v,k=v,open" into pairs, appending to out. An empty item is an error. As in

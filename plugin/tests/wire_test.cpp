@@ -24,11 +24,23 @@ TEST(Wire, ConfigRejectsGarbageAndOtherVersions)
 	EXPECT_FALSE(decodeConfig(junk, sizeof(junk), out, err));
 	EXPECT_NE(err.find("malformed config"), std::string::npos) << err;
 
-	GVariant *v = g_variant_ref_sink(g_variant_new_parsed("(@u 2, @a(ss) [])"));
+	GVariant *v = g_variant_ref_sink(g_variant_new_parsed("(@u 3, @a(ss) [])"));
 	auto *p = static_cast<const uint8_t *>(g_variant_get_data(v));
 	EXPECT_FALSE(decodeConfig(p, g_variant_get_size(v), out, err));
-	EXPECT_NE(err.find("version 2"), std::string::npos) << err;
+	EXPECT_NE(err.find("version 3"), std::string::npos) << err;
 	g_variant_unref(v);
+}
+
+TEST(Wire, ConfigCarriesItsVersion)
+{
+	for (uint32_t version : { kWireVersionPlain, kWireVersionVnetHdr }) {
+		auto m = encodeConfig({ { "mtu", "1500" } }, version);
+		OptionList out;
+		std::string err;
+		uint32_t got = 0;
+		ASSERT_TRUE(decodeConfig(m.data(), m.size(), out, err, &got)) << err;
+		EXPECT_EQ(got, version);
+	}
 }
 
 TEST(Wire, StatusRoundTrip)
