@@ -129,7 +129,7 @@ void SeqpacketLink::fromPeer(uint8_t *rec, size_t len)
 		return;
 	}
 	if ((h.flags & kVnetNeedsCsum) &&
-	    !completeChecksum(frame, flen, le16toh(h.csum_start), le16toh(h.csum_offset))) {
+	    !completeChecksum(frame, ipPacketEnd(frame, flen), le16toh(h.csum_start), le16toh(h.csum_offset))) {
 		st.dropVnetHdr++;
 		g_debug("dropped a %zu-byte frame: checksum at %u+%u is outside it", flen, le16toh(h.csum_start),
 			le16toh(h.csum_offset));

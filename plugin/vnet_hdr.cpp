@@ -81,6 +81,15 @@ uint16_t checksumFold(uint64_t sum)
 	return static_cast<uint16_t>(sum);
 }
 
+size_t ipPacketEnd(const uint8_t *frame, size_t len)
+{
+	if (len >= kEth + 20 && loadBe16(frame + 12) == 0x0800 && (frame[kEth] >> 4) == 4)
+		return std::min(len, kEth + loadBe16(frame + kEth + 2));
+	if (len >= kEth + 40 && loadBe16(frame + 12) == 0x86dd && (frame[kEth] >> 4) == 6)
+		return std::min(len, kEth + 40 + loadBe16(frame + kEth + 4));
+	return len;
+}
+
 bool completeChecksum(uint8_t *frame, size_t len, size_t start, size_t offset)
 {
 	if (start >= len || offset > len - start || len - start - offset < 2)

@@ -55,10 +55,14 @@ uint64_t checksumAdd(uint64_t sum, const uint8_t *p, size_t len);
 // Fold a sum to 16 bits (not complemented).
 uint16_t checksumFold(uint64_t sum);
 
+// Where the IP packet in an Ethernet frame ends: before any padding a NIC added to reach
+// the 60-byte minimum (len when the frame is not IPv4/IPv6 or its length field is odd).
+size_t ipPacketEnd(const uint8_t *frame, size_t len);
+
 /*
  * Complete a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM): the 16-bit field at
  * start + offset holds the pseudo-header sum; the checksum over [start, len) is stored
- * there. False, changing nothing, when the field lies outside the frame.
+ * there (pass ipPacketEnd() as len: padding is not part of it). False, changing nothing, when the field lies outside the frame.
  */
 bool completeChecksum(uint8_t *frame, size_t len, size_t start, size_t offset);
 

@@ -112,6 +112,15 @@ TEST(VnetHdr, CompletesAPartialChecksum)
 	ASSERT_TRUE(completeChecksum(f.data(), f.size(), 34, 16));
 	EXPECT_EQ(f, want);
 	EXPECT_FALSE(completeChecksum(f.data(), f.size(), f.size(), 0));
+
+	// A NIC may pad a short frame to 60 bytes, with anything: not part of the sum.
+	auto ack = tcpFrame(0, 0x10);
+	auto ackWant = ack;
+	put16(ack, 50, referenceSum(ack, 0, 0, tcpPseudo(ack, 20)));
+	ack.resize(60, 0xab);
+	EXPECT_EQ(ipPacketEnd(ack.data(), ack.size()), 54u);
+	ASSERT_TRUE(completeChecksum(ack.data(), ipPacketEnd(ack.data(), ack.size()), 34, 16));
+	EXPECT_TRUE(std::equal(ackWant.begin(), ackWant.end(), ack.begin()));
 	EXPECT_FALSE(completeChecksum(f.data(), f.size(), 34, f.size() - 35));
 	EXPECT_FALSE(completeChecksum(f.data(), f.size(), 34, SIZE_MAX - 10));
 }
