@@ -5,8 +5,8 @@
 
 namespace slirpnet {
 
-BusyPollLoop::BusyPollLoop(GMainContext *ctx, unsigned spinUs)
-	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref(g_main_context_default())), spinUs_(spinUs)
+BusyPollLoop::BusyPollLoop(GMainContext *ctx, unsigned maxUs)
+	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref(g_main_context_default())), maxUs_(maxUs)
 {
 }
 
@@ -20,25 +20,51 @@ void BusyPollLoop::run()
 	stop_ = false;
 	gint64 lastWork = g_get_monotonic_time();
 	while (!stop_) {
-		if (spinUs_ == 0) {
+		if (maxUs_ == 0) {
 			sleeps_++;
 			g_main_context_iteration(ctx_, TRUE);
 			continue;
 		}
-		// One non-blocking round: poll() with a zero timeout, then dispatch.
+		// One round: poll() with a zero timeout, then dispatch what is ready.
 		if (g_main_context_iteration(ctx_, FALSE)) {
 			lastWork = g_get_monotonic_time();
 			continue;
 		}
-		if (g_get_monotonic_time() - lastWork < spinUs_) {
-			spins_++;
-			sched_yield();
-			continue;
+		// Nothing ready: poll on for the rest of the window when that has been paying,
+		// and now and then anyway, to notice when it starts paying again.
+		bool probe = ++waitsSkipped_ >= kProbeEvery;
+		if (polling() || probe) {
+			waitsSkipped_ = 0;
+			bool hit = pollWindow(lastWork);
+			record(hit);
+			if (hit) {
+				lastWork = g_get_monotonic_time();
+				continue;
+			}
 		}
+		if (stop_)
+			break;
 		sleeps_++;
 		g_main_context_iteration(ctx_, TRUE);
 		lastWork = g_get_monotonic_time();
 	}
+}
+
+bool BusyPollLoop::pollWindow(gint64 lastWork)
+{
+	windows_++;
+	while (!stop_ && g_get_monotonic_time() - lastWork < maxUs_) {
+		spins_++;
+		sched_yield();
+		if (g_main_context_iteration(ctx_, FALSE))
+			return true;
+	}
+	return false;
+}
+
+void BusyPollLoop::record(bool hit)
+{
+	hitRate_ += ((hit ? kScale : 0) - hitRate_) / 8;
 }
 
 void BusyPollLoop::quit()

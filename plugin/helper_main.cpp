@@ -213,7 +213,9 @@ struct Loop {
 		runner = std::make_unique<BusyPollLoop>(nullptr, cfg.busyPollUs);
 		if (!quitEarly)
 			runner->run();
-		g_debug("main loop: %llu sleeps, %llu polling rounds", static_cast<unsigned long long>(runner->sleeps()),
+		g_debug("main loop: %llu sleeps, %llu polling windows, %llu polling rounds",
+			static_cast<unsigned long long>(runner->sleeps()),
+			static_cast<unsigned long long>(runner->windows()),
 			static_cast<unsigned long long>(runner->spins()));
 	}
 };

@@ -370,7 +370,7 @@ const std::array kRows = {
 	Row{ { "pcap-filter", "EXPR", "none", "record only frames matching this BPF expression (libpcap syntax)", false, false, "icmp or arp", "(icmp" }, handlePcapFilter },
 	Row{ { "snaplen", "N", "65535", "bytes kept of each recorded frame (14-262144)", false, false, "128", "10" }, handleSnaplen },
 	Row{ { "sndbuf", "BYTES", "4194304", "send buffer of the sockets to the emulator and to the helper: bursts it absorbs before pacing (SO_SNDBUFFORCE as root, else capped by net.core.wmem_max)", false, false, "212992", "1k" }, handleSndbuf },
-	Row{ { "busy-poll", "USEC", "50", "after handling frames, keep polling this long before sleeping: replies that come back within it skip a wake-up (lower latency for some CPU, as QEMU's iothread poll-max-ns; never holds back other processes; 0 = sleep at once)", false, false, "0", "20000" }, handleBusyPoll },
+	Row{ { "busy-poll", "USEC", "50", "after work, poll for up to this long before sleeping, so that replies arriving meanwhile skip a wake-up: lower latency for a little CPU, as QEMU's iothread poll-max-ns; only while polling catches work, and always yielding to other processes; 0 = sleep at once", false, false, "0", "20000" }, handleBusyPoll },
 	Row{ { "control", "PATH", "none", "serve the JSON control interface on this UNIX socket (see slirpnet-ctl)", false, false, "/tmp/slirpnet-test.sock", "/nonexistent/dir/ctl.sock" }, handleControl },
 };
 

@@ -1,6 +1,7 @@
 // busy_poll_loop_test.cpp - the helper's main loop: dispatches, polls for a while after work, sleeps when idle, quits.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "busy_poll_loop.hpp"
@@ -63,24 +64,48 @@ TEST(BusyPollLoop, SleepsWhenIdleInsteadOfSpinning)
 	EXPECT_LT(loop.spins(), 20000u);
 }
 
-TEST(BusyPollLoop, WorkArrivingInsideTheWindowIsHandledWithoutSleeping)
+// Events every gapMs, n of them; returns the loop's counters.
+struct LoopRun {
+	uint64_t sleeps, windows, spins;
+	bool polling;
+};
+LoopRun ticks(unsigned maxUs, guint gapMs, int n)
 {
 	Ctx c;
-	BusyPollLoop loop(c.ctx, 200000); // 200 ms window: the test's events all fall inside it
-	int n = 0;
+	BusyPollLoop loop(c.ctx, maxUs);
+	int count = 0;
 	std::function<void()> tick;
 	tick = [&] {
-		if (++n == 5)
+		if (++count == n)
 			loop.quit();
 		else
-			after(c.ctx, 5, &tick);
+			after(c.ctx, gapMs, &tick);
 	};
-	auto first = [&] { tick(); };
-	after(c.ctx, 0, &first);
+	after(c.ctx, gapMs, &tick);
 	loop.run();
-	EXPECT_EQ(n, 5);
-	EXPECT_LE(loop.sleeps(), 1u); // at most the wait for the very first dispatch
-	EXPECT_GT(loop.spins(), 0u);
+	EXPECT_EQ(count, n);
+	return { loop.sleeps(), loop.windows(), loop.spins(), loop.polling() };
+}
+
+TEST(BusyPollLoop, WorkInsideTheWindowIsHandledWithoutSleeping)
+{
+	// Work every 2 ms, polling allowed for 100 ms: every wait is caught by polling.
+	LoopRun r = ticks(100000, 2, 20);
+	EXPECT_LE(r.sleeps, 1u); // at most before the first event
+	EXPECT_GT(r.spins, 0u);
+	EXPECT_TRUE(r.polling);
+}
+
+TEST(BusyPollLoop, StopsPollingWhenItDoesNotPay)
+{
+	// 100 waits of 2 ms with 300 µs of polling: no window catches anything. The hit rate
+	// falls below a third after 9 misses; from then on only every kProbeEvery-th wait
+	// polls, the others sleep at once.
+	LoopRun r = ticks(300, 2, 100);
+	EXPECT_FALSE(r.polling);
+	EXPECT_GE(r.windows, 9u);
+	EXPECT_LE(r.windows, 9u + 100u / BusyPollLoop::kProbeEvery + 2u);
+	EXPECT_GE(r.sleeps, 99u);
 }
 
 TEST(BusyPollLoop, QuitFromAnotherThread)
