@@ -17,7 +17,6 @@ BusyPollLoop::~BusyPollLoop()
 
 void BusyPollLoop::run()
 {
-	stop_ = false;
 	gint64 lastWork = g_get_monotonic_time();
 	while (!stop_) {
 		if (maxUs_ == 0) {
@@ -48,6 +47,7 @@ void BusyPollLoop::run()
 		g_main_context_iteration(ctx_, TRUE);
 		lastWork = g_get_monotonic_time();
 	}
+	stop_ = false; // here, not on entry: a quit() just before run() is not lost
 }
 
 bool BusyPollLoop::pollWindow(gint64 lastWork)

@@ -315,9 +315,8 @@ int runSeqpacket(Loop &loop, int fd)
 	});
 	link = owned.get();
 
-	g_debug("ready: mtu %u, mru %u (libslirp's %u/%u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
-		cfg.mru, cfg.slirpMtu(), cfg.slirpMru(), cfg.restricted ? "restricted" : "open",
-		cfg.hostFwds.size(), version);
+	g_debug("ready: mtu %u, mru %u (libslirp's mru %u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
+		cfg.mru, cfg.slirpMru(), cfg.restricted ? "restricted" : "open", cfg.hostFwds.size(), version);
 	loop.run(cfg);
 	g_message("stats: %s", net->stats().format().c_str());
 	loop.net = nullptr;

@@ -8,6 +8,7 @@
 
 #include "control.hpp"
 #include "dhcp_mtu.hpp"
+#include "conn_info.hpp"
 #include "control_commands.hpp"
 #include "vnet_hdr.hpp"
 
@@ -60,6 +61,49 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	if (!c.pcapFilter.empty() && !Capture::checkFilter(c.pcapFilter, c.snaplen, error))
 		return nullptr;
 
+	// Frames to the guest are captured once the link has taken them (see network.hpp).
+	Network *self = n.get();
+	n->toGuest_ = [self, sink = std::move(sink)](const uint8_t *frame, size_t len) -> ssize_t {
+		if (self->cfg_.mtu != 1500 && isDhcpServerReply(frame, len) && len <= self->dhcpBuf_.size()) {
+			// Maybe a DHCP reply: announce the MTU in a copy (libslirp's is const).
+			std::copy(frame, frame + len, self->dhcpBuf_.begin());
+			if (addDhcpMtuOption(self->dhcpBuf_.data(), len, static_cast<uint16_t>(self->cfg_.mtu)))
+				frame = self->dhcpBuf_.data();
+		}
+		ssize_t r = sink(frame, len);
+		if (r >= 0 && self->capture_)
+			self->capture_->write(frame, len);
+		// The link has counted any drop; libslirp would only log a critical for each
+		// (its contract allows dropping: TCP retransmits), so report the frame as taken.
+		return static_cast<ssize_t>(len);
+	};
+	if (!n->startSlirp(c.mtu, error))
+		return nullptr;
+
+	for (const auto &f : c.hostFwds) {
+		unsigned id;
+		if (!n->addHostFwd(f, id, error))
+			return nullptr;
+		n->fwds_.back().fromConfig = true;
+	}
+
+	if (!c.controlPath.empty()) {
+		n->control_ = ControlServer::create(c.controlPath, ctx,
+						    [self](std::string_view line) { return handleControlRequest(*self, line); },
+						    error);
+		if (!n->control_)
+			return nullptr;
+	}
+	// Last, so that a failed start-up leaves no capture file behind. libslirp sends
+	// nothing before the loop runs.
+	if (!c.pcapFile.empty() && !n->startCapture({ c.pcapFile, c.pcapFilter, c.snaplen }, error))
+		return nullptr;
+	return n;
+}
+
+bool Network::startSlirp(unsigned mtu, std::string &error)
+{
+	const Config &c = cfg_;
 	std::vector<const char *> search;
 	for (const auto &s : c.dnsSearch)
 		search.push_back(s.c_str());
@@ -86,53 +130,59 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	sc.vnameserver6 = c.ipv6Dns;
 	sc.vdnssearch = c.dnsSearch.empty() ? nullptr : search.data();
 	sc.vdomainname = orNull(c.domainName);
-	sc.if_mtu = c.slirpMtu();
+	sc.if_mtu = mtu;
 	sc.if_mru = c.slirpMru();
 	sc.enable_emu = false;
 
-	// Frames to the guest are captured once the link has taken them (see network.hpp).
-	Network *self = n.get();
-	auto toGuest = [self, sink = std::move(sink)](const uint8_t *frame, size_t len) -> ssize_t {
-		if (self->cfg_.mtu != 1500 && isDhcpServerReply(frame, len) && len <= self->dhcpBuf_.size()) {
-			// Maybe a DHCP reply: announce the MTU in a copy (libslirp's is const).
-			std::copy(frame, frame + len, self->dhcpBuf_.begin());
-			if (addDhcpMtuOption(self->dhcpBuf_.data(), len, static_cast<uint16_t>(self->cfg_.mtu)))
-				frame = self->dhcpBuf_.data();
-		}
-		ssize_t r = sink(frame, len);
-		if (r >= 0 && self->capture_)
-			self->capture_->write(frame, len);
-		// The link has counted any drop; libslirp would only log a critical for each
-		// (its contract allows dropping: TCP retransmits), so report the frame as taken.
-		return static_cast<ssize_t>(len);
-	};
-	n->driver_ = SlirpDriver::create(sc, ctx, std::move(toGuest), error);
-	if (!n->driver_)
-		return nullptr;
-	n->driver_->setAfterDispatch([self] {
-		if (self->txFlush_)
-			self->txFlush_();
+	driver_ = SlirpDriver::create(sc, ctx_.get(), toGuest_, error);
+	if (!driver_)
+		return false;
+	slirpMtu_ = mtu;
+	driver_->setAfterDispatch([this] {
+		if (txFlush_)
+			txFlush_();
 	});
+	return true;
+}
 
-	for (const auto &f : c.hostFwds) {
-		unsigned id;
-		if (!n->addHostFwd(f, id, error))
-			return nullptr;
-		n->fwds_.back().fromConfig = true;
+bool Network::useLargeSegments(bool on)
+{
+	unsigned want = on ? std::max(cfg_.mtu, Config::kLargeSlirpMtu) : cfg_.mtu;
+	if (want == slirpMtu_)
+		return true;
+	// libslirp's MTU is fixed when it starts, so it is restarted; only while the guest
+	// has no connection (a guest negotiates offloads when its driver starts, before any
+	// traffic). libslirp lists its IPv4 sockets only.
+	char *text = slirp_connection_info(driver_->slirp());
+	auto rows = parseConnectionInfo(text ? text : "");
+	g_free(text);
+	for (const auto &r : rows) {
+		if (!r.isHostForward()) {
+			g_message("offloads changed while the guest has connections: libslirp keeps MTU %u", slirpMtu_);
+			return false;
+		}
 	}
-
-	if (!c.controlPath.empty()) {
-		n->control_ = ControlServer::create(c.controlPath, ctx,
-						    [self](std::string_view line) { return handleControlRequest(*self, line); },
-						    error);
-		if (!n->control_)
-			return nullptr;
+	bool paused = driver_->hostInputPaused();
+	unsigned old = slirpMtu_;
+	driver_.reset(); // closes the hostfwd listeners, so they can be opened again
+	std::string error;
+	if (!startSlirp(want, error)) {
+		g_critical("restarting libslirp with MTU %u: %s; keeping MTU %u", want, error.c_str(), old);
+		if (!startSlirp(old, error))
+			g_error("restarting libslirp: %s", error.c_str()); // nothing left to run
 	}
-	// Last, so that a failed start-up leaves no capture file behind. libslirp sends
-	// nothing before the loop runs.
-	if (!c.pcapFile.empty() && !n->startCapture({ c.pcapFile, c.pcapFilter, c.snaplen }, error))
-		return nullptr;
-	return n;
+	for (const auto &e : fwds_) {
+		const HostFwd &f = e.fwd;
+		if (slirp_add_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
+				       reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
+				       f.udp ? SLIRP_HOSTFWD_UDP : 0) < 0)
+			g_critical("hostfwd %u '%s' could not be set up again after a restart: %s", e.id,
+				   formatHostFwd(f).c_str(), strerror(errno));
+	}
+	driver_->setHostInputPaused(paused);
+	g_info("libslirp restarted with MTU %u: the guest %s large TCP segments", slirpMtu_,
+	       on ? "takes" : "no longer takes");
+	return slirpMtu_ == want;
 }
 
 bool Network::addHostFwd(HostFwd f, unsigned &id, std::string &error)

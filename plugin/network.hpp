@@ -64,6 +64,15 @@ public:
 	// drop_oversize, never read, captured or passed on.
 	void droppedOversize(size_t len);
 
+	/*
+	 * The guest takes large TCP segments (GSO) or no longer does: libslirp is restarted
+	 * with a large MTU, or the link's, when the guest has no connection open (its hostfwd
+	 * rules are set up again). False when it keeps its MTU.
+	 */
+	bool useLargeSegments(bool on);
+	// libslirp's MTU: the link's, or Config::kLargeSlirpMtu (useLargeSegments).
+	unsigned slirpMtu() const { return slirpMtu_; }
+
 	Stats &stats() { return stats_; }
 	const Config &config() const { return cfg_; }
 	Slirp *slirp() const { return driver_->slirp(); }
@@ -87,6 +96,7 @@ public:
 
 private:
 	Network(const Config &cfg, GMainContext *ctx);
+	bool startSlirp(unsigned mtu, std::string &error);
 
 	Config cfg_;
 	GMainContextPtr ctx_;
@@ -94,7 +104,9 @@ private:
 	FragGuard fragGuard_;
 	std::vector<uint8_t> dhcpBuf_; // a DHCP reply rewritten with the MTU option (maxFrame)
 	std::unique_ptr<Capture> capture_; // outlives driver_, whose sink writes to it
+	SlirpDriver::PacketSink toGuest_; // what libslirp's frames go through (capture, DHCP MTU)
 	std::unique_ptr<SlirpDriver> driver_;
+	unsigned slirpMtu_ = 0;
 	std::vector<HostFwdEntry> fwds_;
 	unsigned nextFwdId_ = 1;
 	std::function<void()> txFlush_;

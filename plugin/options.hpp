@@ -59,15 +59,14 @@ struct Config {
 	unsigned busyPollUs = 50; // keep polling this long after work before sleeping (busy_poll_loop.hpp)
 
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
-	// (vnet_hdr.hpp). libslirp then runs with a large MTU of its own (slirpMtu()), while
-	// mtu/mru stay the guest link's, and frames above them are segmented or fragmented
-	// on the way to the guest.
+	// (vnet_hdr.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
+	// large), and runs with a large MTU of its own while the guest takes GSO segments
+	// (Network::useLargeSegments), while mtu/mru stay the guest link's.
 	bool vnetHdr = false;
 
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
 	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }
-	// libslirp's if_mtu and if_mru.
-	unsigned slirpMtu() const { return vnetHdr && mtu < kLargeSlirpMtu ? kLargeSlirpMtu : mtu; }
+	// libslirp's if_mru.
 	unsigned slirpMru() const { return vnetHdr && mru < kLargeSlirpMtu ? kLargeSlirpMtu : mru; }
 	static constexpr unsigned kLargeSlirpMtu = 65520;
 };

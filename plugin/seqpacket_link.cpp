@@ -140,8 +140,7 @@ void SeqpacketLink::fromPeer(uint8_t *rec, size_t len)
 		// honours for the connections it opens (hostfwd). For the guest's own connections
 		// libslirp 4.7 ignores the option and uses its own MTU, which is large anyway.
 		bool v6 = loadBe16(frame + 12) == 0x86dd;
-		const Config &c = net_.config();
-		unsigned mtu = std::min(c.slirpMtu(), c.slirpMru());
+		unsigned mtu = std::min(net_.slirpMtu(), net_.config().slirpMru());
 		if (features_ & (v6 ? kFeatGuestTso6 : kFeatGuestTso4))
 			raiseSynMss(frame, flen, static_cast<uint16_t>(std::min(65535u, mtu - (v6 ? 60 : 40))));
 	}
@@ -159,6 +158,7 @@ void SeqpacketLink::setFeatures(const uint8_t *rec, size_t len)
 	memcpy(&f, rec + kVnetHdrLen, sizeof(f));
 	features_ = le64toh(f) & kOffloadFeatures;
 	g_debug("offloads: features 0x%llx", static_cast<unsigned long long>(features_));
+	net_.useLargeSegments(features_ & (kFeatGuestTso4 | kFeatGuestTso6));
 }
 
 uint8_t *SeqpacketLink::reserveSlot()
@@ -215,8 +215,7 @@ ssize_t SeqpacketLink::sendLarge(const uint8_t *frame, size_t len)
 		}
 	}
 	// The guest cannot take it whole: cut it as libslirp would have at the link's MTU
-	// (TCP into segments, other IPv4 into fragments). IPv6 other than TCP goes as it
-	// is: libslirp never fragments IPv6 either.
+	// (TCP into segments, other IPv4 into fragments).
 	int n = splitForLink(
 		frame, len, linkMtu,
 		[this]() -> uint8_t * {
@@ -231,15 +230,15 @@ ssize_t SeqpacketLink::sendLarge(const uint8_t *frame, size_t len)
 		st.txSplit += static_cast<uint64_t>(n);
 		return static_cast<ssize_t>(len);
 	}
-	if (n == 0)
-		return -1; // no slot (counted)
-	uint8_t *slot = reserveSlot();
-	if (!slot)
-		return -1;
-	memset(slot, 0, kVnetHdrLen);
-	memcpy(slot + kVnetHdrLen, frame, len);
-	commitSlot(kVnetHdrLen + len);
-	return static_cast<ssize_t>(len);
+	if (n < 0) {
+		// IPv6 other than TCP (libslirp never fragments IPv6) or IPv4 with DF: what
+		// libslirp at the link MTU would have sent is above the link MTU too; the
+		// frame is dropped, as on any link.
+		st.dropTxError++;
+		g_debug("dropped a %zu-byte frame to the guest: above the link MTU %u and cannot be cut", len,
+			linkMtu);
+	}
+	return -1; // n == 0: no slot (counted)
 }
 
 void SeqpacketLink::flush()

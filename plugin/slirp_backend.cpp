@@ -36,6 +36,8 @@ constexpr int kExitGraceMs = 1000;
 // The helper's stdin/out/err plus the socket, which it finds as fd 3.
 constexpr int kHelperFd = 3;
 constexpr size_t kEthHeader = 14;
+// How long set_cap() waits for room in a full socket.
+constexpr int kSetCapWaitMs = 1000;
 // recv() skips at most this many frames the emulator can no longer take (see acceptable).
 constexpr size_t kRxSkipLimit = 64;
 
@@ -321,8 +323,11 @@ void SlirpBackend::stopHelper()
 
 int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen)
 {
+	// virtio's feature dependencies: TSO needs checksum offload in the same direction.
+	bool missingDependency = ((features & (kFeatGuestTso4 | kFeatGuestTso6)) && !(features & kFeatGuestCsum)) ||
+				 ((features & (kFeatHostTso4 | kFeatHostTso6)) && !(features & kFeatCsum));
 	if ((vnetHdrLen != 0 && vnetHdrLen != 10 && vnetHdrLen != kVnetHdrLen) || (features & ~kOffloadFeatures) ||
-	    (features && !vnetHdrLen)) {
+	    (features && !vnetHdrLen) || missingDependency) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -333,6 +338,7 @@ int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen)
 	rec[0] = kVnetFlagSetFeatures;
 	uint64_t le = htole64(features);
 	memcpy(rec + kVnetHdrLen, &le, sizeof(le));
+	gint64 deadline = g_get_monotonic_time() + kSetCapWaitMs * 1000;
 	for (;;) {
 		if (::send(sock_.get(), rec, sizeof(rec), MSG_EOR | MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			break;
@@ -341,8 +347,9 @@ int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen)
 		if (errno != EAGAIN && errno != EINTR)
 			return -1;
 		// A full socket (the guest is sending hard): this must not be lost; wait, bounded.
+		gint64 left = (deadline - g_get_monotonic_time()) / 1000;
 		struct pollfd p = { sock_.get(), POLLOUT, 0 };
-		if (errno == EAGAIN && poll(&p, 1, kExitGraceMs) == 0) {
+		if (left <= 0 || (errno == EAGAIN && poll(&p, 1, static_cast<int>(left)) == 0)) {
 			errno = EAGAIN;
 			return -1;
 		}
@@ -366,6 +373,7 @@ ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
 	if (hl)
 		copyFromIov(iov, iovcnt, &hdr, hl);
 	hdr.num_buffers = 0;
+	hdr.flags &= kVnetNeedsCsum | kVnetDataValid; // the guest's, never the wire's own bits
 	if (len - hl > (hdr.gso_type != kGsoNone ? kMaxGsoFrame : maxFrame_)) {
 		errno = EMSGSIZE;
 		return -1;
@@ -382,13 +390,22 @@ ssize_t SlirpBackend::peekRecvlen()
 {
 	if (dead_)
 		return gone();
-	// MSG_TRUNC makes a peek into no buffer return the record's full length.
-	ssize_t n = ::recv(sock_.get(), nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN ? 0 : -1;
-	if (n == 0)
-		return gone(); // EOF: the helper never sends empty frames
-	return n < static_cast<ssize_t>(kVnetHdrLen) ? n : n - static_cast<ssize_t>(kVnetHdrLen) + hdrLen_;
+	// Frames recv() would skip are dropped here too, so that the length is the one of
+	// the frame recv() returns next.
+	for (size_t skipped = 0; skipped <= kRxSkipLimit; skipped++) {
+		VnetHdr hdr{};
+		// MSG_TRUNC makes the peek return the record's full length.
+		ssize_t n = ::recv(sock_.get(), &hdr, sizeof(hdr), MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		if (n == 0)
+			return gone(); // EOF: the helper never sends empty frames
+		if (n >= static_cast<ssize_t>(kVnetHdrLen) && acceptable(hdr))
+			return n - static_cast<ssize_t>(kVnetHdrLen) + hdrLen_;
+		if (::recv(sock_.get(), nullptr, 0, MSG_TRUNC | MSG_DONTWAIT) == 0)
+			return gone();
+	}
+	return 0;
 }
 
 bool SlirpBackend::acceptable(const VnetHdr &h) const

@@ -196,7 +196,7 @@ bool planSplit(const uint8_t *frame, size_t len, unsigned linkMtu, SplitPlan &pl
 		plan.tcp = true;
 		plan.first = plan.t.payload;
 		plan.chunk = linkMtu - headers;
-		return true;
+		return plan.first < plan.t.end; // nothing to cut in a segment without payload
 	}
 	if (len < kEth + 20 || loadBe16(frame + 12) != 0x0800)
 		return false;
@@ -211,7 +211,7 @@ bool planSplit(const uint8_t *frame, size_t len, unsigned linkMtu, SplitPlan &pl
 	plan.ipEnd = kEth + total;
 	plan.first = kEth + ihl;
 	plan.chunk = (linkMtu - ihl) / 8 * 8; // fragment offsets count 8-byte units
-	return true;
+	return plan.first < plan.ipEnd;
 }
 
 namespace {

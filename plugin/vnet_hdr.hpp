@@ -28,6 +28,7 @@ struct VnetHdr {
 };
 static_assert(sizeof(VnetHdr) == 12);
 constexpr uint8_t kVnetNeedsCsum = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+constexpr uint8_t kVnetDataValid = 2; // VIRTIO_NET_HDR_F_DATA_VALID
 constexpr uint8_t kGsoNone = 0, kGsoTcpv4 = 1, kGsoTcpv6 = 4, kGsoEcn = 0x80; // VIRTIO_NET_HDR_GSO_*
 constexpr size_t kVnetHdrLen = sizeof(VnetHdr);
 // slirpnet's own flag: the record is not a frame but a "set features" message, the

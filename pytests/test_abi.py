@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from harness import (ICMP, RXCB, F_ALL_OFFLOADS, F_CSUM, icmp_echo, icmp_echo_reply_from, load_glib,
+from harness import (ICMP, RXCB, F_ALL_OFFLOADS, F_CSUM, F_GUEST_TSO4, F_HOST_TSO4, icmp_echo, icmp_echo_reply_from, load_glib,
                      load_lib)
 
 
@@ -41,6 +41,9 @@ def test_caps(plugin):
     assert p.set_cap(0, 11) == (-1, errno.EINVAL)          # 0, 10 or 12 only
     assert p.set_cap(1 << 63, 12) == (-1, errno.EINVAL)    # not offered
     assert p.set_cap(0, 10) == (0, 0)
+    # virtio's dependencies: TSO needs checksum offload in the same direction
+    assert p.set_cap(F_GUEST_TSO4, 12) == (-1, errno.EINVAL)
+    assert p.set_cap(F_HOST_TSO4, 12) == (-1, errno.EINVAL)
     assert p.set_cap(F_ALL_OFFLOADS, 12) == (0, 0)
     assert p.get_cap() == F_ALL_OFFLOADS
 

@@ -108,6 +108,15 @@ TEST(BusyPollLoop, StopsPollingWhenItDoesNotPay)
 	EXPECT_GE(r.sleeps, 99u);
 }
 
+TEST(BusyPollLoop, QuitBeforeRunIsNotLost)
+{
+	Ctx c;
+	BusyPollLoop loop(c.ctx, 50);
+	loop.quit();
+	loop.run(); // returns at once instead of sleeping forever
+	SUCCEED();
+}
+
 TEST(BusyPollLoop, QuitFromAnotherThread)
 {
 	Ctx c;

@@ -57,10 +57,12 @@ int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec, slirpnet_r
 void slirpnet_netbe_cleanup(struct slirpnet_netbe *be);
 
 /*
- * Transmit one guest frame (the iovecs concatenated). Returns the bytes sent, or -1 with
- * errno: EAGAIN when the helper's queue is full (drop it; TCP retransmits), EMSGSIZE when
- * the frame is larger than the backend accepts, EINVAL when it is shorter than an Ethernet
- * header (14 bytes), ECONNRESET/EPIPE when the helper is gone.
+ * Transmit one guest frame (the iovecs concatenated, behind the negotiated virtio-net
+ * header if any, see set_cap). Returns the bytes sent, or -1 with errno: EAGAIN when the
+ * helper's queue is full (drop it; TCP retransmits), EMSGSIZE when the frame is larger
+ * than the backend accepts (MTU/MRU + 14, or 14 + 65535 with a GSO type), EINVAL when it
+ * is shorter than an Ethernet header (14 bytes, plus the header), ECONNRESET/EPIPE when
+ * the helper is gone.
  */
 ssize_t slirpnet_netbe_send(struct slirpnet_netbe *be, const struct iovec *iov, int iovcnt);
 
@@ -94,11 +96,15 @@ void slirpnet_netbe_rx_disable(struct slirpnet_netbe *be);
  *               (the backend takes them whole: no segmentation is ever done);
  *   GUEST_CSUM  recv() frames may have NEEDS_CSUM (only together with a GSO type);
  *   GUEST_TSO4/6 recv() frames may be TCP segments of up to 64 KiB with gso_type TCPV4/6
- *               and gso_size the link's MSS (MTU - 40 / - 60); the backend raises the MSS
- *               the guest offers in its SYNs so that libslirp sends such segments.
+ *               and gso_size the link's MSS (MTU minus the frame's IP and TCP headers).
+ * As in virtio, TSO needs checksum offload in the same direction (HOST_TSO: CSUM,
+ * GUEST_TSO: GUEST_CSUM). Without GUEST_TSO no frame to the guest exceeds the link MTU.
  * Features take effect in order with the frames: frames sent before set_cap() are read
- * with the old ones. TCP connections opened while GUEST_TSO was negotiated keep large
- * segments; when it is withdrawn (guest reset) such segments are dropped and counted.
+ * with the old ones. Taking GUEST_TSO restarts libslirp with a large MTU when the guest
+ * has no connection yet (as when its driver starts); connections opened while GUEST_TSO
+ * was negotiated keep large segments, and when it is withdrawn (a reset) the backend cuts
+ * those to the link MTU; frames already queued that the new features exclude are
+ * skipped by peek_recvlen()/recv().
  */
 #define SLIRPNET_NETBE_F_CSUM (1ULL << 0)
 #define SLIRPNET_NETBE_F_GUEST_CSUM (1ULL << 1)
@@ -111,9 +117,11 @@ void slirpnet_netbe_rx_disable(struct slirpnet_netbe *be);
 uint64_t slirpnet_netbe_get_cap(struct slirpnet_netbe *be);
 
 /*
- * Negotiate offloads: features must be a subset of get_cap(), vnet_hdr_len 0 (no header:
- * then features must be 0), 10 or 12. Returns 0, or -1 with errno EINVAL (bad arguments)
- * or ECONNRESET (helper gone). May be called again (e.g. on a device reset).
+ * Negotiate offloads: features must be a subset of get_cap() that respects the
+ * dependencies above, vnet_hdr_len 0 (no header: then features must be 0), 10 or 12.
+ * Returns 0, or -1 with errno EINVAL (bad arguments), EAGAIN (the helper's queue stayed
+ * full for a second: call again) or ECONNRESET (helper gone). May be called again (e.g.
+ * on a device reset), but not concurrently with send/recv/peek_recvlen/rx_discard.
  */
 int slirpnet_netbe_set_cap(struct slirpnet_netbe *be, uint64_t features, unsigned vnet_hdr_len);
 
