@@ -105,7 +105,8 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
     assert st["rx_frames"] >= before["rx_frames"] + 2
     assert st["tx_frames"] >= before["tx_frames"] + 2
     assert st["rx_bytes"] > before["rx_bytes"] and st["tx_bytes"] > before["tx_bytes"]
-    assert st["drops"] == {"oversize": 0, "runt": 1, "fragment": 0, "tx_full": 0, "tx_error": 0}
+    assert st["drops"] == {"oversize": 0, "runt": 1, "fragment": 0, "tx_full": 0, "tx_error": 0,
+                           "vnet_hdr": 0}
     assert st["pauses"] == 0
     assert st["connections"] == 1 and st["connections_by_protocol"]["tcp"] == 1
     assert st["capture"] is None and st["control_clients"] == 1

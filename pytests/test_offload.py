@@ -246,6 +246,7 @@ FAKE_HELPER = r'''#!/usr/bin/python3
 import socket, sys, time
 from gi.repository import GLib
 s = socket.socket(fileno=3)
+s.setblocking(True)   # the plugin's socketpair is non-blocking
 s.recv(1 << 20)
 s.send(GLib.Variant("(bs)", (True, "")).get_data_as_bytes().get_data())
 gso = bytes([0, 1]) + bytes(10) + b"G" * 60          # gso_type TCPV4
