@@ -171,18 +171,21 @@ bool Network::useLargeSegments(bool on)
 		if (!startSlirp(old, error))
 			g_error("restarting libslirp: %s", error.c_str()); // nothing left to run
 	}
-	for (const auto &e : fwds_) {
-		const HostFwd &f = e.fwd;
-		if (slirp_add_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
-				       reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
-				       f.udp ? SLIRP_HOSTFWD_UDP : 0) < 0)
+	for (const auto &e : fwds_)
+		if (!installHostFwd(e.fwd))
 			g_critical("hostfwd %u '%s' could not be set up again after a restart: %s", e.id,
-				   formatHostFwd(f).c_str(), strerror(errno));
-	}
+				   formatHostFwd(e.fwd).c_str(), strerror(errno));
 	driver_->setHostInputPaused(paused);
 	g_info("libslirp restarted with MTU %u: the guest %s large TCP segments", slirpMtu_,
 	       on ? "takes" : "no longer takes");
 	return slirpMtu_ == want;
+}
+
+bool Network::installHostFwd(const HostFwd &f)
+{
+	return slirp_add_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
+				  reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
+				  f.udp ? SLIRP_HOSTFWD_UDP : 0) == 0;
 }
 
 bool Network::addHostFwd(HostFwd f, unsigned &id, std::string &error)
@@ -190,11 +193,7 @@ bool Network::addHostFwd(HostFwd f, unsigned &id, std::string &error)
 	if (!resolveHostFwd(f, cfg_, error))
 		return false;
 	errno = 0;
-	int r = slirp_add_hostxfwd(driver_->slirp(),
-				   reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
-				   reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
-				   f.udp ? SLIRP_HOSTFWD_UDP : 0);
-	if (r < 0) {
+	if (!installHostFwd(f)) {
 		error = "hostfwd: could not set up '" + f.rule + "'" +
 			(errno ? std::string(": ") + strerror(errno) : std::string());
 		return false;

@@ -97,6 +97,8 @@ public:
 private:
 	Network(const Config &cfg, GMainContext *ctx);
 	bool startSlirp(unsigned mtu, std::string &error);
+	// Open one resolved hostfwd rule in libslirp (errno set on failure).
+	bool installHostFwd(const HostFwd &f);
 
 	Config cfg_;
 	GMainContextPtr ctx_;

@@ -39,6 +39,14 @@ void storeChecksum(uint8_t *field, uint16_t v)
 	memcpy(field, &v, 2);
 }
 
+// Compute the full TCP checksum of the segment at t into its header.
+void setTcpChecksum(uint8_t *frame, const TcpFrame &t)
+{
+	storeChecksum(frame + t.l4 + 16, 0);
+	uint64_t sum = checksumAdd(pseudoHeaderSum(frame, t), frame + t.l4, t.end - t.l4);
+	storeChecksum(frame + t.l4 + 16, static_cast<uint16_t>(~checksumFold(sum)));
+}
+
 } // namespace
 
 uint64_t checksumAdd(uint64_t sum, const uint8_t *p, size_t len)
@@ -154,9 +162,7 @@ bool raiseSynMss(uint8_t *frame, size_t len, uint16_t mss)
 			frame[o + 2] = static_cast<uint8_t>(mss >> 8);
 			frame[o + 3] = static_cast<uint8_t>(mss);
 			// A SYN is small: recompute rather than patch (the option may sit at an odd offset).
-			storeChecksum(frame + t.l4 + 16, 0);
-			uint64_t sum = checksumAdd(pseudoHeaderSum(frame, t), frame + t.l4, t.end - t.l4);
-			storeChecksum(frame + t.l4 + 16, static_cast<uint16_t>(~checksumFold(sum)));
+			setTcpChecksum(frame, t);
 			return true;
 		}
 		o += frame[o + 1];
@@ -263,9 +269,7 @@ size_t writeSplit(const uint8_t *frame, const SplitPlan &plan, size_t offset, si
 		tcp[13] &= static_cast<uint8_t>(~kCwr); // only the first one reports congestion
 	TcpFrame seg = t;
 	seg.end = t.payload + n;
-	storeChecksum(tcp + 16, 0);
-	uint64_t sum = checksumAdd(pseudoHeaderSum(out, seg), tcp, seg.end - t.l4);
-	storeChecksum(tcp + 16, static_cast<uint16_t>(~checksumFold(sum)));
+	setTcpChecksum(out, seg);
 	return seg.end;
 }
 
