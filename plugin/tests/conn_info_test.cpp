@@ -1,7 +1,7 @@
 // conn_info_test.cpp - the parser of libslirp's connection table (info-usernet rows).
 #include <gtest/gtest.h>
 
-#include "conn_info.hpp"
+#include "control/conn_info.hpp"
 
 using namespace slirpnet;
 

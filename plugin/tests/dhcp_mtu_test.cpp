@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "dhcp_mtu.hpp"
+#include "packet/dhcp_mtu.hpp"
 
 using namespace slirpnet;
 

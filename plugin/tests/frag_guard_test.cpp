@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "frag_guard.hpp"
+#include "packet/frag_guard.hpp"
 
 using namespace slirpnet;
 

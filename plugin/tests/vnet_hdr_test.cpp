@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "byte_order.hpp"
-#include "vnet_hdr.hpp"
+#include "packet/vnet_hdr.hpp"
 
 using namespace slirpnet;
 

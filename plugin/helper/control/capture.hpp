@@ -1,0 +1,98 @@
+// control/capture.hpp - records the guest's frames to a classic pcap file with libpcap's dump API.
+#pragma once
+
+#include <glib.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "glib_ptr.hpp"
+
+// libpcap's types, so that users of this header need not include <pcap/pcap.h>.
+struct pcap;
+struct pcap_dumper;
+struct bpf_program;
+
+namespace slirpnet {
+
+struct CaptureSettings {
+	std::string path;
+	std::string filter; // BPF expression in libpcap syntax; empty: every frame
+	unsigned snaplen = 65535;
+};
+
+/*
+ * One open capture: LINKTYPE_ETHERNET, microsecond timestamps, frames cut to snaplen.
+ *
+ * Flush policy. Frames go through a stdio buffer that is never allowed to fill up in
+ * the middle of a record (write() flushes it first when the next record would not fit),
+ * and it is flushed at most kFlushIntervalMs after the first frame that went into it and
+ * when the capture is closed. So the file on disk always ends on a whole record: a helper
+ * killed with SIGKILL leaves a readable file that lacks at most the last
+ * kFlushIntervalMs of frames. There is no fsync: the data path never waits for the disk,
+ * only for a write() into the page cache every kFlushIntervalMs or kBufferBytes.
+ *
+ * A write error (disk full, ...) is logged once and stops the capture; the network goes on.
+ */
+class Capture
+{
+public:
+	static constexpr unsigned kFlushIntervalMs = 100;
+	static constexpr size_t kBufferBytes = 256 * 1024;
+
+	// Compile filter as Network::create and capture-start do; error names key and expression.
+	static bool checkFilter(const std::string &filter, unsigned snaplen, std::string &error);
+
+	/*
+	 * Create (truncate) s.path with mode 0600 - it holds the guest's traffic - and write
+	 * the file header. Refuses FIFOs and sockets, whose reader could block the data path.
+	 * ctx (NULL: the thread default) runs the flush timer.
+	 */
+	static std::unique_ptr<Capture> open(const CaptureSettings &s, GMainContext *ctx,
+					     std::string &error);
+	~Capture();
+	Capture(const Capture &) = delete;
+	Capture &operator=(const Capture &) = delete;
+
+	// One frame (either direction), timestamped now. Filtered, cut to snaplen, buffered.
+	void write(const uint8_t *frame, size_t len);
+	// Push buffered records to the file (one write()).
+	void flush();
+
+	const CaptureSettings &settings() const { return settings_; }
+	uint64_t frames() const { return frames_; } // records written
+	uint64_t bytes() const { return bytes_; } // frame bytes of those records (before snaplen)
+	uint64_t filtered() const { return filtered_; } // frames the filter left out
+	bool failed() const { return failed_; }
+
+private:
+	struct PcapCloser {
+		void operator()(pcap *p) const;
+	};
+	struct DumperCloser {
+		void operator()(pcap_dumper *d) const;
+	};
+	struct ProgramFreer {
+		void operator()(bpf_program *p) const;
+	};
+
+	Capture(const CaptureSettings &s, GMainContext *ctx);
+	void scheduleFlush();
+	static gboolean onFlushTimer(gpointer self);
+
+	CaptureSettings settings_;
+	GMainContextPtr ctx_;
+	std::unique_ptr<pcap, PcapCloser> pcap_;
+	std::unique_ptr<bpf_program, ProgramFreer> program_; // null: no filter
+	std::unique_ptr<char[]> buffer_; // the FILE's buffer: outlives dumper_
+	std::unique_ptr<pcap_dumper, DumperCloser> dumper_; // closes the FILE
+	GSourcePtr flushTimer_; // armed while records wait in the buffer
+	size_t buffered_ = 0; // bytes in the stdio buffer since the last flush
+	size_t bufferBytes_ = kBufferBytes;
+	uint64_t frames_ = 0, bytes_ = 0, filtered_ = 0;
+	bool failed_ = false;
+};
+
+} // namespace slirpnet

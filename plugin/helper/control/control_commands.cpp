@@ -1,0 +1,476 @@
+// control/control_commands.cpp - the control socket's commands (hostfwd, info-usernet, stats, capture, version) on a Network.
+#include "control/control_commands.hpp"
+
+#include <pcap/pcap.h>
+
+#include <array>
+#include <climits>
+#include <span>
+
+#include "control/capture.hpp"
+#include "control/conn_info.hpp"
+#include "control_proto.hpp"
+#include "network.hpp"
+
+#ifndef SLIRPNET_VERSION
+#define SLIRPNET_VERSION "0"
+#endif
+
+namespace slirpnet {
+
+namespace {
+
+// A command fills result (a new node) or err; the dispatcher writes the reply.
+using Run = bool (*)(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err);
+
+struct Command {
+	const char *name;
+	const char *help;
+	std::span<const ArgSpec> args;
+	Run run;
+};
+
+ControlError generic(const std::string &desc)
+{
+	return { errorclass::kGeneric, desc };
+}
+
+ControlError invalid(const std::string &desc)
+{
+	return { errorclass::kInvalidArgument, desc };
+}
+
+// Small builder so that replies read as what they contain.
+class Obj
+{
+public:
+	Obj() : o_(json_object_new()) {}
+	Obj &str(const char *k, const std::string &v)
+	{
+		json_object_set_string_member(o_.get(), k, v.c_str());
+		return *this;
+	}
+	Obj &num(const char *k, int64_t v)
+	{
+		json_object_set_int_member(o_.get(), k, v);
+		return *this;
+	}
+	Obj &flag(const char *k, bool v)
+	{
+		json_object_set_boolean_member(o_.get(), k, v);
+		return *this;
+	}
+	Obj &null(const char *k)
+	{
+		json_object_set_null_member(o_.get(), k);
+		return *this;
+	}
+	Obj &node(const char *k, JsonNodePtr n)
+	{
+		json_object_set_member(o_.get(), k, n.release());
+		return *this;
+	}
+	JsonNodePtr done() { return JsonNodePtr(objectNode(o_.get())); }
+
+private:
+	JsonObjectPtr o_;
+};
+
+struct Endpoint {
+	std::string addr;
+	unsigned port;
+	bool v6;
+};
+
+Endpoint endpoint(const sockaddr_storage &ss)
+{
+	if (ss.ss_family == AF_INET6) {
+		auto *a = reinterpret_cast<const sockaddr_in6 *>(&ss);
+		return { formatAddr(a->sin6_addr), ntohs(a->sin6_port), true };
+	}
+	auto *a = reinterpret_cast<const sockaddr_in *>(&ss);
+	return { formatAddr(a->sin_addr), ntohs(a->sin_port), false };
+}
+
+JsonNodePtr fwdNode(const HostFwdEntry &e)
+{
+	Endpoint h = endpoint(e.fwd.host), g = endpoint(e.fwd.guest);
+	return Obj()
+		.num("id", e.id)
+		.str("rule", formatHostFwd(e.fwd))
+		.str("proto", e.fwd.udp ? "udp" : "tcp")
+		.str("host_addr", h.addr)
+		.str("host_family", h.v6 ? "ipv6" : "ipv4")
+		.num("host_port", h.port)
+		.str("guest_addr", g.addr)
+		.num("guest_port", g.port)
+		.str("origin", e.fromConfig ? "config" : "runtime")
+		.done();
+}
+
+// "[addr]" for IPv6 (a ':' in it), as the hostfwd syntax wants.
+std::string ruleAddr(const std::string &a)
+{
+	return a.find(':') != std::string::npos && a.front() != '[' ? "[" + a + "]" : a;
+}
+
+// ---- hostfwd-add
+
+const ArgSpec kHostFwdAddArgs[] = {
+	{ "rule", ArgType::String, false, "[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT (QEMU's hostfwd_add)" },
+	{ "proto", ArgType::String, false, "tcp (default) or udp" },
+	{ "host_addr", ArgType::String, false, "host address to bind (default: any)" },
+	{ "host_port", ArgType::Integer, false, "host port", 0, 65535 },
+	{ "guest_addr", ArgType::String, false, "guest address (default: the DHCP start address)" },
+	{ "guest_port", ArgType::Integer, false, "guest port", 1, 65535 },
+};
+
+bool hostfwdAdd(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+{
+	auto rule = stringArg(args, "rule");
+	bool structured = false;
+	for (const char *k : { "proto", "host_addr", "host_port", "guest_addr", "guest_port" })
+		structured |= json_object_has_member(args, k) != FALSE;
+	std::string text;
+	if (rule && structured) {
+		err = invalid("give either 'rule' or the fields proto, host_addr, host_port, guest_addr, guest_port");
+		return false;
+	}
+	if (rule) {
+		text = *rule;
+	} else {
+		auto hp = intArg(args, "host_port"), gp = intArg(args, "guest_port");
+		if (!hp || !gp) {
+			err = invalid(std::string("missing argument '") + (hp ? "guest_port" : "host_port") +
+				      "' (or give 'rule')");
+			return false;
+		}
+		text = stringArg(args, "proto").value_or("tcp") + ":" +
+		       ruleAddr(stringArg(args, "host_addr").value_or("")) + ":" + std::to_string(*hp) + "-" +
+		       ruleAddr(stringArg(args, "guest_addr").value_or("")) + ":" + std::to_string(*gp);
+	}
+	HostFwd fwd;
+	std::string why;
+	if (!parseHostFwd(text, fwd, why)) {
+		err = invalid(why);
+		return false;
+	}
+	unsigned id;
+	if (!net.addHostFwd(fwd, id, why)) {
+		err = generic(why);
+		return false;
+	}
+	result = fwdNode(net.hostFwds().back());
+	g_message("control: hostfwd %u added: %s", id, formatHostFwd(net.hostFwds().back().fwd).c_str());
+	return true;
+}
+
+// ---- hostfwd-remove
+
+const ArgSpec kHostFwdRemoveArgs[] = {
+	{ "rule", ArgType::String, false, "[tcp|udp]:[HADDR]:HPORT (QEMU's hostfwd_remove)" },
+	{ "id", ArgType::Integer, false, "the id hostfwd-add or hostfwd-list gave", 1, UINT_MAX },
+	{ "proto", ArgType::String, false, "tcp (default) or udp" },
+	{ "host_addr", ArgType::String, false, "host address (default: any)" },
+	{ "host_port", ArgType::Integer, false, "host port", 0, 65535 },
+};
+
+bool hostfwdRemove(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+{
+	auto rule = stringArg(args, "rule");
+	auto id = intArg(args, "id");
+	auto hp = intArg(args, "host_port");
+	int forms = (rule ? 1 : 0) + (id ? 1 : 0) + (hp ? 1 : 0);
+	if (forms != 1 || (!hp && (json_object_has_member(args, "proto") || json_object_has_member(args, "host_addr")))) {
+		err = invalid("give exactly one of 'rule', 'id', or 'host_port' (with proto, host_addr)");
+		return false;
+	}
+	HostFwdEntry removed;
+	std::string why;
+	if (id) {
+		if (!net.removeHostFwd(static_cast<unsigned>(*id), removed, why)) {
+			err = generic(why);
+			return false;
+		}
+	} else {
+		std::string text = rule ? *rule
+					: stringArg(args, "proto").value_or("tcp") + ":" +
+						  ruleAddr(stringArg(args, "host_addr").value_or("")) + ":" +
+						  std::to_string(*hp);
+		HostFwd key;
+		if (!parseHostFwdKey(text, key, why)) {
+			err = invalid(why);
+			return false;
+		}
+		if (!net.removeHostFwd(key, removed, why)) {
+			err = generic(why);
+			return false;
+		}
+	}
+	result = fwdNode(removed);
+	g_message("control: hostfwd %u removed: %s", removed.id, formatHostFwd(removed.fwd).c_str());
+	return true;
+}
+
+// ---- hostfwd-list
+
+bool hostfwdList(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+{
+	JsonArrayPtr a(json_array_new());
+	for (const auto &e : net.hostFwds())
+		json_array_add_element(a.get(), fwdNode(e).release());
+	result.reset(arrayNode(a.get()));
+	return true;
+}
+
+// ---- info-usernet
+
+std::string connectionText(Network &net)
+{
+	char *raw = slirp_connection_info(net.slirp());
+	std::string text = raw ? raw : "";
+	g_free(raw);
+	return text;
+}
+
+JsonNodePtr connNode(const ConnInfo &c)
+{
+	Obj o;
+	o.str("protocol", c.protocol);
+	if (c.state.empty())
+		o.null("state");
+	else
+		o.str("state", c.state);
+	if (c.expiresSec)
+		o.num("expires_sec", *c.expiresSec);
+	else
+		o.null("expires_sec");
+	o.num("fd", c.fd);
+	o.str("src_addr", c.srcAddr);
+	if (c.srcPort)
+		o.num("src_port", *c.srcPort);
+	else
+		o.null("src_port");
+	o.str("dst_addr", c.dstAddr);
+	if (c.dstPort)
+		o.num("dst_port", *c.dstPort);
+	else
+		o.null("dst_port");
+	o.num("recv_q", static_cast<int64_t>(c.recvQ));
+	o.num("send_q", static_cast<int64_t>(c.sendQ));
+	return o.done();
+}
+
+bool infoUsernet(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+{
+	std::string text = connectionText(net);
+	size_t skipped = 0;
+	auto rows = parseConnectionInfo(text, &skipped);
+	if (skipped)
+		g_warning("control: %zu line(s) of libslirp's connection info did not parse", skipped);
+	JsonArrayPtr a(json_array_new());
+	for (const auto &c : rows)
+		json_array_add_element(a.get(), connNode(c).release());
+	result = Obj().node("connections", JsonNodePtr(arrayNode(a.get()))).str("text", text).done();
+	return true;
+}
+
+// ---- stats
+
+bool stats(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+{
+	const Stats &s = net.stats();
+	auto rows = parseConnectionInfo(connectionText(net));
+	int64_t tcp = 0, udp = 0, icmp = 0, listeners = 0;
+	for (const auto &c : rows) {
+		if (c.isHostForward())
+			listeners++;
+		else if (c.protocol == "tcp")
+			tcp++;
+		else if (c.protocol == "udp")
+			udp++;
+		else
+			icmp++;
+	}
+	JsonNodePtr capture;
+	if (const Capture *c = net.capture())
+		capture = Obj()
+				  .str("file", c->settings().path)
+				  .str("filter", c->settings().filter)
+				  .num("snaplen", c->settings().snaplen)
+				  .num("frames", static_cast<int64_t>(c->frames()))
+				  .num("bytes", static_cast<int64_t>(c->bytes()))
+				  .num("filtered", static_cast<int64_t>(c->filtered()))
+				  .flag("failed", c->failed())
+				  .done();
+	else
+		capture.reset(json_node_new(JSON_NODE_NULL));
+	result = Obj()
+			 .num("rx_frames", static_cast<int64_t>(s.rxFrames))
+			 .num("rx_bytes", static_cast<int64_t>(s.rxBytes))
+			 .num("tx_frames", static_cast<int64_t>(s.txFrames))
+			 .num("tx_bytes", static_cast<int64_t>(s.txBytes))
+			 .node("drops", Obj()
+						.num("oversize", static_cast<int64_t>(s.dropOversize))
+						.num("runt", static_cast<int64_t>(s.dropRunt))
+						.num("fragment", static_cast<int64_t>(s.dropFragment))
+						.num("tx_full", static_cast<int64_t>(s.dropTxFull))
+						.num("tx_error", static_cast<int64_t>(s.dropTxError))
+						.num("vnet_hdr", static_cast<int64_t>(s.dropVnetHdr))
+						.done())
+			 .num("pauses", static_cast<int64_t>(s.pauses))
+			 .num("rx_gso", static_cast<int64_t>(s.rxGso))
+			 .num("tx_gso", static_cast<int64_t>(s.txGso))
+			 .num("tx_split", static_cast<int64_t>(s.txSplit))
+			 .num("connections", tcp + udp + icmp)
+			 .node("connections_by_protocol", Obj().num("tcp", tcp).num("udp", udp).num("icmp", icmp).done())
+			 .num("hostfwd_listeners", listeners)
+			 .num("hostfwd_rules", static_cast<int64_t>(net.hostFwds().size()))
+			 .node("capture", std::move(capture))
+			 .num("control_clients", static_cast<int64_t>(net.controlClients()))
+			 .done();
+	return true;
+}
+
+// ---- capture-start / capture-stop
+
+const ArgSpec kCaptureStartArgs[] = {
+	{ "file", ArgType::String, true, "pcap file to create (relative to the helper's directory)" },
+	{ "filter", ArgType::String, false, "BPF expression (default: the pcap-filter option; \"\" for none)" },
+	{ "snaplen", ArgType::Integer, false, "bytes kept per frame (default: the snaplen option)", kSnaplenMin, kSnaplenMax },
+};
+
+JsonNodePtr captureNode(const Capture &c)
+{
+	return Obj()
+		.str("file", c.settings().path)
+		.str("filter", c.settings().filter)
+		.num("snaplen", c.settings().snaplen)
+		.num("frames", static_cast<int64_t>(c.frames()))
+		.num("bytes", static_cast<int64_t>(c.bytes()))
+		.num("filtered", static_cast<int64_t>(c.filtered()))
+		.done();
+}
+
+bool captureStart(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+{
+	const Config &cfg = net.config();
+	CaptureSettings s;
+	s.path = *stringArg(args, "file");
+	s.filter = stringArg(args, "filter").value_or(cfg.pcapFilter);
+	s.snaplen = static_cast<unsigned>(intArg(args, "snaplen").value_or(cfg.snaplen));
+	std::string why;
+	if (s.path.empty()) {
+		err = invalid("argument 'file' is empty");
+		return false;
+	}
+	if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, why)) {
+		err = invalid(why);
+		return false;
+	}
+	if (!net.startCapture(s, why)) {
+		err = generic(why);
+		return false;
+	}
+	result = captureNode(*net.capture());
+	return true;
+}
+
+bool captureStop(Network &net, JsonObject *, JsonNodePtr &result, ControlError &err)
+{
+	if (!net.capture()) {
+		err = generic("no capture is running");
+		return false;
+	}
+	// Counted before closing: the final flush does not change them.
+	JsonNodePtr summary = captureNode(*net.capture());
+	std::string why;
+	if (!net.stopCapture(why)) {
+		err = generic(why);
+		return false;
+	}
+	result = std::move(summary);
+	return true;
+}
+
+// ---- version
+
+bool version(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
+{
+	result = Obj()
+			 .str("version", SLIRPNET_VERSION)
+			 .str("libslirp", slirp_version_string())
+			 .str("libpcap", pcap_lib_version())
+			 .str("json-glib", JSON_VERSION_S)
+			 .done();
+	return true;
+}
+
+bool queryCommands(Network &, JsonObject *, JsonNodePtr &result, ControlError &);
+
+const std::array kCommands = {
+	Command{ "hostfwd-add", "forward a host port to the guest; returns the rule with its id", kHostFwdAddArgs, hostfwdAdd },
+	Command{ "hostfwd-remove", "remove a forwarding rule (by rule text, id or fields); returns it", kHostFwdRemoveArgs, hostfwdRemove },
+	Command{ "hostfwd-list", "the forwarding rules in effect, from the config and added since", {}, hostfwdList },
+	Command{ "info-usernet", "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints", {}, infoUsernet },
+	Command{ "stats", "frames and bytes each way, drops by reason, connections, capture", {}, stats },
+	Command{ "capture-start", "start recording frames to a pcap file", kCaptureStartArgs, captureStart },
+	Command{ "capture-stop", "stop the running capture; returns its counts", {}, captureStop },
+	Command{ "version", "versions of slirpnet and its libraries", {}, version },
+	Command{ "query-commands", "this list", {}, queryCommands },
+};
+
+const char *typeText(ArgType t)
+{
+	return t == ArgType::String ? "string" : t == ArgType::Integer ? "integer" : "boolean";
+}
+
+bool queryCommands(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
+{
+	JsonArrayPtr cmds(json_array_new());
+	for (const auto &c : kCommands) {
+		JsonArrayPtr args(json_array_new());
+		for (const auto &a : c.args)
+			json_array_add_element(args.get(), Obj()
+								   .str("name", a.name)
+								   .str("type", typeText(a.type))
+								   .flag("required", a.required)
+								   .str("help", a.help)
+								   .done()
+								   .release());
+		json_array_add_element(cmds.get(), Obj()
+							   .str("name", c.name)
+							   .str("help", c.help)
+							   .node("arguments", JsonNodePtr(arrayNode(args.get())))
+							   .done()
+							   .release());
+	}
+	result.reset(arrayNode(cmds.get()));
+	return true;
+}
+
+} // namespace
+
+std::string handleControlRequest(Network &net, std::string_view line)
+{
+	Request req;
+	ControlError err;
+	if (!parseRequest(line, req, err)) {
+		g_debug("control: bad request: %s", err.desc.c_str());
+		return encodeError(err, req.id.get());
+	}
+	for (const auto &c : kCommands) {
+		if (req.command != c.name)
+			continue;
+		JsonNodePtr result;
+		if (!checkArguments(req.arguments.get(), c.args, err) ||
+		    !c.run(net, req.arguments.get(), result, err)) {
+			g_debug("control: %s: %s", c.name, err.desc.c_str());
+			return encodeError(err, req.id.get());
+		}
+		return encodeReturn(result.get(), req.id.get());
+	}
+	return encodeError({ errorclass::kCommandNotFound, "unknown command '" + req.command + "'" }, req.id.get());
+}
+
+} // namespace slirpnet

@@ -1,0 +1,280 @@
+// control/control_server.cpp - the control socket: a UNIX stream listener serving line-delimited requests to many clients.
+#include "control/control_server.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace slirpnet {
+
+namespace {
+
+// Bytes read from one client per wake-up, and clients accepted per wake-up.
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr int kAcceptBatch = 16;
+
+// One error line for clients refused before any request (same shape as encodeError's).
+const char kTooManyClients[] =
+	"{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
+const char kLineTooLong[] =
+	"{\"error\":{\"class\":\"ParseError\",\"desc\":\"request line too long; disconnecting\"}}\n";
+
+} // namespace
+
+struct ControlServer::Client {
+	unsigned id;
+	UniqueFd fd; // declared before the watches: they go first
+	std::unique_ptr<FdWatch> readWatch;
+	std::unique_ptr<FdWatch> writeWatch;
+	std::string in; // bytes read, not yet handled
+	std::string out; // reply bytes not yet sent
+	size_t outSent = 0; // of out
+	bool eof = false; // the client half-closed: answer what it sent, then close
+	bool dead = false; // dropped; freed by onIdle (not from inside its own watch)
+
+	size_t unsent() const { return out.size() - outSent; }
+	bool hasLine() const { return in.find('\n') != std::string::npos || (eof && !in.empty()); }
+};
+
+ControlServer::ControlServer(const std::string &path, GMainContext *ctx, Handler handler, const Limits &limits)
+	: path_(path), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
+	  handler_(std::move(handler)), limits_(limits)
+{
+}
+
+std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx,
+						     Handler handler, std::string &error)
+{
+	return create(path, ctx, std::move(handler), error, Limits{});
+}
+
+std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx,
+						     Handler handler, std::string &error,
+						     const Limits &limits)
+{
+	std::unique_ptr<ControlServer> s(new ControlServer(path, ctx, std::move(handler), limits));
+	if (!s->listenOn(error))
+		return nullptr;
+	ControlServer *self = s.get();
+	s->listenWatch_ = FdWatch::create(s->ctx_.get(), s->listenSock_->fd(), G_IO_IN,
+					  [self](int, GIOCondition) { self->onAccept(); });
+	s->listenWatch_->enable();
+	g_message("control socket %s ready", path.c_str());
+	return s;
+}
+
+bool ControlServer::listenOn(std::string &error)
+{
+	// Owner only (0600): the socket can open ports on the host.
+	listenSock_ = UnixSocketFile::listen(path_, 16, 0600, error);
+	if (!listenSock_) {
+		error = "control: " + error;
+		return false;
+	}
+	return true;
+}
+
+ControlServer::~ControlServer()
+{
+	idle_.reset();
+	listenWatch_.reset();
+	clients_.clear();
+	listenSock_.reset(); // unlinks the socket file if it is still ours
+}
+
+size_t ControlServer::clientCount() const
+{
+	size_t n = 0;
+	for (const auto &c : clients_)
+		n += !c->dead;
+	return n;
+}
+
+void ControlServer::onAccept()
+{
+	for (int i = 0; i < kAcceptBatch; i++) {
+		int fd = accept4(listenSock_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				g_warning("control: accept: %s", strerror(errno));
+			return;
+		}
+		UniqueFd cfd(fd);
+		if (clientCount() >= limits_.maxClients) {
+			g_warning("control: refusing a client: %zu already connected", clientCount());
+			(void)!send(fd, kTooManyClients, sizeof(kTooManyClients) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			continue;
+		}
+		auto c = std::make_unique<Client>();
+		c->id = nextClientId_++;
+		c->fd = std::move(cfd);
+		Client *cp = c.get();
+		c->readWatch = FdWatch::create(ctx_.get(), fd, static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+					       [this, cp](int, GIOCondition cond) { onReadable(*cp, cond); });
+		c->writeWatch = FdWatch::create(ctx_.get(), fd, static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
+						[this, cp](int, GIOCondition) { onWritable(*cp); });
+		c->readWatch->enable();
+		clients_.push_back(std::move(c));
+		accepted_++;
+		g_debug("control: client %u connected (%zu now)", cp->id, clientCount());
+	}
+}
+
+void ControlServer::onReadable(Client &c, GIOCondition cond)
+{
+	if (c.dead)
+		return;
+	char buf[kReadChunk];
+	ssize_t n = recv(c.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		drop(c, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		c.eof = true;
+	} else {
+		c.in.append(buf, static_cast<size_t>(n));
+		// A request may be up to maxLine bytes; whatever precedes its '\n' is bounded so.
+		size_t nl = c.in.find('\n');
+		if ((nl == std::string::npos ? c.in.size() : nl) > limits_.maxLine) {
+			g_warning("control: client %u sent a request line over %zu bytes; disconnecting",
+				  c.id, limits_.maxLine);
+			(void)!send(c.fd.get(), kLineTooLong, sizeof(kLineTooLong) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			drop(c, "request line too long");
+			return;
+		}
+	}
+	(void)cond;
+	service(c);
+}
+
+void ControlServer::service(Client &c)
+{
+	for (int handled = 0; !c.dead && c.hasLine(); handled++) {
+		if (c.unsent() > limits_.outputHighWater)
+			break; // resumed by onWritable once the client reads
+		if (handled == limits_.requestsPerTurn) {
+			scheduleIdle(); // the rest when the loop has nothing better to do
+			break;
+		}
+		size_t nl = c.in.find('\n');
+		std::string line = c.in.substr(0, nl);
+		c.in.erase(0, nl == std::string::npos ? c.in.size() : nl + 1);
+		if (!line.empty() && line.back() == '\r')
+			line.pop_back();
+		if (line.find_first_not_of(" \t") == std::string::npos)
+			continue;
+		queueReply(c, handler_(line));
+	}
+	if (c.dead)
+		return;
+	flushOutput(c);
+}
+
+void ControlServer::queueReply(Client &c, std::string reply)
+{
+	if (reply.empty() || c.dead)
+		return;
+	if (c.unsent() + reply.size() > limits_.maxOutput) {
+		g_warning("control: client %u does not read its replies (%zu bytes unsent); disconnecting",
+			  c.id, c.unsent());
+		drop(c, "reply backlog too large");
+		return;
+	}
+	if (c.outSent > 0 && c.outSent == c.out.size()) {
+		c.out.clear();
+		c.outSent = 0;
+	}
+	c.out += reply;
+}
+
+void ControlServer::flushOutput(Client &c)
+{
+	while (!c.dead && c.unsent() > 0) {
+		ssize_t n = send(c.fd.get(), c.out.data() + c.outSent, c.unsent(), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			drop(c, strerror(errno));
+			return;
+		}
+		c.outSent += static_cast<size_t>(n);
+	}
+	if (c.unsent() == 0) {
+		c.out.clear();
+		c.outSent = 0;
+	} else if (c.outSent > limits_.outputHighWater) {
+		c.out.erase(0, c.outSent); // keep the buffer from growing with what was sent
+		c.outSent = 0;
+	}
+	if (c.eof && !c.hasLine() && c.unsent() == 0) {
+		drop(c, "client closed the connection");
+		return;
+	}
+	updateWatches(c);
+}
+
+void ControlServer::updateWatches(Client &c)
+{
+	// Read only when the previous requests are handled and their replies mostly sent:
+	// that bounds c.in to maxLine + kReadChunk and c.out to maxOutput.
+	bool wantRead = !c.eof && !c.hasLine() && c.unsent() <= limits_.outputHighWater;
+	if (wantRead)
+		c.readWatch->enable();
+	else
+		c.readWatch->disable();
+	if (c.unsent() > 0)
+		c.writeWatch->enable();
+	else
+		c.writeWatch->disable();
+}
+
+void ControlServer::onWritable(Client &c)
+{
+	if (c.dead)
+		return;
+	flushOutput(c);
+	if (!c.dead && c.hasLine() && c.unsent() <= limits_.outputHighWater)
+		service(c);
+}
+
+void ControlServer::drop(Client &c, const char *why)
+{
+	if (c.dead)
+		return;
+	c.dead = true;
+	c.readWatch->disable();
+	c.writeWatch->disable();
+	g_debug("control: client %u gone: %s", c.id, why);
+	scheduleIdle(); // freed there: this may run inside one of its watches
+}
+
+void ControlServer::scheduleIdle()
+{
+	if (idle_)
+		return;
+	GSource *s = g_idle_source_new();
+	g_source_set_priority(s, G_PRIORITY_DEFAULT_IDLE);
+	g_source_set_callback(s, &ControlServer::onIdle, this, nullptr);
+	g_source_set_name(s, "slirpnet-control-idle");
+	g_source_attach(s, ctx_.get());
+	idle_.reset(s);
+}
+
+gboolean ControlServer::onIdle(gpointer p)
+{
+	auto *self = static_cast<ControlServer *>(p);
+	self->idle_.reset(); // service() below may schedule a new one
+	self->clients_.remove_if([](const std::unique_ptr<Client> &c) { return c->dead; });
+	for (auto &c : self->clients_)
+		if (c->hasLine() && c->unsent() <= self->limits_.outputHighWater)
+			self->service(*c);
+	return G_SOURCE_REMOVE;
+}
+
+} // namespace slirpnet

@@ -1,0 +1,304 @@
+// link/dgram_link.cpp - the guest side over datagrams: one Ethernet frame per datagram, no length prefix.
+#include "link/dgram_link.hpp"
+
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+#include "byte_order.hpp"
+#include "link/stream_link.hpp" // kMinFrame, kQemuMaxFrame, kZeroPad
+
+namespace slirpnet {
+
+// Frames read per wake-up before yielding to the rest of the loop.
+constexpr int kReadBatch = 64;
+
+static std::string describeAddr(const sockaddr_storage &ss, socklen_t len)
+{
+	if (ss.ss_family == AF_UNIX) {
+		const auto &un = reinterpret_cast<const sockaddr_un &>(ss);
+		size_t n = len - offsetof(sockaddr_un, sun_path);
+		if (n > 0 && un.sun_path[0] == '\0')
+			return "@" + std::string(un.sun_path + 1, strnlen(un.sun_path + 1, n - 1));
+		return std::string(un.sun_path, strnlen(un.sun_path, n));
+	}
+	return "(family " + std::to_string(ss.ss_family) + ")";
+}
+
+DgramLink::DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClosed)
+	: fd_(std::move(fd)), type_(type), net_(net), onClosed_(std::move(onClosed)),
+	  buf_(std::min(net.maxFrame(), kQemuMaxFrame)),
+	  out_(std::max(kDefaultQueueBytes, 4 + kQemuMaxFrame))
+{
+}
+
+void DgramLink::start(GMainContext *ctx)
+{
+	readWatch_ = FdWatch::create(ctx, rxFd(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+				     [this](int, GIOCondition c) { onReadable(c); });
+	writeWatch_ = FdWatch::create(ctx, txFd(), static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
+				      [this](int, GIOCondition c) { onWritable(c); });
+	growSendBuffer(txFd(), static_cast<int>(net_.config().sndbuf));
+	readWatch_->enable();
+}
+
+std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, Network &net, GMainContext *ctx,
+					       std::string &error)
+{
+	// Like QEMU's own dgram netdev, an existing socket file at path is taken over.
+	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, 0, error);
+	if (!bound)
+		return nullptr;
+	UniqueFd tx(socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	if (!tx) {
+		error = std::string("socket: ") + strerror(errno);
+		return nullptr;
+	}
+	std::unique_ptr<DgramLink> l(new DgramLink(UniqueFd(), SOCK_DGRAM, net, nullptr));
+	l->bound_ = true;
+	l->boundSock_ = std::move(bound);
+	l->tx_ = std::move(tx);
+	l->path_ = path;
+	l->start(ctx);
+	return l;
+}
+
+std::unique_ptr<DgramLink> DgramLink::connected(UniqueFd fd, int type, Network &net, GMainContext *ctx,
+						ClosedCallback onClosed)
+{
+	std::unique_ptr<DgramLink> l(new DgramLink(std::move(fd), type, net, std::move(onClosed)));
+	l->start(ctx);
+	return l;
+}
+
+DgramLink::~DgramLink()
+{
+	readWatch_.reset();
+	writeWatch_.reset();
+	fd_.reset();
+	tx_.reset();
+	boundSock_.reset(); // unlinks the socket file if it is still ours
+}
+
+void DgramLink::closed(const char *why)
+{
+	if (closed_)
+		return;
+	closed_ = true;
+	readWatch_->disable();
+	writeWatch_->disable();
+	out_.clear();
+	net_.updateBackpressure(0, out_.capacity());
+	if (onClosed_)
+		onClosed_(why);
+}
+
+void DgramLink::notePeer(const sockaddr_storage &from, socklen_t len)
+{
+	if (len <= static_cast<socklen_t>(offsetof(sockaddr_un, sun_path))) {
+		// An unbound sender has no address to reply to.
+		if (!unnamedLogged_)
+			g_warning("frames from an unbound socket on '%s': replies cannot reach it", path_.c_str());
+		unnamedLogged_ = true;
+		return;
+	}
+	if (len == peerLen_ && memcmp(&from, &peer_, static_cast<size_t>(len)) == 0)
+		return;
+	g_message("dgram peer is now '%s'", describeAddr(from, len).c_str());
+	peer_ = from;
+	peerLen_ = len;
+	peerGoneLogged_ = false;
+	// Frames queued for the previous peer are not for this one.
+	txConnected_ = false;
+	out_.clear();
+	net_.updateBackpressure(0, out_.capacity());
+	writeWatch_->disable();
+}
+
+// Point the sending socket at the peer; false (logged once) while the peer is not there.
+bool DgramLink::connectTx()
+{
+	if (peerLen_ == 0)
+		return false;
+	if (connect(tx_.get(), reinterpret_cast<const sockaddr *>(&peer_), peerLen_) < 0) {
+		if (!peerGoneLogged_)
+			g_message("cannot reach dgram peer '%s': %s (dropping frames until it is back)",
+				  describeAddr(peer_, peerLen_).c_str(), strerror(errno));
+		peerGoneLogged_ = true;
+		return false;
+	}
+	txConnected_ = true;
+	peerGoneLogged_ = false;
+	return true;
+}
+
+void DgramLink::onReadable(GIOCondition cond)
+{
+	for (int i = 0; i < kReadBatch && !closed_; i++) {
+		sockaddr_storage from;
+		iovec iov = { buf_.data(), buf_.size() };
+		msghdr msg{};
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (bound_) {
+			msg.msg_name = &from;
+			msg.msg_namelen = sizeof(from);
+		}
+		// MSG_TRUNC: the real length, so that an oversized frame is counted as such
+		// instead of being cut to the buffer and passed on.
+		ssize_t n = recvmsg(rxFd(), &msg, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			if (bound_) {
+				g_warning("receiving on '%s': %s", path_.c_str(), strerror(errno));
+				break;
+			}
+			closed(strerror(errno));
+			return;
+		}
+		if (n == 0 && type_ != SOCK_DGRAM && peerHungUp(rxFd())) {
+			closed("peer closed the connection");
+			return;
+		}
+		if (bound_)
+			notePeer(from, msg.msg_namelen);
+		if (static_cast<size_t>(n) > buf_.size()) {
+			net_.droppedOversize(static_cast<size_t>(n)); // only its length was read
+			continue;
+		}
+		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
+	}
+	net_.inputBatchDone();
+	if (!closed_ && !bound_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
+		closed("peer hung up");
+}
+
+// One datagram. Failed leaves errno set.
+DgramLink::SendResult DgramLink::sendOne(iovec *iov, int iovCount)
+{
+	msghdr msg{};
+	msg.msg_iov = iov;
+	msg.msg_iovlen = static_cast<size_t>(iovCount);
+	int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (type_ == SOCK_SEQPACKET ? MSG_EOR : 0);
+	if (sendmsg(txFd(), &msg, flags) >= 0)
+		return SendResult::Sent;
+	// ENOBUFS: no memory for the skb right now; like a full socket, it passes.
+	if (errno == EAGAIN || errno == EINTR || errno == ENOBUFS)
+		return SendResult::Again;
+	return SendResult::Failed;
+}
+
+// A send failed for good (errno err): the peer is gone or unusable.
+void DgramLink::peerFailed(int err)
+{
+	if (bound_) {
+		// QEMU exited or is restarting: keep the address, it may bind it again.
+		if (!peerGoneLogged_)
+			g_message("sending to dgram peer '%s': %s (dropping frames until it is back)",
+				  describeAddr(peer_, peerLen_).c_str(), strerror(err));
+		peerGoneLogged_ = true;
+		txConnected_ = false;
+		out_.clear();
+		net_.updateBackpressure(0, out_.capacity());
+		writeWatch_->disable();
+		return;
+	}
+	if (err == ECONNREFUSED || err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+		closed("peer closed the connection");
+		return;
+	}
+	g_debug("send to peer: %s", strerror(err));
+}
+
+ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
+{
+	Stats &st = net_.stats();
+	if (closed_ || (bound_ && !txConnected_ && !connectTx())) {
+		st.dropTxError++;
+		return -1;
+	}
+	size_t wire = std::max(len, kMinFrame);
+	iovec iov[2] = {
+		{ const_cast<uint8_t *>(frame), len },
+		{ const_cast<uint8_t *>(kZeroPad), wire - len },
+	};
+	int iovCount = wire > len ? 2 : 1;
+	if (out_.empty()) {
+		SendResult r = sendOne(iov, iovCount);
+		if (r == SendResult::Failed && bound_) {
+			// The peer's socket was replaced (QEMU restarted on the same path): the
+			// connected socket still points at the old one. Reconnect once.
+			int err = errno;
+			txConnected_ = false;
+			if (connectTx())
+				r = sendOne(iov, iovCount);
+			else
+				errno = err;
+		}
+		if (r == SendResult::Failed) {
+			st.dropTxError++;
+			peerFailed(errno);
+			return -1;
+		}
+		if (r == SendResult::Sent) {
+			st.txFrames++;
+			st.txBytes += wire;
+			return static_cast<ssize_t>(len);
+		}
+	}
+	// The socket is full for now (or frames are already waiting): queue it whole.
+	if (out_.free() < 4 + wire) {
+		st.dropTxFull++;
+		return -1;
+	}
+	uint8_t header[4];
+	storeBe32(header, static_cast<uint32_t>(wire));
+	out_.push(header, sizeof(header));
+	out_.push(frame, len);
+	out_.push(kZeroPad, wire - len);
+	writeWatch_->enable();
+	net_.updateBackpressure(out_.size(), out_.capacity());
+	st.txFrames++;
+	st.txBytes += wire;
+	return static_cast<ssize_t>(len);
+}
+
+void DgramLink::flush()
+{
+	while (!out_.empty()) {
+		uint8_t header[4];
+		out_.copyOut(0, header, sizeof(header));
+		size_t n = loadBe32(header);
+		iovec iov[2];
+		int count = out_.peek(sizeof(header), n, iov);
+		SendResult r = sendOne(iov, count);
+		if (r == SendResult::Again)
+			return;
+		if (r == SendResult::Failed) {
+			net_.stats().dropTxError++;
+			peerFailed(errno); // clears the queue, or closes the link
+			return;
+		}
+		out_.consume(sizeof(header) + n);
+		net_.updateBackpressure(out_.size(), out_.capacity());
+	}
+	writeWatch_->disable();
+}
+
+void DgramLink::onWritable(GIOCondition cond)
+{
+	if (cond & G_IO_OUT) {
+		flush();
+		return;
+	}
+	if ((cond & G_IO_ERR) && !bound_)
+		closed("socket error");
+}
+
+} // namespace slirpnet

@@ -1,0 +1,101 @@
+// link/dgram_link.hpp - the guest side over datagrams: one Ethernet frame per datagram, no length prefix.
+#pragma once
+
+#include <glib.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "link/byte_ring.hpp"
+#include "fd_watch.hpp"
+#include "network.hpp"
+#include "unique_fd.hpp"
+#include "unix_socket.hpp"
+
+namespace slirpnet {
+
+/*
+ * Two uses:
+ *  - bound (`--dgram PATH`, for -netdev dgram,local.type=unix,...,remote.path=PATH): the
+ *    helper binds PATH and receives there; replies go to the address the last frame came
+ *    from. Until a frame has arrived there is nobody to send to, so frames from libslirp
+ *    are dropped (drop_tx_error). Datagrams carry no connection state, so QEMU and the
+ *    helper may each restart without the other.
+ *  - connected (`--fd N` of type SOCK_DGRAM or SOCK_SEQPACKET: -netdev socket,fd=,
+ *    -netdev dgram,local.type=fd, libvirt's slirp helper socketpair): send()/recv().
+ *
+ * Writes never block. What the socket refuses for now (EAGAIN) waits in a bounded queue
+ * of whole frames, flushed when the socket is writable; a frame that does not fit is
+ * dropped (drop_tx_full). In bound mode the replies leave through a second, unbound socket
+ * connect()ed to the peer: QEMU's own socket is not connected, so the kernel caps its
+ * queue at net.unix.max_dgram_qlen (10) datagrams, and only a connected sender is woken
+ * (POLLOUT) when that queue drains. Without it a burst of TCP segments would be dropped.
+ * Frames shorter than 60 bytes are zero-padded to 60 on the way out.
+ */
+class DgramLink
+{
+public:
+	using ClosedCallback = std::function<void(const char *why)>;
+
+	static constexpr size_t kDefaultQueueBytes = 1u << 20;
+
+	// Bind a fresh UNIX datagram socket at path (a stale socket file is replaced).
+	static std::unique_ptr<DgramLink> bindPath(const std::string &path, Network &net,
+						   GMainContext *ctx, std::string &error);
+	/*
+	 * Use a connected socket of the given SO_TYPE. onClosed runs once when the peer is seen
+	 * to be gone (SOCK_SEQPACKET EOF, or a send refused); it may run inside sendFrame().
+	 * A SOCK_DGRAM peer that exits is only noticed on the next send.
+	 */
+	static std::unique_ptr<DgramLink> connected(UniqueFd fd, int type, Network &net, GMainContext *ctx,
+						    ClosedCallback onClosed);
+	~DgramLink();
+
+	// PacketSink for the Network: one frame to the peer.
+	ssize_t sendFrame(const uint8_t *frame, size_t len);
+
+	bool isClosed() const { return closed_; }
+
+private:
+	enum class SendResult { Sent, Again, Failed };
+
+	DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClosed);
+	void start(GMainContext *ctx);
+	void onReadable(GIOCondition cond);
+	void onWritable(GIOCondition cond);
+	void flush();
+	SendResult sendOne(iovec *iov, int iovCount);
+	bool connectTx();
+	void peerFailed(int err);
+	void notePeer(const sockaddr_storage &from, socklen_t len);
+	void closed(const char *why);
+	int txFd() const { return bound_ ? tx_.get() : fd_.get(); }
+	int rxFd() const { return boundSock_ ? boundSock_->fd() : fd_.get(); }
+
+	UniqueFd fd_; // connected (--fd): receives and sends
+	std::unique_ptr<UnixSocketFile> boundSock_; // bound to a path (--dgram): receives
+	int type_;
+	Network &net_;
+	ClosedCallback onClosed_;
+	std::vector<uint8_t> buf_; // sized once: the largest accepted frame
+	ByteRing out_; // whole frames, each as a 4-byte length then the padded frame
+	std::unique_ptr<FdWatch> readWatch_;
+	std::unique_ptr<FdWatch> writeWatch_; // on txFd(), enabled only while out_ holds frames
+	bool closed_ = false;
+
+	// Bound mode only.
+	bool bound_ = false;
+	UniqueFd tx_; // unbound, connect()ed to peer_ when txConnected_
+	bool txConnected_ = false;
+	std::string path_;
+	sockaddr_storage peer_{};
+	socklen_t peerLen_ = 0; // 0: no peer known yet
+	bool peerGoneLogged_ = false;
+	bool unnamedLogged_ = false;
+};
+
+} // namespace slirpnet

@@ -1,0 +1,496 @@
+// main.cpp - the slirpnet helper: options, the guest link, and the GLib loop around libslirp.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "link/dgram_link.hpp"
+#include "glib_ptr.hpp"
+#include "log.hpp"
+#include "network.hpp"
+#include "options.hpp"
+#include "busy_poll_loop.hpp"
+#include "link/seqpacket_link.hpp"
+#include "link/stream_link.hpp"
+#include "link/stream_server.hpp"
+#include "unique_fd.hpp"
+#include "wire.hpp"
+
+#ifndef SLIRPNET_VERSION
+#define SLIRPNET_VERSION "0"
+#endif
+
+using namespace slirpnet;
+
+namespace {
+
+// How long the helper waits for the parent's config message.
+constexpr int kConfigTimeoutMs = 30000;
+
+// What --print-capabilities reports to libvirt (qemu_slirp.c): only what works. ipv4/ipv6
+// are --net/--net6, tftp and restrict are table options; no D-Bus, so no migration.
+constexpr const char *kCapabilities =
+	"{\"features\": [\"ipv4\", \"ipv6\", \"tftp\", \"restrict\", \"exit-with-parent\"]}";
+
+struct CommandLine {
+	OptionList options; // from --KEY=VALUE and -o, in order
+	std::string optionError;
+	int seqpacketFd = -1;
+	int fd = -1;
+	gchar *socketPath = nullptr;
+	gchar *dgramPath = nullptr;
+	gchar *pidFile = nullptr;
+	gboolean oneOff = FALSE;
+	gboolean exitWithParent = FALSE;
+	gboolean printCapabilities = FALSE;
+	gboolean verbose = FALSE;
+	gboolean version = FALSE;
+};
+
+CommandLine gCmd;
+
+gboolean onTableOption(const gchar *name, const gchar *value, gpointer, GError **)
+{
+	// name is "--key"
+	gCmd.options.emplace_back(name + 2, value ? value : "");
+	return TRUE;
+}
+
+// libvirt's slirp-helper contract names the IPv6 network --net6; it is the table's ipv6-net.
+gboolean onNet6(const gchar *, const gchar *value, gpointer, GError **)
+{
+	gCmd.options.emplace_back("ipv6-net", value ? value : "");
+	return TRUE;
+}
+
+gboolean onCommaOptions(const gchar *, const gchar *value, gpointer, GError **error)
+{
+	std::string err;
+	if (!splitOptions(value, gCmd.options, err)) {
+		g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "-o: %s", err.c_str());
+		return FALSE;
+	}
+	return TRUE;
+}
+
+// Parse argv; the table rows become --KEY options. Returns an exit code, or -1 to go on.
+int parseCommandLine(int argc, char **argv)
+{
+	std::vector<std::string> descriptions;
+	auto table = optionTable();
+	descriptions.reserve(table.size());
+	std::vector<GOptionEntry> entries;
+	for (const auto &o : table) {
+		descriptions.push_back(std::string(o.help) + " (default: " + o.defaultText + ")");
+		GOptionEntry e{};
+		e.long_name = o.key;
+		e.flags = o.isBool ? G_OPTION_FLAG_OPTIONAL_ARG : 0;
+		e.arg = G_OPTION_ARG_CALLBACK;
+		e.arg_data = reinterpret_cast<gpointer>(onTableOption);
+		e.description = descriptions.back().c_str();
+		e.arg_description = *o.metavar ? o.metavar : nullptr;
+		entries.push_back(e);
+	}
+	entries.push_back(GOptionEntry{ nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr });
+
+	GOptionEntry mainEntries[] = {
+		{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.socketPath,
+		  "listen on the UNIX stream socket PATH for QEMU's -netdev stream,server=off,addr.type=unix,addr.path=PATH", "PATH" },
+		{ "dgram", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.dgramPath,
+		  "bind the UNIX datagram socket PATH for QEMU's -netdev dgram,...,remote.type=unix,remote.path=PATH", "PATH" },
+		{ "fd", 0, 0, G_OPTION_ARG_INT, &gCmd.fd,
+		  "serve the inherited connected socket N (stream: length-prefixed frames; dgram/seqpacket: one frame per message)", "N" },
+		{ "seqpacket-fd", 'S', 0, G_OPTION_ARG_INT, &gCmd.seqpacketFd,
+		  "serve the plugin on the inherited SOCK_SEQPACKET socket FD (config arrives as the first message)", "FD" },
+		{ "pid", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.pidFile,
+		  "write the helper's PID to FILE once it is ready (removed at exit)", "FILE" },
+		{ "one-off", 0, 0, G_OPTION_ARG_NONE, &gCmd.oneOff,
+		  "with --socket: exit when the first client disconnects instead of listening again", nullptr },
+		{ "exit-with-parent", 0, 0, G_OPTION_ARG_NONE, &gCmd.exitWithParent,
+		  "exit (SIGTERM) when the parent process exits", nullptr },
+		{ "net6", 0, 0, G_OPTION_ARG_CALLBACK, reinterpret_cast<gpointer>(onNet6),
+		  "the same as --ipv6-net (libvirt's name)", "ADDR/LEN" },
+		{ "print-capabilities", 0, 0, G_OPTION_ARG_NONE, &gCmd.printCapabilities,
+		  "print the features for libvirt's slirp_helper as JSON and exit", nullptr },
+		{ "options", 'o', 0, G_OPTION_ARG_CALLBACK, reinterpret_cast<gpointer>(onCommaOptions),
+		  "options in the comma form of -netdev user, e.g. 'net=10.0.2.0/24,hostfwd=tcp::2222-:22'", "K=V,..." },
+		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &gCmd.verbose, "log debug messages", nullptr },
+		{ "version", 0, 0, G_OPTION_ARG_NONE, &gCmd.version, "print the version and exit", nullptr },
+		{ nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr },
+	};
+
+	GOptionContext *ctx = g_option_context_new("- user-mode networking for virtual machines (libslirp helper)");
+	g_option_context_add_main_entries(ctx, mainEntries, nullptr);
+	GOptionGroup *group = g_option_group_new("network", "Network options (QEMU -netdev user keys; also usable with -o):",
+						 "Show the network options", nullptr, nullptr);
+	g_option_group_add_entries(group, entries.data());
+	g_option_context_add_group(ctx, group);
+	std::string desc = "Network options in the comma form (-o, plugin spec), with defaults:\n" + optionsHelp();
+	g_option_context_set_description(ctx, desc.c_str());
+	g_option_context_set_help_enabled(ctx, TRUE);
+
+	GError *err = nullptr;
+	bool ok = g_option_context_parse(ctx, &argc, &argv, &err);
+	g_option_context_free(ctx);
+	if (!ok) {
+		fprintf(stderr, "slirpnet: %s (see --help)\n", err->message);
+		g_error_free(err);
+		return 2;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "slirpnet: unexpected argument '%s' (see --help)\n", argv[1]);
+		return 2;
+	}
+	return -1;
+}
+
+// Wait (bounded) for the first message on the plugin's socket and decode it.
+bool receiveConfig(int fd, OptionList &opts, uint32_t &version, std::string &error)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	int r;
+	do
+		r = poll(&p, 1, kConfigTimeoutMs);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		error = "no config message from the parent within " + std::to_string(kConfigTimeoutMs / 1000) + " s";
+		return false;
+	}
+	std::vector<uint8_t> buf(kMaxControlMessage);
+	ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0) {
+		error = std::string("reading the config message: ") + strerror(errno);
+		return false;
+	}
+	if (n == 0) {
+		error = "the parent closed the socket before sending a config";
+		return false;
+	}
+	if (static_cast<size_t>(n) > buf.size()) {
+		error = "config message too large (" + std::to_string(n) + " bytes)";
+		return false;
+	}
+	return decodeConfig(buf.data(), static_cast<size_t>(n), opts, error, &version);
+}
+
+void sendStatus(int fd, bool ok, const std::string &message)
+{
+	std::vector<uint8_t> m = encodeStatus(ok, message);
+	// The socket is empty at this point, so this cannot block for long; wait for room
+	// anyway rather than lose the one message the parent is waiting for.
+	struct pollfd p = { fd, POLLOUT, 0 };
+	poll(&p, 1, 1000);
+	if (send(fd, m.data(), m.size(), MSG_NOSIGNAL | MSG_EOR | MSG_DONTWAIT) < 0)
+		g_debug("sending status: %s", strerror(errno));
+}
+
+struct Loop {
+	std::unique_ptr<BusyPollLoop> runner; // set once the config (busy-poll) is known
+	bool quitEarly = false; // quit() before run(): a signal during start-up
+	int exitCode = 0;
+	Network *net = nullptr;
+
+	void quit(int code)
+	{
+		exitCode = code;
+		if (runner)
+			runner->quit();
+		else
+			quitEarly = true;
+	}
+	void run(const Config &cfg)
+	{
+		runner = std::make_unique<BusyPollLoop>(nullptr, cfg.busyPollUs);
+		if (!quitEarly)
+			runner->run();
+		g_debug("main loop: %llu sleeps, %llu polling windows, %llu polling rounds",
+			static_cast<unsigned long long>(runner->sleeps()),
+			static_cast<unsigned long long>(runner->windows()),
+			static_cast<unsigned long long>(runner->spins()));
+	}
+};
+
+// SIGTERM/SIGINT end the loop with status 0; SIGUSR1 logs the counters. Installed before
+// anything else can deliver them (--exit-with-parent), dispatched once the loop runs.
+void addSignalHandlers(Loop &loop)
+{
+	g_unix_signal_add(SIGTERM, [](gpointer l) -> gboolean {
+		g_debug("SIGTERM; exiting");
+		static_cast<Loop *>(l)->quit(0);
+		return G_SOURCE_CONTINUE;
+	}, &loop);
+	g_unix_signal_add(SIGINT, [](gpointer l) -> gboolean {
+		static_cast<Loop *>(l)->quit(0);
+		return G_SOURCE_CONTINUE;
+	}, &loop);
+	g_unix_signal_add(SIGUSR1, [](gpointer l) -> gboolean {
+		Network *net = static_cast<Loop *>(l)->net;
+		if (net)
+			g_message("stats: %s", net->stats().format().c_str());
+		return G_SOURCE_CONTINUE;
+	}, &loop);
+}
+
+// The pid file (--pid), written once the helper is ready and removed at exit.
+class PidFile
+{
+public:
+	bool write(const char *path, std::string &error)
+	{
+		if (!path)
+			return true;
+		std::string text = std::to_string(getpid()) + "\n";
+		UniqueFd fd(open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+		if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+			error = std::string("writing the pid file '") + path + "': " + strerror(errno);
+			return false;
+		}
+		path_ = path;
+		return true;
+	}
+	~PidFile()
+	{
+		if (!path_.empty())
+			unlink(path_.c_str());
+	}
+
+private:
+	std::string path_;
+};
+
+int runSeqpacket(Loop &loop, int fd)
+{
+	if (fcntl(fd, F_GETFD) < 0) {
+		g_critical("-S %d: not an open file descriptor", fd);
+		return 1;
+	}
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) {
+		g_critical("-S %d: not a SOCK_SEQPACKET socket", fd);
+		return 1;
+	}
+	UniqueFd sock(fd);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	OptionList opts = gCmd.options;
+	std::string error;
+	Config cfg;
+	uint32_t version = kWireVersionPlain;
+	if (!receiveConfig(fd, opts, version, error) || !parseConfig(opts, cfg, error)) {
+		g_critical("%s", error.c_str());
+		sendStatus(fd, false, error);
+		return 1;
+	}
+
+	cfg.vnetHdr = version == kWireVersionVnetHdr;
+
+	SeqpacketLink *link = nullptr;
+	auto net = Network::create(cfg, nullptr,
+				   [&link](const uint8_t *f, size_t len) -> ssize_t {
+					   return link ? link->sendFrame(f, len) : -1;
+				   },
+				   error);
+	if (!net) {
+		g_critical("%s", error.c_str());
+		sendStatus(fd, false, error);
+		return 1;
+	}
+	sendStatus(fd, true, "");
+	loop.net = net.get();
+
+	auto owned = SeqpacketLink::create(std::move(sock), *net, nullptr, [&loop](const char *why) {
+		g_debug("parent: %s; exiting", why);
+		loop.quit(loop.exitCode);
+	});
+	link = owned.get();
+
+	g_debug("ready: mtu %u, mru %u (libslirp's mru %u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
+		cfg.mru, cfg.slirpMru(), cfg.restricted ? "restricted" : "open", cfg.hostFwds.size(), version);
+	loop.run(cfg);
+	g_message("stats: %s", net->stats().format().c_str());
+	loop.net = nullptr;
+	link = nullptr;
+	owned.reset();
+	net.reset();
+	return loop.exitCode;
+}
+
+// The QEMU-facing transports: --socket, --dgram, --fd. Options come from the command line.
+int runQemuLink(Loop &loop)
+{
+	std::string error;
+	Config cfg;
+	if (!parseConfig(gCmd.options, cfg, error)) {
+		g_critical("%s", error.c_str());
+		return 2;
+	}
+
+	// Set once the link exists; until then (and after) frames from libslirp are dropped.
+	std::function<ssize_t(const uint8_t *, size_t)> send;
+	auto net = Network::create(cfg, nullptr,
+				   [&send, &loop](const uint8_t *f, size_t len) -> ssize_t {
+					   if (send)
+						   return send(f, len);
+					   if (loop.net)
+						   loop.net->stats().dropTxError++;
+					   return -1;
+				   },
+				   error);
+	if (!net) {
+		g_critical("%s", error.c_str());
+		return 1;
+	}
+	loop.net = net.get();
+
+	std::unique_ptr<StreamServer> server;
+	std::unique_ptr<StreamLink> stream;
+	std::unique_ptr<DgramLink> dgram;
+	std::string where;
+	if (gCmd.socketPath) {
+		where = gCmd.socketPath;
+		server = StreamServer::create(where, *net, nullptr, gCmd.oneOff,
+					      [&loop](int code) { loop.quit(code); }, error);
+		if (!server) {
+			g_critical("--socket: %s", error.c_str());
+			return 1;
+		}
+		send = [s = server.get()](const uint8_t *f, size_t len) { return s->sendFrame(f, len); };
+	} else if (gCmd.dgramPath) {
+		where = gCmd.dgramPath;
+		dgram = DgramLink::bindPath(where, *net, nullptr, error);
+		if (!dgram) {
+			g_critical("--dgram: %s", error.c_str());
+			return 1;
+		}
+		send = [d = dgram.get()](const uint8_t *f, size_t len) { return d->sendFrame(f, len); };
+	} else {
+		int fd = gCmd.fd;
+		where = "fd " + std::to_string(fd);
+		int type = 0;
+		socklen_t tl = sizeof(type);
+		if (fcntl(fd, F_GETFD) < 0) {
+			g_critical("--fd %d: not an open file descriptor", fd);
+			return 1;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) {
+			g_critical("--fd %d: not a socket (%s)", fd, strerror(errno));
+			return 1;
+		}
+		UniqueFd sock(fd);
+		fcntl(fd, F_SETFD, FD_CLOEXEC); // not passed on to anything libslirp runs
+		// The peer is gone for good (nobody can reconnect to an inherited socket): exit.
+		if (type == SOCK_STREAM) {
+			stream = StreamLink::create(std::move(sock), *net, nullptr, [&loop](const char *why, bool err) {
+				g_message("%s; exiting", why);
+				loop.quit(err ? 1 : 0);
+			});
+			send = [l = stream.get()](const uint8_t *f, size_t len) { return l->sendFrame(f, len); };
+		} else if (type == SOCK_DGRAM || type == SOCK_SEQPACKET) {
+			dgram = DgramLink::connected(std::move(sock), type, *net, nullptr, [&loop](const char *why) {
+				g_message("%s; exiting", why);
+				loop.quit(0);
+			});
+			send = [d = dgram.get()](const uint8_t *f, size_t len) { return d->sendFrame(f, len); };
+		} else {
+			g_critical("--fd %d: unsupported socket type %d (need SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET)",
+				   fd, type);
+			return 1;
+		}
+	}
+
+	PidFile pidFile;
+	if (!pidFile.write(gCmd.pidFile, error)) {
+		g_critical("%s", error.c_str());
+		return 1;
+	}
+	g_debug("ready on %s: mtu %u, mru %u, %s, %zu hostfwd rule(s)", where.c_str(), cfg.mtu, cfg.mru,
+		cfg.restricted ? "restricted" : "open", cfg.hostFwds.size());
+	// Scripts wait for this line before starting QEMU (7.2 never retries a failed connect).
+	printf("slirpnet: ready on %s\n", where.c_str());
+	fflush(stdout);
+
+	loop.run(cfg);
+	g_message("stats: %s", net->stats().format().c_str());
+	loop.net = nullptr;
+	send = nullptr;
+	server.reset();
+	stream.reset();
+	dgram.reset();
+	net.reset();
+	return loop.exitCode;
+}
+
+// --exit-with-parent: SIGTERM when the parent dies, and exit now if it already has.
+bool watchParent(pid_t parentAtStart)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) {
+		g_critical("--exit-with-parent: prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+		return false;
+	}
+	// The parent may have died before prctl took effect: then we were reparented.
+	if (getppid() != parentAtStart) {
+		g_message("the parent (pid %d) has already exited; exiting", static_cast<int>(parentAtStart));
+		return false;
+	}
+	return true;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	pid_t parentAtStart = getppid();
+	// libslirp writes to its sockets; a peer that went away must not kill the helper.
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = parseCommandLine(argc, argv);
+	if (rc >= 0)
+		return rc;
+	logInit("slirpnet", gCmd.verbose);
+	if (gCmd.version) {
+		printf("slirpnet %s (libslirp %s)\n", SLIRPNET_VERSION, slirp_version_string());
+		return 0;
+	}
+	if (gCmd.printCapabilities) {
+		printf("%s\n", kCapabilities);
+		return 0;
+	}
+
+	// Validate command-line options up front, even when more arrive from the parent.
+	Config probe;
+	std::string error;
+	int links = (gCmd.seqpacketFd >= 0) + (gCmd.fd >= 0) + (gCmd.socketPath != nullptr) +
+		    (gCmd.dgramPath != nullptr);
+	if (links != 1) {
+		if (gCmd.seqpacketFd < 0 && !parseConfig(gCmd.options, probe, error)) {
+			g_critical("%s", error.c_str());
+			return 2;
+		}
+		g_critical("%s: use one of --socket PATH, --dgram PATH, --fd N or -S FD (see --help)",
+			   links ? "more than one guest link given" : "no guest link given");
+		return 2;
+	}
+	if (gCmd.oneOff && !gCmd.socketPath) {
+		g_critical("--one-off only applies to --socket");
+		return 2;
+	}
+
+	Loop loop;
+	addSignalHandlers(loop);
+	if (gCmd.exitWithParent && !watchParent(parentAtStart))
+		return 0;
+	if (gCmd.seqpacketFd >= 0)
+		return runSeqpacket(loop, gCmd.seqpacketFd);
+	return runQemuLink(loop);
+}
