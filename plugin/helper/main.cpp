@@ -343,7 +343,7 @@ int runQemuLink(Loop &loop)
 					   if (send)
 						   return send(f, len);
 					   if (loop.net)
-						   loop.net->stats().dropTxError++;
+						   loop.net->stats().dropToGuestError++;
 					   return -1;
 				   },
 				   error);

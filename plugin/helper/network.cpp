@@ -295,9 +295,9 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 		g_debug("dropped an IPv4 fragment whose first fragment was not seen");
 		return;
 	}
-	stats_.rxFrames++;
-	stats_.rxBytes += len;
-	stats_.rxGso += tsoSegment;
+	stats_.fromGuestFrames++;
+	stats_.fromGuestBytes += len;
+	stats_.fromGuestGso += tsoSegment;
 	driver_->input(frame, len);
 }
 

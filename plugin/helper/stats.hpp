@@ -1,43 +1,70 @@
-// stats.hpp - frame and drop counters of one helper, and their one-line log form.
+// stats.hpp - the helper's frame and drop counters: one table gives their names for the log line, the control socket and the docs.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 namespace slirpnet {
 
-// rx: from the guest into libslirp; tx: from libslirp to the guest.
+// Counted by direction: from_guest = frames the guest sent (into libslirp), to_guest =
+// frames for the guest (out of libslirp), as the ABI's send()/recv() see them.
 struct Stats {
-	uint64_t rxFrames = 0;
-	uint64_t rxBytes = 0;
-	uint64_t txFrames = 0;
-	uint64_t txBytes = 0;
-	uint64_t dropOversize = 0; // guest frame larger than MTU/MRU + Ethernet header
-	uint64_t dropRunt = 0; // guest frame shorter than an Ethernet header
-	uint64_t dropFragment = 0; // IPv4 fragment with no train started (see frag_guard.hpp)
-	uint64_t dropTxFull = 0; // the guest side could not take the frame right now
-	uint64_t dropTxError = 0; // any other error sending to the guest side
-	uint64_t pauses = 0; // times the guest side filled up and host input was paused
-	// Offloads (plugin wire version 2 only, see vnet_hdr.hpp):
-	uint64_t rxGso = 0; // TSO segments from the guest taken whole
-	uint64_t txGso = 0; // large segments to the guest marked for GSO
-	uint64_t txSplit = 0; // frames made by cutting libslirp's larger ones to the link MTU
-	uint64_t dropVnetHdr = 0; // bad or unsupported virtio-net header, either way
+	uint64_t fromGuestFrames = 0;
+	uint64_t fromGuestBytes = 0;
+	uint64_t toGuestFrames = 0;
+	uint64_t toGuestBytes = 0;
+	uint64_t dropOversize = 0;
+	uint64_t dropRunt = 0;
+	uint64_t dropFragment = 0;
+	uint64_t dropToGuestFull = 0;
+	uint64_t dropToGuestError = 0;
+	uint64_t dropVnetHdr = 0;
+	uint64_t pauses = 0;
+	uint64_t fromGuestGso = 0;
+	uint64_t toGuestGso = 0;
+	uint64_t toGuestSplit = 0;
 
-	std::string format() const
-	{
-		return "rx_frames=" + std::to_string(rxFrames) + " rx_bytes=" + std::to_string(rxBytes) +
-		       " tx_frames=" + std::to_string(txFrames) + " tx_bytes=" + std::to_string(txBytes) +
-		       " drop_oversize=" + std::to_string(dropOversize) +
-		       " drop_runt=" + std::to_string(dropRunt) +
-		       " drop_fragment=" + std::to_string(dropFragment) +
-		       " drop_tx_full=" + std::to_string(dropTxFull) +
-		       " drop_tx_error=" + std::to_string(dropTxError) +
-		       " pauses=" + std::to_string(pauses) +
-		       " rx_gso=" + std::to_string(rxGso) + " tx_gso=" + std::to_string(txGso) +
-		       " tx_split=" + std::to_string(txSplit) +
-		       " drop_vnet_hdr=" + std::to_string(dropVnetHdr);
-	}
+	// Every counter as "name=value" separated by spaces, in table order (the log line).
+	std::string format() const;
 };
+
+struct StatsCounter {
+	const char *name; // in the log line and the control socket's stats reply
+	uint64_t Stats::*member;
+	const char *help;
+};
+
+// The one list of counters.
+inline constexpr std::array<StatsCounter, 14> kStatsCounters = { {
+	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
+	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
+	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
+	{ "to_guest_bytes", &Stats::toGuestBytes, "bytes of those frames (padding included, no header)" },
+	{ "drop_oversize", &Stats::dropOversize, "guest frames larger than MTU/MRU + Ethernet header" },
+	{ "drop_runt", &Stats::dropRunt, "guest frames shorter than an Ethernet header" },
+	{ "drop_fragment", &Stats::dropFragment, "IPv4 fragments libslirp would mishandle (frag_guard.hpp)" },
+	{ "drop_to_guest_full", &Stats::dropToGuestFull, "frames for the guest dropped: its link was full" },
+	{ "drop_to_guest_error", &Stats::dropToGuestError,
+	  "frames for the guest dropped: no peer, a send error, or too large to cut" },
+	{ "drop_vnet_hdr", &Stats::dropVnetHdr, "records with a bad or unsupported virtio-net header" },
+	{ "pauses", &Stats::pauses, "times the guest link filled up and host input was paused" },
+	{ "from_guest_gso", &Stats::fromGuestGso, "TSO segments from the guest taken whole" },
+	{ "to_guest_gso", &Stats::toGuestGso, "large segments to the guest marked for GSO" },
+	{ "to_guest_split", &Stats::toGuestSplit, "frames made by cutting libslirp's larger ones to the link MTU" },
+} };
+
+inline std::string Stats::format() const
+{
+	std::string s;
+	for (const auto &c : kStatsCounters) {
+		if (!s.empty())
+			s += ' ';
+		s += c.name;
+		s += '=';
+		s += std::to_string(this->*c.member);
+	}
+	return s;
+}
 
 } // namespace slirpnet

@@ -21,7 +21,7 @@ namespace slirpnet {
 namespace {
 
 // A command fills result (a new node) or err; the dispatcher writes the reply.
-using Run = bool (*)(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err);
+using Run = bool (*)(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err);
 
 struct Command {
 	const char *name;
@@ -125,7 +125,7 @@ const ArgSpec kHostFwdAddArgs[] = {
 	{ "guest_port", ArgType::Integer, false, "guest port", 1, 65535 },
 };
 
-bool hostfwdAdd(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool hostfwdAdd(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
 {
 	auto rule = stringArg(args, "rule");
 	bool structured = false;
@@ -156,12 +156,12 @@ bool hostfwdAdd(Network &net, JsonObject *args, JsonNodePtr &result, ControlErro
 		return false;
 	}
 	unsigned id;
-	if (!net.addHostFwd(fwd, id, why)) {
+	if (!c.net.hostFwds().add(fwd, false, id, why)) {
 		err = generic(why);
 		return false;
 	}
-	result = fwdNode(net.hostFwds().back());
-	g_message("control: hostfwd %u added: %s", id, formatHostFwd(net.hostFwds().back().fwd).c_str());
+	result = fwdNode(c.net.hostFwds().entries().back());
+	g_message("control: hostfwd %u added: %s", id, formatHostFwd(c.net.hostFwds().entries().back().fwd).c_str());
 	return true;
 }
 
@@ -175,7 +175,7 @@ const ArgSpec kHostFwdRemoveArgs[] = {
 	{ "host_port", ArgType::Integer, false, "host port", 0, 65535 },
 };
 
-bool hostfwdRemove(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool hostfwdRemove(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
 {
 	auto rule = stringArg(args, "rule");
 	auto id = intArg(args, "id");
@@ -188,7 +188,7 @@ bool hostfwdRemove(Network &net, JsonObject *args, JsonNodePtr &result, ControlE
 	HostFwdEntry removed;
 	std::string why;
 	if (id) {
-		if (!net.removeHostFwd(static_cast<unsigned>(*id), removed, why)) {
+		if (!c.net.hostFwds().remove(static_cast<unsigned>(*id), removed, why)) {
 			err = generic(why);
 			return false;
 		}
@@ -202,7 +202,7 @@ bool hostfwdRemove(Network &net, JsonObject *args, JsonNodePtr &result, ControlE
 			err = invalid(why);
 			return false;
 		}
-		if (!net.removeHostFwd(key, removed, why)) {
+		if (!c.net.hostFwds().remove(key, removed, why)) {
 			err = generic(why);
 			return false;
 		}
@@ -214,10 +214,10 @@ bool hostfwdRemove(Network &net, JsonObject *args, JsonNodePtr &result, ControlE
 
 // ---- hostfwd-list
 
-bool hostfwdList(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+bool hostfwdList(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
 {
 	JsonArrayPtr a(json_array_new());
-	for (const auto &e : net.hostFwds())
+	for (const auto &e : c.net.hostFwds().entries())
 		json_array_add_element(a.get(), fwdNode(e).release());
 	result.reset(arrayNode(a.get()));
 	return true;
@@ -227,7 +227,7 @@ bool hostfwdList(Network &net, JsonObject *, JsonNodePtr &result, ControlError &
 
 std::string connectionText(Network &net)
 {
-	char *raw = slirp_connection_info(net.slirp());
+	char *raw = slirp_connection_info(c.net.slirp());
 	std::string text = raw ? raw : "";
 	g_free(raw);
 	return text;
@@ -261,9 +261,9 @@ JsonNodePtr connNode(const ConnInfo &c)
 	return o.done();
 }
 
-bool infoUsernet(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+bool infoUsernet(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
 {
-	std::string text = connectionText(net);
+	std::string text = connectionText(c.net);
 	size_t skipped = 0;
 	auto rows = parseConnectionInfo(text, &skipped);
 	if (skipped)
@@ -277,10 +277,10 @@ bool infoUsernet(Network &net, JsonObject *, JsonNodePtr &result, ControlError &
 
 // ---- stats
 
-bool stats(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
+bool stats(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
 {
-	const Stats &s = net.stats();
-	auto rows = parseConnectionInfo(connectionText(net));
+	const Stats &s = c.net.stats();
+	auto rows = parseConnectionInfo(connectionText(c.net));
 	int64_t tcp = 0, udp = 0, icmp = 0, listeners = 0;
 	for (const auto &c : rows) {
 		if (c.isHostForward())
@@ -293,7 +293,7 @@ bool stats(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
 			icmp++;
 	}
 	JsonNodePtr capture;
-	if (const Capture *c = net.capture())
+	if (const Capture *c = c.net.capture())
 		capture = Obj()
 				  .str("file", c->settings().path)
 				  .str("filter", c->settings().filter)
@@ -305,29 +305,16 @@ bool stats(Network &net, JsonObject *, JsonNodePtr &result, ControlError &)
 				  .done();
 	else
 		capture.reset(json_node_new(JSON_NODE_NULL));
-	result = Obj()
-			 .num("rx_frames", static_cast<int64_t>(s.rxFrames))
-			 .num("rx_bytes", static_cast<int64_t>(s.rxBytes))
-			 .num("tx_frames", static_cast<int64_t>(s.txFrames))
-			 .num("tx_bytes", static_cast<int64_t>(s.txBytes))
-			 .node("drops", Obj()
-						.num("oversize", static_cast<int64_t>(s.dropOversize))
-						.num("runt", static_cast<int64_t>(s.dropRunt))
-						.num("fragment", static_cast<int64_t>(s.dropFragment))
-						.num("tx_full", static_cast<int64_t>(s.dropTxFull))
-						.num("tx_error", static_cast<int64_t>(s.dropTxError))
-						.num("vnet_hdr", static_cast<int64_t>(s.dropVnetHdr))
-						.done())
-			 .num("pauses", static_cast<int64_t>(s.pauses))
-			 .num("rx_gso", static_cast<int64_t>(s.rxGso))
-			 .num("tx_gso", static_cast<int64_t>(s.txGso))
-			 .num("tx_split", static_cast<int64_t>(s.txSplit))
+	Obj o;
+	for (const auto &c : kStatsCounters)
+		o.num(c.name, static_cast<int64_t>(s.*c.member));
+	result = o
 			 .num("connections", tcp + udp + icmp)
 			 .node("connections_by_protocol", Obj().num("tcp", tcp).num("udp", udp).num("icmp", icmp).done())
 			 .num("hostfwd_listeners", listeners)
-			 .num("hostfwd_rules", static_cast<int64_t>(net.hostFwds().size()))
+			 .num("hostfwd_rules", static_cast<int64_t>(c.net.hostFwds().entries().size()))
 			 .node("capture", std::move(capture))
-			 .num("control_clients", static_cast<int64_t>(net.controlClients()))
+			 .num("control_clients", static_cast<int64_t>(c.controlClients))
 			 .done();
 	return true;
 }
@@ -352,9 +339,9 @@ JsonNodePtr captureNode(const Capture &c)
 		.done();
 }
 
-bool captureStart(Network &net, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool captureStart(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
 {
-	const Config &cfg = net.config();
+	const Config &cfg = c.net.config();
 	CaptureSettings s;
 	s.path = *stringArg(args, "file");
 	s.filter = stringArg(args, "filter").value_or(cfg.pcapFilter);
@@ -368,24 +355,24 @@ bool captureStart(Network &net, JsonObject *args, JsonNodePtr &result, ControlEr
 		err = invalid(why);
 		return false;
 	}
-	if (!net.startCapture(s, why)) {
+	if (!c.net.startCapture(s, why)) {
 		err = generic(why);
 		return false;
 	}
-	result = captureNode(*net.capture());
+	result = captureNode(*c.net.capture());
 	return true;
 }
 
-bool captureStop(Network &net, JsonObject *, JsonNodePtr &result, ControlError &err)
+bool captureStop(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &err)
 {
-	if (!net.capture()) {
+	if (!c.net.capture()) {
 		err = generic("no capture is running");
 		return false;
 	}
 	// Counted before closing: the final flush does not change them.
-	JsonNodePtr summary = captureNode(*net.capture());
+	JsonNodePtr summary = captureNode(*c.net.capture());
 	std::string why;
-	if (!net.stopCapture(why)) {
+	if (!c.net.stopCapture(why)) {
 		err = generic(why);
 		return false;
 	}
@@ -395,7 +382,7 @@ bool captureStop(Network &net, JsonObject *, JsonNodePtr &result, ControlError &
 
 // ---- version
 
-bool version(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
+bool version(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &)
 {
 	result = Obj()
 			 .str("version", SLIRPNET_VERSION)
@@ -406,7 +393,7 @@ bool version(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
 	return true;
 }
 
-bool queryCommands(Network &, JsonObject *, JsonNodePtr &result, ControlError &);
+bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &);
 
 const std::array kCommands = {
 	Command{ "hostfwd-add", "forward a host port to the guest; returns the rule with its id", kHostFwdAddArgs, hostfwdAdd },
@@ -425,7 +412,7 @@ const char *typeText(ArgType t)
 	return t == ArgType::String ? "string" : t == ArgType::Integer ? "integer" : "boolean";
 }
 
-bool queryCommands(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
+bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &)
 {
 	JsonArrayPtr cmds(json_array_new());
 	for (const auto &c : kCommands) {
@@ -451,7 +438,7 @@ bool queryCommands(Network &, JsonObject *, JsonNodePtr &result, ControlError &)
 
 } // namespace
 
-std::string handleControlRequest(Network &net, std::string_view line)
+std::string handleControlRequest(ControlContext &ctx, std::string_view line)
 {
 	Request req;
 	ControlError err;
@@ -459,13 +446,13 @@ std::string handleControlRequest(Network &net, std::string_view line)
 		g_debug("control: bad request: %s", err.desc.c_str());
 		return encodeError(err, req.id.get());
 	}
-	for (const auto &c : kCommands) {
-		if (req.command != c.name)
+	for (const auto &cmd : kCommands) {
+		if (req.command != cmd.name)
 			continue;
 		JsonNodePtr result;
-		if (!checkArguments(req.arguments.get(), c.args, err) ||
-		    !c.run(net, req.arguments.get(), result, err)) {
-			g_debug("control: %s: %s", c.name, err.desc.c_str());
+		if (!checkArguments(req.arguments.get(), cmd.args, err) ||
+		    !cmd.run(ctx, req.arguments.get(), result, err)) {
+			g_debug("control: %s: %s", cmd.name, err.desc.c_str());
 			return encodeError(err, req.id.get());
 		}
 		return encodeReturn(result.get(), req.id.get());

@@ -1,6 +1,7 @@
 // control/control_commands.hpp - the control socket's commands (hostfwd, info-usernet, stats, capture, version) on a Network.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -8,11 +9,17 @@ namespace slirpnet {
 
 class Network;
 
+// What the commands act on: the network, and how many control clients are connected.
+struct ControlContext {
+	Network &net;
+	size_t controlClients = 0; // set by the control server before each request
+};
+
 /*
  * One request line -> one reply line (ending in '\n'), or "" for a blank line. Every
  * failure - malformed JSON, unknown command, bad argument, failed operation - is an
  * error reply (control_proto.hpp); nothing here ends the connection or the helper.
  */
-std::string handleControlRequest(Network &net, std::string_view line);
+std::string handleControlRequest(ControlContext &ctx, std::string_view line);
 
 } // namespace slirpnet

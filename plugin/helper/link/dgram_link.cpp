@@ -220,7 +220,7 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 {
 	Stats &st = net_.stats();
 	if (closed_ || (bound_ && !txConnected_ && !connectTx())) {
-		st.dropTxError++;
+		st.dropToGuestError++;
 		return -1;
 	}
 	size_t wire = std::max(len, kMinFrame);
@@ -242,19 +242,19 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 				errno = err;
 		}
 		if (r == SendResult::Failed) {
-			st.dropTxError++;
+			st.dropToGuestError++;
 			peerFailed(errno);
 			return -1;
 		}
 		if (r == SendResult::Sent) {
-			st.txFrames++;
-			st.txBytes += wire;
+			st.toGuestFrames++;
+			st.toGuestBytes += wire;
 			return static_cast<ssize_t>(len);
 		}
 	}
 	// The socket is full for now (or frames are already waiting): queue it whole.
 	if (out_.free() < 4 + wire) {
-		st.dropTxFull++;
+		st.dropToGuestFull++;
 		return -1;
 	}
 	uint8_t header[4];
@@ -264,8 +264,8 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 	out_.push(kZeroPad, wire - len);
 	writeWatch_->enable();
 	net_.updateBackpressure(out_.size(), out_.capacity());
-	st.txFrames++;
-	st.txBytes += wire;
+	st.toGuestFrames++;
+	st.toGuestBytes += wire;
 	return static_cast<ssize_t>(len);
 }
 
@@ -281,7 +281,7 @@ void DgramLink::flush()
 		if (r == SendResult::Again)
 			return;
 		if (r == SendResult::Failed) {
-			net_.stats().dropTxError++;
+			net_.stats().dropToGuestError++;
 			peerFailed(errno); // clears the queue, or closes the link
 			return;
 		}

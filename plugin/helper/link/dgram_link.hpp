@@ -23,14 +23,14 @@ namespace slirpnet {
  *  - bound (`--dgram PATH`, for -netdev dgram,local.type=unix,...,remote.path=PATH): the
  *    helper binds PATH and receives there; replies go to the address the last frame came
  *    from. Until a frame has arrived there is nobody to send to, so frames from libslirp
- *    are dropped (drop_tx_error). Datagrams carry no connection state, so QEMU and the
+ *    are dropped (drop_to_guest_error). Datagrams carry no connection state, so QEMU and the
  *    helper may each restart without the other.
  *  - connected (`--fd N` of type SOCK_DGRAM or SOCK_SEQPACKET: -netdev socket,fd=,
  *    -netdev dgram,local.type=fd, libvirt's slirp helper socketpair): send()/recv().
  *
  * Writes never block. What the socket refuses for now (EAGAIN) waits in a bounded queue
  * of whole frames, flushed when the socket is writable; a frame that does not fit is
- * dropped (drop_tx_full). In bound mode the replies leave through a second, unbound socket
+ * dropped (drop_to_guest_full). In bound mode the replies leave through a second, unbound socket
  * connect()ed to the peer: QEMU's own socket is not connected, so the kernel caps its
  * queue at net.unix.max_dgram_qlen (10) datagrams, and only a connected sender is woken
  * (POLLOUT) when that queue drains. Without it a burst of TCP segments would be dropped.

@@ -168,7 +168,7 @@ uint8_t *SeqpacketLink::reserveSlot()
 	if (closed_)
 		return nullptr;
 	if (txCount_ == kBatch) {
-		net_.stats().dropTxFull++;
+		net_.stats().dropToGuestFull++;
 		return nullptr;
 	}
 	return static_cast<uint8_t *>(txIov_[txCount_].iov_base);
@@ -181,7 +181,7 @@ ssize_t SeqpacketLink::sendFrame(const uint8_t *frame, size_t len)
 		return -1;
 	size_t hdr = vnetHdr_ ? kVnetHdrLen : 0;
 	if (len + hdr > slotSize_) {
-		st.dropTxError++; // libslirp never makes one above its MTU
+		st.dropToGuestError++; // libslirp never makes one above its MTU
 		return -1;
 	}
 	if (vnetHdr_ && len > net_.config().mtu + 14u)
@@ -210,7 +210,7 @@ ssize_t SeqpacketLink::sendLarge(const uint8_t *frame, size_t len)
 		if (markGso(slot + kVnetHdrLen, len, linkMtu, features_ & kFeatGuestCsum, h)) {
 			memcpy(slot, &h, sizeof(h));
 			commitSlot(kVnetHdrLen + len);
-			st.txGso++;
+			st.toGuestGso++;
 			return static_cast<ssize_t>(len);
 		}
 	}
@@ -227,14 +227,14 @@ ssize_t SeqpacketLink::sendLarge(const uint8_t *frame, size_t len)
 			commitSlot(kVnetHdrLen + flen);
 		});
 	if (n > 0) {
-		st.txSplit += static_cast<uint64_t>(n);
+		st.toGuestSplit += static_cast<uint64_t>(n);
 		return static_cast<ssize_t>(len);
 	}
 	if (n < 0) {
 		// IPv6 other than TCP (libslirp never fragments IPv6) or IPv4 with DF: what
 		// libslirp at the link MTU would have sent is above the link MTU too; the
 		// frame is dropped, as on any link.
-		st.dropTxError++;
+		st.dropToGuestError++;
 		g_debug("dropped a %zu-byte frame to the guest: above the link MTU %u and cannot be cut", len,
 			linkMtu);
 	}
@@ -258,14 +258,14 @@ void SeqpacketLink::flush()
 				closed("peer closed the connection");
 				return;
 			}
-			st.dropTxError += txCount_ - txSent_;
+			st.dropToGuestError += txCount_ - txSent_;
 			g_debug("send to peer: %s", strerror(errno));
 			break;
 		}
 		size_t hdr = vnetHdr_ ? kVnetHdrLen : 0; // counted as frames, like rx_bytes
 		for (int i = 0; i < r; i++) {
-			st.txFrames++;
-			st.txBytes += txIov_[txSent_ + i].iov_len - hdr;
+			st.toGuestFrames++;
+			st.toGuestBytes += txIov_[txSent_ + i].iov_len - hdr;
 		}
 		txSent_ += static_cast<size_t>(r);
 	}

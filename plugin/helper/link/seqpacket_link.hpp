@@ -23,7 +23,7 @@ namespace slirpnet {
  * ends (Network::setTxFlush), so no extra latency is added.
  * Writing never blocks: while the socket is full the frames wait in their slots and
  * libslirp's host input is paused until the socket is writable; a frame that finds every
- * slot taken is dropped (drop_tx_full), which TCP in the guest recovers from.
+ * slot taken is dropped (drop_to_guest_full), which TCP in the guest recovers from.
  * With wire version 2 (Config::vnetHdr) every record carries a virtio-net header and the
  * offloads of vnet_hdr.hpp apply, as negotiated by the plugin's set-features records.
  */

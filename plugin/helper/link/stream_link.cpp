@@ -111,18 +111,18 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 {
 	Stats &st = net_.stats();
 	if (closed_) {
-		st.dropTxError++;
+		st.dropToGuestError++;
 		return -1;
 	}
 	size_t wire = std::max(len, kMinFrame);
 	if (wire > kQemuMaxFrame) {
 		// QEMU would drop the connection for it; libslirp never sends one above its MTU.
-		st.dropTxError++;
+		st.dropToGuestError++;
 		g_debug("dropped a %zu-byte frame for the stream peer (limit %zu)", len, kQemuMaxFrame);
 		return -1;
 	}
 	if (out_.free() < kHeader + wire) {
-		st.dropTxFull++;
+		st.dropToGuestFull++;
 		return -1;
 	}
 	uint8_t header[kHeader];
@@ -141,7 +141,7 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 		ssize_t n = sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR) {
-				st.dropTxError++;
+				st.dropToGuestError++;
 				closed(strerror(errno), false);
 				return -1;
 			}
@@ -160,8 +160,8 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 		writeWatch_->enable();
 		net_.updateBackpressure(out_.size(), out_.capacity());
 	}
-	st.txFrames++;
-	st.txBytes += wire;
+	st.toGuestFrames++;
+	st.toGuestBytes += wire;
 	return static_cast<ssize_t>(len);
 }
 

@@ -33,7 +33,7 @@ inline constexpr uint8_t kZeroPad[kMinFrame] = {};
  *
  * Output never blocks: a frame is written at once when nothing is queued, and whatever the
  * socket did not take goes to a preallocated ring of bytes that is flushed when the socket
- * is writable. A frame that does not fit in the ring is dropped whole (drop_tx_full), so
+ * is writable. A frame that does not fit in the ring is dropped whole (drop_to_guest_full), so
  * the length framing stays intact whatever the peer's pace.
  */
 class StreamLink

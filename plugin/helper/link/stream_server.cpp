@@ -103,7 +103,7 @@ void StreamServer::retire()
 ssize_t StreamServer::sendFrame(const uint8_t *frame, size_t len)
 {
 	if (!hasClient()) {
-		net_.stats().dropTxError++;
+		net_.stats().dropToGuestError++;
 		return -1;
 	}
 	return client_->sendFrame(frame, len);

@@ -40,7 +40,7 @@ public:
 						    FinishedCallback onFinished, std::string &error);
 	~StreamServer();
 
-	// PacketSink for the Network: to the connected client; dropped (drop_tx_error) if none.
+	// PacketSink for the Network: to the connected client; dropped (drop_to_guest_error) if none.
 	ssize_t sendFrame(const uint8_t *frame, size_t len);
 
 	bool hasClient() const { return client_ && !client_->isClosed(); }
