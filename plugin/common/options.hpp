@@ -61,7 +61,7 @@ struct Config {
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
 	// (vnet_hdr.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
 	// large), and runs with a large MTU of its own while the guest takes GSO segments
-	// (Network::useLargeSegments), while mtu/mru stay the guest link's.
+	// from the start (Network::create), while mtu/mru stay the guest link's.
 	bool vnetHdr = false;
 
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).

@@ -17,6 +17,8 @@
 #include "link/dgram_link.hpp"
 #include "glib_ptr.hpp"
 #include "log.hpp"
+#include "control/control_commands.hpp"
+#include "control/control_server.hpp"
 #include "network.hpp"
 #include "options.hpp"
 #include "busy_poll_loop.hpp"
@@ -268,6 +270,31 @@ private:
 	std::string path_;
 };
 
+// The control socket (control=PATH), served from the top level: it acts on the network.
+class ControlEndpoint
+{
+public:
+	bool start(Network &net, std::string &error)
+	{
+		const std::string &path = net.config().controlPath;
+		if (path.empty())
+			return true;
+		ctx_ = std::make_unique<ControlContext>(ControlContext{ net });
+		server_ = ControlServer::create(
+			path, nullptr,
+			[this](std::string_view line) {
+				ctx_->controlClients = server_->clientCount();
+				return handleControlRequest(*ctx_, line);
+			},
+			error);
+		return server_ != nullptr;
+	}
+
+private:
+	std::unique_ptr<ControlContext> ctx_;
+	std::unique_ptr<ControlServer> server_;
+};
+
 int runSeqpacket(Loop &loop, int fd)
 {
 	if (fcntl(fd, F_GETFD) < 0) {
@@ -302,6 +329,12 @@ int runSeqpacket(Loop &loop, int fd)
 				   },
 				   error);
 	if (!net) {
+		g_critical("%s", error.c_str());
+		sendStatus(fd, false, error);
+		return 1;
+	}
+	ControlEndpoint control;
+	if (!control.start(*net, error)) {
 		g_critical("%s", error.c_str());
 		sendStatus(fd, false, error);
 		return 1;
@@ -348,6 +381,11 @@ int runQemuLink(Loop &loop)
 				   },
 				   error);
 	if (!net) {
+		g_critical("%s", error.c_str());
+		return 1;
+	}
+	ControlEndpoint control;
+	if (!control.start(*net, error)) {
 		g_critical("%s", error.c_str());
 		return 1;
 	}

@@ -6,32 +6,10 @@
 
 #include <algorithm>
 
-#include "control/control_server.hpp"
 #include "packet/dhcp_mtu.hpp"
-#include "control/conn_info.hpp"
-#include "control/control_commands.hpp"
 #include "packet/vnet_hdr.hpp"
 
 namespace slirpnet {
-
-static socklen_t addrLen(const sockaddr_storage &ss)
-{
-	return ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-}
-
-static bool sameHost(const HostFwd &a, const HostFwd &b)
-{
-	if (a.udp != b.udp || a.host.ss_family != b.host.ss_family)
-		return false;
-	if (a.host.ss_family == AF_INET6) {
-		auto *x = reinterpret_cast<const sockaddr_in6 *>(&a.host);
-		auto *y = reinterpret_cast<const sockaddr_in6 *>(&b.host);
-		return x->sin6_port == y->sin6_port && IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr);
-	}
-	auto *x = reinterpret_cast<const sockaddr_in *>(&a.host);
-	auto *y = reinterpret_cast<const sockaddr_in *>(&b.host);
-	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-}
 
 // Cheap test on the path of every frame: UDP over IPv4 from port 67 to port 68.
 static bool isDhcpServerReply(const uint8_t *f, size_t len)
@@ -77,23 +55,20 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 		// (its contract allows dropping: TCP retransmits), so report the frame as taken.
 		return static_cast<ssize_t>(len);
 	};
-	if (!n->startSlirp(c.mtu, error))
+	// libslirp starts once and is never restarted (a restart would close and re-bind
+	// every hostfwd listener). On a link that can negotiate offloads it runs at a large
+	// MTU from the start; the link then sends each of its segments to the guest whole
+	// (GSO) or cut to the link MTU, per frame, as the guest's features say.
+	if (!n->startSlirp(c.vnetHdr ? std::max(c.mtu, Config::kLargeSlirpMtu) : c.mtu, error))
 		return nullptr;
+	n->fwds_ = std::make_unique<HostFwdTable>(n->cfg_, n->driver_->slirp());
 
 	for (const auto &f : c.hostFwds) {
 		unsigned id;
-		if (!n->addHostFwd(f, id, error))
+		if (!n->fwds_->add(f, true, id, error))
 			return nullptr;
-		n->fwds_.back().fromConfig = true;
 	}
 
-	if (!c.controlPath.empty()) {
-		n->control_ = ControlServer::create(c.controlPath, ctx,
-						    [self](std::string_view line) { return handleControlRequest(*self, line); },
-						    error);
-		if (!n->control_)
-			return nullptr;
-	}
 	// Last, so that a failed start-up leaves no capture file behind. libslirp sends
 	// nothing before the loop runs.
 	if (!c.pcapFile.empty() && !n->startCapture({ c.pcapFile, c.pcapFilter, c.snaplen }, error))
@@ -145,95 +120,6 @@ bool Network::startSlirp(unsigned mtu, std::string &error)
 	return true;
 }
 
-bool Network::useLargeSegments(bool on)
-{
-	unsigned want = on ? std::max(cfg_.mtu, Config::kLargeSlirpMtu) : cfg_.mtu;
-	if (want == slirpMtu_)
-		return true;
-	// libslirp's MTU is fixed when it starts, so it is restarted; only while the guest
-	// has no connection (a guest negotiates offloads when its driver starts, before any
-	// traffic). libslirp lists its IPv4 sockets only.
-	char *text = slirp_connection_info(driver_->slirp());
-	auto rows = parseConnectionInfo(text ? text : "");
-	g_free(text);
-	for (const auto &r : rows) {
-		if (!r.isHostForward()) {
-			g_message("offloads changed while the guest has connections: libslirp keeps MTU %u", slirpMtu_);
-			return false;
-		}
-	}
-	bool paused = driver_->hostInputPaused();
-	unsigned old = slirpMtu_;
-	driver_.reset(); // closes the hostfwd listeners, so they can be opened again
-	std::string error;
-	if (!startSlirp(want, error)) {
-		g_critical("restarting libslirp with MTU %u: %s; keeping MTU %u", want, error.c_str(), old);
-		if (!startSlirp(old, error))
-			g_error("restarting libslirp: %s", error.c_str()); // nothing left to run
-	}
-	for (const auto &e : fwds_)
-		if (!installHostFwd(e.fwd))
-			g_critical("hostfwd %u '%s' could not be set up again after a restart: %s", e.id,
-				   formatHostFwd(e.fwd).c_str(), strerror(errno));
-	driver_->setHostInputPaused(paused);
-	g_info("libslirp restarted with MTU %u: the guest %s large TCP segments", slirpMtu_,
-	       on ? "takes" : "no longer takes");
-	return slirpMtu_ == want;
-}
-
-bool Network::installHostFwd(const HostFwd &f)
-{
-	return slirp_add_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
-				  reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
-				  f.udp ? SLIRP_HOSTFWD_UDP : 0) == 0;
-}
-
-bool Network::addHostFwd(HostFwd f, unsigned &id, std::string &error)
-{
-	if (!resolveHostFwd(f, cfg_, error))
-		return false;
-	errno = 0;
-	if (!installHostFwd(f)) {
-		error = "hostfwd: could not set up '" + f.rule + "'" +
-			(errno ? std::string(": ") + strerror(errno) : std::string());
-		return false;
-	}
-	id = nextFwdId_++;
-	g_debug("hostfwd %u: %s", id, formatHostFwd(f).c_str());
-	fwds_.push_back({ id, std::move(f), false });
-	return true;
-}
-
-bool Network::removeHostFwd(unsigned id, HostFwdEntry &removed, std::string &error)
-{
-	for (auto it = fwds_.begin(); it != fwds_.end(); ++it) {
-		if (it->id != id)
-			continue;
-		const HostFwd &f = it->fwd;
-		if (slirp_remove_hostxfwd(driver_->slirp(), reinterpret_cast<const sockaddr *>(&f.host),
-					  addrLen(f.host), f.udp ? SLIRP_HOSTFWD_UDP : 0) < 0) {
-			error = "hostfwd: libslirp has no listener for rule " + std::to_string(id) + " '" +
-				formatHostFwd(f) + "'";
-			return false;
-		}
-		g_debug("hostfwd %u removed: %s", id, formatHostFwd(f).c_str());
-		removed = std::move(*it);
-		fwds_.erase(it);
-		return true;
-	}
-	error = "hostfwd: no rule with id " + std::to_string(id);
-	return false;
-}
-
-bool Network::removeHostFwd(const HostFwd &key, HostFwdEntry &removed, std::string &error)
-{
-	for (const auto &e : fwds_)
-		if (sameHost(e.fwd, key))
-			return removeHostFwd(e.id, removed, error);
-	error = "hostfwd: no rule for '" + key.rule + "'";
-	return false;
-}
-
 bool Network::startCapture(const CaptureSettings &s, std::string &error)
 {
 	if (capture_) {
@@ -252,11 +138,6 @@ bool Network::stopCapture(std::string &error)
 	}
 	capture_.reset();
 	return true;
-}
-
-size_t Network::controlClients() const
-{
-	return control_ ? control_->clientCount() : 0;
 }
 
 void Network::updateBackpressure(size_t queued, size_t capacity)

@@ -9,20 +9,12 @@
 
 #include "control/capture.hpp"
 #include "packet/frag_guard.hpp"
+#include "host_fwd_table.hpp"
 #include "options.hpp"
 #include "slirp_driver.hpp"
 #include "stats.hpp"
 
 namespace slirpnet {
-
-class ControlServer;
-
-// A host forwarding rule in effect, from the config or added through the control socket.
-struct HostFwdEntry {
-	unsigned id;
-	HostFwd fwd; // resolved: the guest address is set
-	bool fromConfig;
-};
 
 /*
  * Observability is part of the network, so every transport gets it: Config::pcapFile
@@ -64,13 +56,7 @@ public:
 	// drop_oversize, never read, captured or passed on.
 	void droppedOversize(size_t len);
 
-	/*
-	 * The guest takes large TCP segments (GSO) or no longer does: libslirp is restarted
-	 * with a large MTU, or the link's, when the guest has no connection open (its hostfwd
-	 * rules are set up again). False when it keeps its MTU.
-	 */
-	bool useLargeSegments(bool on);
-	// libslirp's MTU: the link's, or Config::kLargeSlirpMtu (useLargeSegments).
+	// libslirp's MTU: the link's, or Config::kLargeSlirpMtu on a link with offloads.
 	unsigned slirpMtu() const { return slirpMtu_; }
 
 	Stats &stats() { return stats_; }
@@ -80,25 +66,18 @@ public:
 
 	~Network();
 
-	// Host forwarding at run time. fwd comes from parseHostFwd (resolved here).
-	const std::vector<HostFwdEntry> &hostFwds() const { return fwds_; }
-	bool addHostFwd(HostFwd fwd, unsigned &id, std::string &error);
-	// Remove the rule with this id, or the one matching key's protocol and host address.
-	bool removeHostFwd(unsigned id, HostFwdEntry &removed, std::string &error);
-	bool removeHostFwd(const HostFwd &key, HostFwdEntry &removed, std::string &error);
+	// Host forwarding rules (opened in libslirp).
+	HostFwdTable &hostFwds() { return *fwds_; }
 
 	// At most one capture at a time; stopCapture flushes and closes it.
 	bool startCapture(const CaptureSettings &s, std::string &error);
 	bool stopCapture(std::string &error);
 	const Capture *capture() const { return capture_.get(); }
 
-	size_t controlClients() const;
 
 private:
 	Network(const Config &cfg, GMainContext *ctx);
 	bool startSlirp(unsigned mtu, std::string &error);
-	// Open one resolved hostfwd rule in libslirp (errno set on failure).
-	bool installHostFwd(const HostFwd &f);
 
 	Config cfg_;
 	GMainContextPtr ctx_;
@@ -109,10 +88,8 @@ private:
 	SlirpDriver::PacketSink toGuest_; // what libslirp's frames go through (capture, DHCP MTU)
 	std::unique_ptr<SlirpDriver> driver_;
 	unsigned slirpMtu_ = 0;
-	std::vector<HostFwdEntry> fwds_;
-	unsigned nextFwdId_ = 1;
+	std::unique_ptr<HostFwdTable> fwds_;
 	std::function<void()> txFlush_;
-	std::unique_ptr<ControlServer> control_; // first to go: its commands use the rest
 };
 
 } // namespace slirpnet

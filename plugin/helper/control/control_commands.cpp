@@ -227,7 +227,7 @@ bool hostfwdList(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlEr
 
 std::string connectionText(Network &net)
 {
-	char *raw = slirp_connection_info(c.net.slirp());
+	char *raw = slirp_connection_info(net.slirp());
 	std::string text = raw ? raw : "";
 	g_free(raw);
 	return text;
@@ -277,10 +277,11 @@ bool infoUsernet(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlEr
 
 // ---- stats
 
-bool stats(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
+bool stats(ControlContext &ctx, JsonObject *, JsonNodePtr &result, ControlError &)
 {
-	const Stats &s = c.net.stats();
-	auto rows = parseConnectionInfo(connectionText(c.net));
+	Network &net = ctx.net;
+	const Stats &s = net.stats();
+	auto rows = parseConnectionInfo(connectionText(net));
 	int64_t tcp = 0, udp = 0, icmp = 0, listeners = 0;
 	for (const auto &c : rows) {
 		if (c.isHostForward())
@@ -293,7 +294,7 @@ bool stats(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
 			icmp++;
 	}
 	JsonNodePtr capture;
-	if (const Capture *c = c.net.capture())
+	if (const Capture *c = net.capture())
 		capture = Obj()
 				  .str("file", c->settings().path)
 				  .str("filter", c->settings().filter)
@@ -312,9 +313,9 @@ bool stats(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
 			 .num("connections", tcp + udp + icmp)
 			 .node("connections_by_protocol", Obj().num("tcp", tcp).num("udp", udp).num("icmp", icmp).done())
 			 .num("hostfwd_listeners", listeners)
-			 .num("hostfwd_rules", static_cast<int64_t>(c.net.hostFwds().entries().size()))
+			 .num("hostfwd_rules", static_cast<int64_t>(net.hostFwds().entries().size()))
 			 .node("capture", std::move(capture))
-			 .num("control_clients", static_cast<int64_t>(c.controlClients))
+			 .num("control_clients", static_cast<int64_t>(ctx.controlClients))
 			 .done();
 	return true;
 }

@@ -158,7 +158,7 @@ void SeqpacketLink::setFeatures(const uint8_t *rec, size_t len)
 	memcpy(&f, rec + kVnetHdrLen, sizeof(f));
 	features_ = le64toh(f) & kOffloadFeatures;
 	g_debug("offloads: features 0x%llx", static_cast<unsigned long long>(features_));
-	net_.useLargeSegments(features_ & (kFeatGuestTso4 | kFeatGuestTso6));
+
 }
 
 uint8_t *SeqpacketLink::reserveSlot()
