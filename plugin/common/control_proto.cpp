@@ -8,19 +8,6 @@ namespace slirpnet {
 
 namespace {
 
-const char *typeName(ArgType t)
-{
-	switch (t) {
-	case ArgType::String:
-		return "a string";
-	case ArgType::Integer:
-		return "an integer";
-	case ArgType::Boolean:
-		return "a boolean";
-	}
-	return "?";
-}
-
 // What a JSON node is, for error messages.
 const char *nodeKind(JsonNode *n)
 {
@@ -54,8 +41,6 @@ bool isType(JsonNode *n, ArgType t)
 		return v == G_TYPE_STRING;
 	case ArgType::Integer:
 		return v == G_TYPE_INT64;
-	case ArgType::Boolean:
-		return v == G_TYPE_BOOLEAN;
 	}
 	return false;
 }
@@ -85,12 +70,35 @@ int jsonDepth(std::string_view s)
 	return deepest;
 }
 
+// "a string", "an integer": the type as an error message names it.
+std::string withArticle(std::string_view noun)
+{
+	bool vowel = !noun.empty() && std::string_view("aeiou").find(noun.front()) != std::string_view::npos;
+	return (vowel ? "an " : "a ") + std::string(noun);
+}
+
 std::string lineText(JsonNode *n)
 {
 	return toJson(n);
 }
 
 } // namespace
+
+const char *argTypeName(ArgType t)
+{
+	switch (t) {
+	case ArgType::String:
+		return "string";
+	case ArgType::Integer:
+		return "integer";
+	}
+	return "?";
+}
+
+std::string q(std::string_view v)
+{
+	return "'" + std::string(v) + "'";
+}
 
 bool parseRequest(std::string_view line, Request &req, ControlError &err)
 {
@@ -127,7 +135,7 @@ bool parseRequest(std::string_view line, Request &req, ControlError &err)
 	while (json_object_iter_next(&it, &name, &member)) {
 		if (strcmp(name, "execute") && strcmp(name, "arguments") && strcmp(name, "id")) {
 			err = { errorclass::kInvalidRequest,
-				std::string("unexpected member '") + name + "' (expected execute, arguments, id)" };
+				"unexpected member " + q(name) + " (expected execute, arguments, id)" };
 			return false;
 		}
 	}
@@ -163,19 +171,20 @@ bool checkArguments(JsonObject *args, std::span<const ArgSpec> specs, ControlErr
 			std::string known;
 			for (const auto &s : specs)
 				known += (known.empty() ? "" : ", ") + std::string(s.name);
-			err = { errorclass::kInvalidArgument, std::string("unexpected argument '") + name + "'" +
+			err = { errorclass::kInvalidArgument, "unexpected argument " + q(name) +
 				(known.empty() ? " (this command takes none)" : " (expected " + known + ")") };
 			return false;
 		}
 		if (!isType(member, spec->type)) {
-			err = { errorclass::kInvalidArgument, std::string("argument '") + name + "' must be " +
-				typeName(spec->type) + ", not " + nodeKind(member) + " (" + lineText(member) + ")" };
+			err = { errorclass::kInvalidArgument, "argument " + q(name) + " must be " +
+				withArticle(argTypeName(spec->type)) + ", not " + nodeKind(member) + " (" +
+				lineText(member) + ")" };
 			return false;
 		}
 		if (spec->type == ArgType::Integer) {
 			int64_t v = json_node_get_int(member);
 			if (v < spec->min || v > spec->max) {
-				err = { errorclass::kInvalidArgument, std::string("argument '") + name + "' is " +
+				err = { errorclass::kInvalidArgument, "argument " + q(name) + " is " +
 					std::to_string(v) + ", expected " + std::to_string(spec->min) + "-" +
 					std::to_string(spec->max) };
 				return false;
@@ -184,7 +193,7 @@ bool checkArguments(JsonObject *args, std::span<const ArgSpec> specs, ControlErr
 	}
 	for (const auto &s : specs) {
 		if (s.required && !json_object_has_member(args, s.name)) {
-			err = { errorclass::kInvalidArgument, std::string("missing argument '") + s.name + "'" };
+			err = { errorclass::kInvalidArgument, "missing argument " + q(s.name) };
 			return false;
 		}
 	}
@@ -205,14 +214,6 @@ std::optional<int64_t> intArg(JsonObject *args, const char *name)
 	if (!n || !isType(n, ArgType::Integer))
 		return std::nullopt;
 	return json_node_get_int(n);
-}
-
-std::optional<bool> boolArg(JsonObject *args, const char *name)
-{
-	JsonNode *n = json_object_get_member(args, name);
-	if (!n || !isType(n, ArgType::Boolean))
-		return std::nullopt;
-	return json_node_get_boolean(n) != FALSE;
 }
 
 std::string toJson(JsonNode *node)

@@ -66,7 +66,15 @@ struct Request {
 // One request line (without its '\n'). On failure err is set and req.id is kept if found.
 bool parseRequest(std::string_view line, Request &req, ControlError &err);
 
-enum class ArgType { String, Integer, Boolean };
+// The JSON types an argument can have; no command takes a boolean yet.
+enum class ArgType { String, Integer };
+
+// "string" or "integer": the "type" of query-commands' reply and the CLI's docs.
+const char *argTypeName(ArgType t);
+
+// A value quoted for a message: 'v'. One helper, so that the helper's replies and the
+// CLI's errors quote alike.
+std::string q(std::string_view v);
 
 struct ArgSpec {
 	const char *name;
@@ -83,7 +91,6 @@ bool checkArguments(JsonObject *args, std::span<const ArgSpec> specs, ControlErr
 // Typed access after checkArguments (nullopt when absent).
 std::optional<std::string> stringArg(JsonObject *args, const char *name);
 std::optional<int64_t> intArg(JsonObject *args, const char *name);
-std::optional<bool> boolArg(JsonObject *args, const char *name);
 
 // Reply lines, each ending in '\n'. value/id may be null.
 std::string encodeReturn(JsonNode *value, JsonNode *id);

@@ -408,11 +408,6 @@ const std::array kCommands = {
 	Command{ "query-commands", "this list", {}, queryCommands },
 };
 
-const char *typeText(ArgType t)
-{
-	return t == ArgType::String ? "string" : t == ArgType::Integer ? "integer" : "boolean";
-}
-
 bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &)
 {
 	JsonArrayPtr cmds(json_array_new());
@@ -421,7 +416,7 @@ bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlE
 		for (const auto &a : c.args)
 			json_array_add_element(args.get(), Obj()
 								   .str("name", a.name)
-								   .str("type", typeText(a.type))
+								   .str("type", argTypeName(a.type))
 								   .flag("required", a.required)
 								   .str("help", a.help)
 								   .done()
