@@ -1,0 +1,89 @@
+// unix_listener.hpp - a listening UNIX stream socket at a path that accepts from a GMainContext.
+#pragma once
+
+#include <glib.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "fd_watch.hpp"
+#include "glib_ptr.hpp"
+#include "unique_fd.hpp"
+#include "unix_socket.hpp"
+
+namespace slirpnet {
+
+// How a UnixListener listens; the defaults suit a socket served to a few local clients.
+struct UnixListenerOptions {
+	int backlog = 16;
+	// Applied to the socket file before listen(), so nobody connects under a wider mode.
+	// 0 leaves what the umask gave.
+	mode_t mode = 0;
+	// Connections accepted per wake-up: a burst of connects cannot starve the other
+	// sources of the context (the watch is level-triggered, the rest come next turn).
+	int acceptBatch = 16;
+	// How long accepting stops after running out of descriptors (EMFILE, ENFILE...).
+	unsigned pauseMs = 100;
+};
+
+/*
+ * One listener for every UNIX stream socket the helper serves (--socket and the control
+ * socket). Its contract:
+ *
+ *  - create() binds path with UnixSocketFile (a stale socket file nobody listens on is
+ *    replaced; a live one, or a path that is not a socket, is refused), applies
+ *    options.mode, listens, and watches the socket on ctx (NULL: the thread's default
+ *    context). When it returns, clients can connect. On failure it returns nullptr with
+ *    error set; the text names the path.
+ *  - Each connection is accept4()ed non-blocking and close-on-exec and handed to onAccept,
+ *    which owns it from then on (dropping the UniqueFd closes it). onAccept runs on the
+ *    thread iterating ctx, at most options.acceptBatch times per wake-up.
+ *  - EAGAIN, EINTR and ECONNABORTED (a client that gave up while in the backlog) are
+ *    silent. Any other accept error - typically EMFILE or ENFILE, which leave the
+ *    connection in the backlog and the socket readable - is logged (at most one warning
+ *    per kWarnIntervalSec, with a count of the ones held back) and stops accepting for
+ *    options.pauseMs, so that a level-triggered watch does not spin on it. The pending
+ *    clients wait in the backlog meanwhile.
+ *  - Destroying the listener stops accepting, closes the socket and unlinks the file if
+ *    it is still the one we bound (a successor may have replaced it). It must not be
+ *    destroyed from inside onAccept.
+ */
+class UnixListener
+{
+public:
+	using AcceptCallback = std::function<void(UniqueFd client)>;
+
+	static constexpr unsigned kWarnIntervalSec = 10;
+
+	static std::unique_ptr<UnixListener> create(const std::string &path, GMainContext *ctx,
+						    const UnixListenerOptions &options,
+						    AcceptCallback onAccept, std::string &error);
+	~UnixListener();
+	UnixListener(const UnixListener &) = delete;
+	UnixListener &operator=(const UnixListener &) = delete;
+
+	const std::string &path() const { return socket_->path(); }
+	int fd() const { return socket_->fd(); }
+	// True while accepting is stopped after an accept error (for tests and diagnostics).
+	bool isPaused() const { return pauseTimer_ != nullptr; }
+
+private:
+	UnixListener(GMainContext *ctx, const UnixListenerOptions &options, AcceptCallback onAccept);
+	void onReadable();
+	void pause(int err);
+	static gboolean onPauseOver(gpointer self);
+
+	GMainContextPtr ctx_;
+	UnixListenerOptions options_;
+	AcceptCallback onAccept_;
+	std::unique_ptr<UnixSocketFile> socket_; // declared before the sources: they go first
+	std::unique_ptr<FdWatch> watch_;
+	GSourcePtr pauseTimer_; // set while accepting is paused
+	int64_t lastWarning_ = 0; // monotonic µs of the last accept warning; 0: none yet
+	uint64_t heldBack_ = 0; // accept errors not logged since then
+};
+
+} // namespace slirpnet
