@@ -150,6 +150,13 @@ POSITIVE_TIMEOUT = 3.0 * _SCALE
 NEGATIVE_TIMEOUT = 0.5 * _SCALE
 
 STATS_RE = re.compile(r"stats:((?:\s+\w+=\d+)+)")
+# The helper's counters, in the order of its "stats:" line (the control socket's "stats"
+# reply has the same names as top-level keys).  from_guest: frames the guest sent;
+# to_guest: frames for the guest.
+STATS_COUNTERS = ("from_guest_frames", "from_guest_bytes", "to_guest_frames", "to_guest_bytes",
+                  "drop_oversize", "drop_runt", "drop_fragment", "drop_to_guest_full",
+                  "drop_to_guest_error", "drop_vnet_hdr", "pauses", "from_guest_gso",
+                  "to_guest_gso", "to_guest_split")
 
 
 def special_mac(ip):

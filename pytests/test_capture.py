@@ -222,10 +222,10 @@ def test_capture_matches_counters_under_load(captured):
         for _ in range(window):
             p.expect(lambda x: ICMP in x and x[ICMP].type == 0)
     st = p.stats()
-    assert st["drop_tx_full"] == 0 and st["drop_tx_error"] == 0, st
+    assert st["drop_to_guest_full"] == 0 and st["drop_to_guest_error"] == 0, st
     p.close()
-    assert st["tx_frames"] >= n and st["rx_frames"] >= n   # plus ARP the harness answers
-    assert len(p.capture.records()) == st["rx_frames"] + st["tx_frames"]
+    assert st["to_guest_frames"] >= n and st["from_guest_frames"] >= n   # plus ARP the harness answers
+    assert len(p.capture.records()) == st["from_guest_frames"] + st["to_guest_frames"]
 
 
 def test_capture_and_control_on_the_stream_transport(helper_path, tmp_path):
@@ -267,7 +267,7 @@ def test_capture_and_control_on_the_stream_transport(helper_path, tmp_path):
                 break
         with ControlClient(ctl_path) as c:
             st = c.call("stats")
-            assert st["rx_frames"] >= 1 and st["tx_frames"] >= 1
+            assert st["from_guest_frames"] >= 1 and st["to_guest_frames"] >= 1
             assert st["capture"]["file"] == pcap
         s.close()
     finally:
@@ -376,7 +376,7 @@ def test_oversized_frames_dropped_not_captured(direct, helpers, peers, workdir, 
         p.expect(icmp_echo_reply_from(p, seq=seq, payload=b"still alive %d" % seq))
     st = p.stats() if h is None else h.stats()
     assert st["drop_oversize"] == len(sizes), st
-    assert st["rx_frames"] >= 2 and st["drop_runt"] == 0, st
+    assert st["from_guest_frames"] >= 2 and st["drop_runt"] == 0, st
     p.flush(0.2)
     rc = p.close() if h is None else h.stop()
     assert rc == 0, p.helper_log()

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from harness import (ARP, GW_IP, TCP, UDP, TcpConn, arp_who_has, free_port, hostfwd_exchange,
-                     icmp_echo, icmp_echo_reply_from, udp_to)
+from harness import (ARP, GW_IP, STATS_COUNTERS, TCP, UDP, TcpConn, arp_who_has, free_port,
+                     hostfwd_exchange, icmp_echo, icmp_echo_reply_from, udp_to)
 from capture_fixtures import CaptureFile, ControlClient, ControlError, control_socket  # noqa: F401
 
 
@@ -102,11 +102,13 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
     p.send(b"\x00" * 10)                      # a runt, dropped and counted
     conn = TcpConn.connect(p, GW_IP, tcp_echo.port)
     st = c.call("stats")
-    assert st["rx_frames"] >= before["rx_frames"] + 2
-    assert st["tx_frames"] >= before["tx_frames"] + 2
-    assert st["rx_bytes"] > before["rx_bytes"] and st["tx_bytes"] > before["tx_bytes"]
-    assert st["drops"] == {"oversize": 0, "runt": 1, "fragment": 0, "tx_full": 0, "tx_error": 0,
-                           "vnet_hdr": 0}
+    assert st["from_guest_frames"] >= before["from_guest_frames"] + 2
+    assert st["to_guest_frames"] >= before["to_guest_frames"] + 2
+    assert st["from_guest_bytes"] > before["from_guest_bytes"]
+    assert st["to_guest_bytes"] > before["to_guest_bytes"]
+    drops = {k: v for k, v in st.items() if k.startswith("drop_")}
+    assert drops == {"drop_oversize": 0, "drop_runt": 1, "drop_fragment": 0,
+                     "drop_to_guest_full": 0, "drop_to_guest_error": 0, "drop_vnet_hdr": 0}, st
     assert st["pauses"] == 0
     assert st["connections"] == 1 and st["connections_by_protocol"]["tcp"] == 1
     assert st["capture"] is None and st["control_clients"] == 1
@@ -114,9 +116,13 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
     p.flush(0.2)
     st = c.call("stats")
     sig = p.stats()                            # the SIGUSR1 line of the same counters
-    for k in ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes"):
+    # The reply is flat: the log line's counters under the same names, then the rest.
+    assert list(sig) == list(STATS_COUNTERS), sig
+    assert set(st) == set(STATS_COUNTERS) | {"connections", "connections_by_protocol",
+                                             "hostfwd_listeners", "hostfwd_rules", "capture",
+                                             "control_clients"}, st
+    for k in STATS_COUNTERS:
         assert st[k] == sig[k], (k, st, sig)
-    assert st["drops"]["runt"] == sig["drop_runt"]
 
 
 def test_info_usernet_rows_and_text(ctlnet, tcp_echo, udp_echo):
@@ -411,7 +417,7 @@ def test_concurrent_clients(ctlnet):
         for i, c in enumerate(clients):
             for k in range(5):
                 r = c.read_reply()
-                assert r["id"] == [i, k] and "rx_frames" in r["return"]
+                assert r["id"] == [i, k] and "from_guest_frames" in r["return"]
         assert first.call("stats")["control_clients"] == 8
         # one client's runtime rule is visible to the others
         port = free_port()
@@ -573,7 +579,7 @@ def test_control_through_the_plugin(plugin, control_socket, tmp_path):
         c.call("capture-start", file=path)
         ping(p)
         assert c.call("capture-stop")["frames"] == 2
-        assert c.call("stats")["rx_frames"] > 0
+        assert c.call("stats")["from_guest_frames"] > 0
     CaptureFile(path).assert_decodes(expect=("icmp",), count=2)
     p.close()
     assert not os.path.exists(control_socket)
@@ -617,7 +623,12 @@ def test_ctl_every_command(ctlnet, ctl_path, tmp_path, tcp_echo):
     out = ctl(ctl_path, sock, "info-usernet").stdout
     assert "Protocol[State]" in out and "TCP[ESTABLISHED]" in out and "TCP[HOST_FORWARD]" in out
     out = ctl(ctl_path, sock, "stats").stdout
-    assert "rx:" in out and "drops: oversize 0" in out and "hostfwd: 2 rules" in out, out
+    st = json.loads(ctl(ctl_path, sock, "--json", "stats").stdout)["return"]
+    assert st["from_guest_frames"] > 0 and st["to_guest_frames"] > 0, st
+    # the human form shows the real counts (both directions) and the drops
+    assert "%d frames" % st["from_guest_frames"] in out, (out, st)
+    assert "%d frames" % st["to_guest_frames"] in out, (out, st)
+    assert "oversize 0" in out and "hostfwd: 2 rules" in out, out
     path = str(tmp_path / "ctl.pcap")
     out = ctl(ctl_path, sock, "capture-start", path, "filter=tcp", "snaplen=96").stdout
     assert out.strip() == "capturing to %s (snaplen 96, filter tcp)" % path
@@ -637,7 +648,7 @@ def test_ctl_json_and_errors(ctlnet, ctl_path):
     p, _ = ctlnet()
     sock = p.control_path
     r = json.loads(ctl(ctl_path, sock, "--json", "stats").stdout)
-    assert "rx_frames" in r["return"]
+    assert set(STATS_COUNTERS) <= set(r["return"]), r
     r = json.loads(ctl(ctl_path, sock, "--json", "hostfwd-list").stdout)
     assert r == {"return": []}
     r = json.loads(ctl(ctl_path, sock, "--json", "info-usernet").stdout)

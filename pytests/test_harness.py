@@ -6,7 +6,7 @@ import pytest
 import harness
 from harness import (ARP, ICMP, IP, TCP, UDP, Ether, Raw, decode_dns_names, decode_status,
                      encode_config, packet_matches, parse_options, parse_stats, seq_add,
-                     seq_lt)
+                     seq_lt, STATS_COUNTERS)
 
 
 def test_template_matching():
@@ -54,13 +54,31 @@ def test_parse_options():
 
 
 def test_parse_stats():
-    text = ("slirpnet[1]: INFO: stats: rx_frames=1 rx_bytes=2 tx_frames=3 tx_bytes=4 "
-            "drop_oversize=5 drop_runt=6 drop_tx_full=7 drop_tx_error=8\n"
-            "slirpnet[1]: INFO: stats: rx_frames=10 rx_bytes=20 tx_frames=30 tx_bytes=40 "
-            "drop_oversize=50 drop_runt=60 drop_tx_full=70 drop_tx_error=80\n")
+    """Today's line: the 14 counters named by direction, in the helper's order; the last
+    line of the text wins."""
+    first = " ".join("%s=%d" % (k, i) for i, k in enumerate(STATS_COUNTERS))
+    last = " ".join("%s=%d" % (k, 1000 + i) for i, k in enumerate(STATS_COUNTERS))
+    text = ("slirpnet[7]: INFO: stats: " + first + "\n"
+            "slirpnet[7]: INFO: something else\n"
+            "slirpnet[7]: INFO: stats: " + last + "\n")
     st = parse_stats(text)
-    assert st["rx_frames"] == 10 and st["drop_tx_error"] == 80 and len(st) == 8
+    assert list(st) == list(STATS_COUNTERS)
+    assert st["from_guest_frames"] == 1000 and st["to_guest_split"] == 1013
+    assert st["drop_to_guest_full"] == 1007 and st["drop_vnet_hdr"] == 1009
     assert parse_stats("nothing") is None
+
+
+def test_parse_stats_literal_line():
+    """A line as the helper writes it (plugin/helper/stats.hpp), as a literal."""
+    line = ("slirpnet[4242]: message: stats: from_guest_frames=12 "
+            "from_guest_bytes=3456 to_guest_frames=7 to_guest_bytes=890 drop_oversize=1 "
+            "drop_runt=2 drop_fragment=3 drop_to_guest_full=4 drop_to_guest_error=5 "
+            "drop_vnet_hdr=6 pauses=8 from_guest_gso=9 to_guest_gso=10 to_guest_split=11\n")
+    assert parse_stats(line) == {
+        "from_guest_frames": 12, "from_guest_bytes": 3456, "to_guest_frames": 7,
+        "to_guest_bytes": 890, "drop_oversize": 1, "drop_runt": 2, "drop_fragment": 3,
+        "drop_to_guest_full": 4, "drop_to_guest_error": 5, "drop_vnet_hdr": 6, "pauses": 8,
+        "from_guest_gso": 9, "to_guest_gso": 10, "to_guest_split": 11}
 
 
 def test_gvariant_config_roundtrip():

@@ -65,7 +65,7 @@ def test_libvirt_launch_no_fork(helpers):
         ping_check(p)
         assert h.alive() and harness.child_pids(parent=h.pid) == []
         # and it is that process which handled the frames
-        assert h.stats()["rx_frames"] >= 4
+        assert h.stats()["from_guest_frames"] >= 4
     finally:
         p.close()
 

@@ -56,8 +56,8 @@ def test_plain_frames_carry_a_zero_header(plugin, hdr_len):
     p.expect(icmp_echo_reply_from(p, seq=1))
     st = p.stats()
     # the helper counts frame bytes, never the header, both ways
-    assert st["tx_bytes"] - base["tx_bytes"] == sum(len(f) for _, f in p.vnet_rx), st
-    assert st["rx_bytes"] - base["rx_bytes"] == len(bytes(icmp_echo(p, seq=1))), st
+    assert st["to_guest_bytes"] - base["to_guest_bytes"] == sum(len(f) for _, f in p.vnet_rx), st
+    assert st["from_guest_bytes"] - base["from_guest_bytes"] == len(bytes(icmp_echo(p, seq=1))), st
     assert p.vnet_rx
     for hdr, _frame in p.vnet_rx:
         assert (hdr.flags, hdr.gso_type, hdr.gso_size) == (0, 0, 0)
@@ -88,8 +88,8 @@ def test_tso_in_and_gso_out(plugin, tcp_echo):
     p.tso_tx = True
     echo_through(p, tcp_echo.port, 256 * 1024, mss=60000)
     st = p.stats()
-    assert st["rx_gso"] >= 4, st
-    assert st["tx_gso"] >= 1, st
+    assert st["from_guest_gso"] >= 4, st
+    assert st["to_guest_gso"] >= 1, st
     assert st["drop_vnet_hdr"] == 0, st
     big = [(h, f) for h, f in tcp_from(p, tcp_echo.port) if len(f) > MTU_FRAME]
     assert big, "no frame above the link MTU came back"
@@ -136,7 +136,7 @@ def test_without_guest_tso_frames_fit_the_link(plugin, tcp_server, features):
         assert len(f) <= MTU_FRAME and h.gso_type == 0 and h.flags == 0, (len(f), h)
         assert tcp_csum_ok(f)
     st = p.stats()
-    assert st["tx_split"] == 0 and st["tx_gso"] == 0, st
+    assert st["to_guest_split"] == 0 and st["to_guest_gso"] == 0, st
 
 
 def test_no_set_cap_means_plain_link_frames(plugin, tcp_echo):
@@ -159,7 +159,7 @@ def test_withdrawn_tso_cuts_segments_of_an_open_connection(plugin, tcp_echo):
     assert c.recv(len(data), timeout=15) == data
     assert all(len(f) <= MTU_FRAME for _, f in tcp_from(p, tcp_echo.port))
     # libslirp still makes 32 KiB segments on this connection: the helper cut them
-    assert p.stats()["tx_split"] > 0
+    assert p.stats()["to_guest_split"] > 0
 
 
 def test_hostfwd_connection_gets_gso_segments(plugin):
@@ -196,7 +196,7 @@ def test_large_udp_to_a_guest_is_fragmented(plugin):
     assert len(frags) >= 3
     assert all(len(bytes(f)) <= MTU_FRAME for f in frags)
     assert data[8:] == payload
-    assert p.stats()["tx_split"] >= 3
+    assert p.stats()["to_guest_split"] >= 3
 
 
 def test_bad_headers_are_dropped_and_counted(plugin):

@@ -32,7 +32,7 @@ def flood(port, n=DATAGRAMS):
     s.close()
 
 
-def settle(h, key="rx_frames", timeout=10.0):
+def settle(h, timeout=10.0):
     """Wait until the helper's counters stop moving; return the last stats."""
     deadline = time.monotonic() + timeout * SCALE
     last = None
@@ -55,7 +55,7 @@ def test_stream_peer_that_stops_reading_pauses_host_input(stream_helper, peers):
     # The link's queue filled up past half: libslirp's host input was paused, and no
     # frame was made only to be dropped.
     assert st["pauses"] >= 1, st
-    assert st["drop_tx_full"] == 0, st
+    assert st["drop_to_guest_full"] == 0, st
     # Now read: every frame libslirp produced arrives, whole and in order; input resumes
     # and the rest of what the host kernel kept for us follows.
     got = []
@@ -71,12 +71,12 @@ def test_stream_peer_that_stops_reading_pauses_host_input(stream_helper, peers):
         if len(got) != before:
             idle_since = time.monotonic()
     st = h.stats()
-    assert st["drop_tx_full"] == 0, st
+    assert st["drop_to_guest_full"] == 0, st
     assert got == sorted(got), "datagrams reordered"
     # Every frame libslirp made reached the peer (the ARP reply was read earlier); what
     # the host kernel could not buffer while input was paused is the host's loss (its UDP
     # receive buffer), as with any slow receiver, not frames dropped on the link.
-    assert len(got) + 1 == st["tx_frames"], (len(got), st)
+    assert len(got) + 1 == st["to_guest_frames"], (len(got), st)
     assert len(got) > 1024 * 1024 // (PAYLOAD + 60), (len(got), st)
     ping_check(p, seq=77)                 # and the link works normally afterwards
 
@@ -90,7 +90,7 @@ def test_plugin_socket_full_pauses_then_resumes(direct):
     st = p.stats()
     assert st["pauses"] >= 1, st
     # At most one frame is lost per pause: the one the full socket refused.
-    assert st["drop_tx_full"] <= st["pauses"], st
+    assert st["drop_to_guest_full"] <= st["pauses"], st
     got = 0
     deadline = time.monotonic() + 20 * SCALE
     while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ def test_plugin_socket_full_pauses_then_resumes(direct):
         got += 1
     assert got > 100, got
     st = p.stats()
-    assert st["drop_tx_full"] <= st["pauses"], st
+    assert st["drop_to_guest_full"] <= st["pauses"], st
 
 
 def test_dgram_new_peer_resumes_host_input(helpers, peers, workdir):

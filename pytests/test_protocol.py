@@ -70,7 +70,7 @@ def test_close_ends_helper_with_status_0(direct):
     assert time.monotonic() - t0 < 2
     st = parse_stats(d.helper_log())
     assert st is not None, "no stats line at exit"
-    assert st["rx_frames"] >= 1 and st["tx_frames"] >= 1
+    assert st["from_guest_frames"] >= 1 and st["to_guest_frames"] >= 1
 
 
 def test_sigterm_exits_0(direct):
@@ -91,11 +91,11 @@ def test_stats_count_frames(direct):
         d.send(f)
         d.expect(icmp_echo_reply_from(d, seq=seq))
     after = d.stats()
-    assert after["rx_frames"] - before["rx_frames"] == 5
-    assert after["rx_bytes"] - before["rx_bytes"] == sum(sizes)
-    assert after["tx_frames"] - before["tx_frames"] == 5
-    assert after["tx_bytes"] - before["tx_bytes"] >= sum(sizes)
-    for k in ("drop_oversize", "drop_runt", "drop_tx_full", "drop_tx_error"):
+    assert after["from_guest_frames"] - before["from_guest_frames"] == 5
+    assert after["from_guest_bytes"] - before["from_guest_bytes"] == sum(sizes)
+    assert after["to_guest_frames"] - before["to_guest_frames"] == 5
+    assert after["to_guest_bytes"] - before["to_guest_bytes"] >= sum(sizes)
+    for k in ("drop_oversize", "drop_runt", "drop_to_guest_full", "drop_to_guest_error"):
         assert after[k] == 0, (k, after)
 
 
@@ -153,20 +153,20 @@ def stats_without_reading(d, timeout=5.0):
     raise AssertionError("no stats line after SIGUSR1; log:\n" + d.helper_log())
 
 
-def wait_rx(d, rx_frames, timeout=20.0):
-    """Poll the counters (without reading) until the helper has taken rx_frames frames."""
+def wait_rx(d, frames, timeout=20.0):
+    """Poll the counters (without reading) until the helper has taken `frames` frames from the guest."""
     deadline = time.monotonic() + timeout
     while True:
         st = stats_without_reading(d)
-        if st["rx_frames"] >= rx_frames or time.monotonic() > deadline:
-            assert st["rx_frames"] >= rx_frames, st
+        if st["from_guest_frames"] >= frames or time.monotonic() > deadline:
+            assert st["from_guest_frames"] >= frames, st
             return st
         time.sleep(0.1)
 
 
 def test_full_parent_drops_and_counts(direct):
     """3000 echoes sent while we read nothing: the replies that do not fit in the socket
-    are dropped whole and counted (drop_tx_full), every echo is still taken in, and
+    are dropped whole and counted (drop_to_guest_full), every echo is still taken in, and
     once we read again the helper answers; replies received + dropped == echoes sent."""
     d = direct("ipv6=off," + SMALL_SNDBUF)
     d.send(icmp_echo(d, seq=0))
@@ -176,15 +176,15 @@ def test_full_parent_drops_and_counts(direct):
     n, payload = 3000, bytes(range(256)) * 5 + bytes(120)      # 1400 bytes
     for seq in range(1, n + 1):
         d.sock.send(bytes(icmp_echo(d, seq=seq, payload=payload)))   # not logged: 4 MB
-    st = wait_rx(d, base["rx_frames"] + n)
+    st = wait_rx(d, base["from_guest_frames"] + n)
     assert d.helper_status() is None, "the helper died: " + d.helper_log()
-    sent = st["tx_frames"] - base["tx_frames"]
-    dropped = st["drop_tx_full"] - base["drop_tx_full"]
+    sent = st["to_guest_frames"] - base["to_guest_frames"]
+    dropped = st["drop_to_guest_full"] - base["drop_to_guest_full"]
     assert dropped > 0, st
     # Up to one batch of replies (SeqpacketLink::kBatch) may still wait in the helper's
     # slots for the socket to drain: neither sent nor dropped yet.
     assert n - 32 <= sent + dropped <= n, (sent, dropped, st)
-    assert st["drop_tx_error"] == 0, st
+    assert st["drop_to_guest_error"] == 0, st
     if "pauses" in st:
         assert st["pauses"] > base["pauses"], st
     # now read until quiet: every reply intact and once
@@ -198,15 +198,15 @@ def test_full_parent_drops_and_counts(direct):
         seqs.append(r[ICMP].seq)
     assert len(set(seqs)) == len(seqs) and set(seqs) <= set(range(1, n + 1))
     end = d.stats()
-    total_sent = end["tx_frames"] - base["tx_frames"]
-    total_dropped = end["drop_tx_full"] - base["drop_tx_full"]
+    total_sent = end["to_guest_frames"] - base["to_guest_frames"]
+    total_dropped = end["drop_to_guest_full"] - base["drop_to_guest_full"]
     assert len(seqs) == total_sent, (len(seqs), end)
     assert total_sent + total_dropped == n, (total_sent, total_dropped, end)
     d.send(icmp_echo(d, seq=n + 1, payload=b"after the flood"))
     d.expect(icmp_echo_reply_from(d, seq=n + 1, payload=b"after the flood"))
     after = d.stats()
-    assert after["tx_frames"] == end["tx_frames"] + 1, after
-    assert after["drop_tx_full"] == end["drop_tx_full"], after
+    assert after["to_guest_frames"] == end["to_guest_frames"] + 1, after
+    assert after["drop_to_guest_full"] == end["drop_to_guest_full"], after
 
 
 def test_full_parent_host_input_resumes(direct, udp_echo):
@@ -221,7 +221,7 @@ def test_full_parent_host_input_resumes(direct, udp_echo):
     n = 2000
     for i in range(n):
         d.sock.send(bytes(udp_to(d, udp_echo.port, b"%06d" % i + bytes(1394), sport=41001)))
-    wait_rx(d, base["rx_frames"] + n)
+    wait_rx(d, base["from_guest_frames"] + n)
     # the echo server got them all (loopback); give libslirp time to take the echoes
     deadline = time.monotonic() + 10
     while len(udp_echo.received) < n + 1 and time.monotonic() < deadline:
@@ -229,8 +229,8 @@ def test_full_parent_host_input_resumes(direct, udp_echo):
     time.sleep(0.5)
     st = stats_without_reading(d)
     assert d.helper_status() is None, "the helper died: " + d.helper_log()
-    sent = st["tx_frames"] - base["tx_frames"]
-    dropped = st["drop_tx_full"] - base["drop_tx_full"]
+    sent = st["to_guest_frames"] - base["to_guest_frames"]
+    dropped = st["drop_to_guest_full"] - base["drop_to_guest_full"]
     assert sent < n, ("every echo fitted: the parent was never full", st)
     assert dropped > 0 or st.get("pauses", 0) > base.get("pauses", 0), st
     got = 0

@@ -377,7 +377,7 @@ def test_stream_arp_padded_and_icmp(stream_helper, peers):
     assert p.lengths[-1] == MIN_FRAME       # the length prefix says 60 too
     ping_check(p)
     st = h.stats()
-    assert st["rx_frames"] >= 2 and st["tx_frames"] >= 2
+    assert st["from_guest_frames"] >= 2 and st["to_guest_frames"] >= 2
 
 
 def test_stream_split_byte_by_byte(stream_helper, peers):
@@ -541,24 +541,24 @@ def test_stream_slow_reader_drops_whole_frames(stream_helper, peers):
     deadline = time.monotonic() + 20 * SCALE
     while time.monotonic() < deadline:
         st = h.stats()
-        if st["rx_frames"] >= n + 1:
+        if st["from_guest_frames"] >= n + 1:
             break
         time.sleep(0.1)
-    assert st["rx_frames"] >= n + 1, st
-    assert st["drop_tx_full"] > 0, st
+    assert st["from_guest_frames"] >= n + 1, st
+    assert st["drop_to_guest_full"] > 0, st
     # now drain: every frame parses, and frames sent = frames received
     got = 0
     deadline = time.monotonic() + 20 * SCALE
     while time.monotonic() < deadline:
         p.pump(0.3)
         got = sum(1 for _, pk in p.queue if ICMP in pk and pk[ICMP].type == 0)
-        if got + 1 >= st["tx_frames"]:   # +1: the ARP reply already consumed
+        if got + 1 >= st["to_guest_frames"]:   # +1: the ARP reply already consumed
             break
     replies = [pk for _, pk in p.queue if ICMP in pk]
     assert all(len(bytes(pk[ICMP].payload)) >= 1400 for pk in replies)
     st2 = h.stats()
-    assert got + 1 == st2["tx_frames"], (got, st2)
-    assert got + st2["drop_tx_full"] == n, (got, st2)
+    assert got + 1 == st2["to_guest_frames"], (got, st2)
+    assert got + st2["drop_to_guest_full"] == n, (got, st2)
     ping_check(p, seq=0xfff0)
 
 
@@ -568,7 +568,7 @@ def test_stream_stats_and_sigterm(stream_helper, peers):
     arp_check(p)
     assert h.stop() == 0
     st = harness.parse_stats(h.log())
-    assert st and st["rx_frames"] >= 1 and st["tx_frames"] >= 1
+    assert st and st["from_guest_frames"] >= 1 and st["to_guest_frames"] >= 1
 
 
 # --------------------------------------------------------------------------------------
@@ -605,7 +605,7 @@ def test_dgram_drops_until_a_peer_is_known(helpers, peers, workdir):
     anon.send(arp_who_has(GW_IP, anon))
     assert anon.poll(ARP, timeout=0.3) is None
     st = h.stats()
-    assert st["rx_frames"] == 1 and st["tx_frames"] == 0 and st["drop_tx_error"] == 1, st
+    assert st["from_guest_frames"] == 1 and st["to_guest_frames"] == 0 and st["drop_to_guest_error"] == 1, st
     assert "unbound socket" in h.log()
     a = peers(DgramPeer(bound_dgram(workdir, "qa.sock"), dest=path, helper=h))
     arp_check(a)
@@ -650,20 +650,20 @@ def test_dgram_slow_reader_queues_then_drops(helpers, peers, workdir, mode):
     deadline = time.monotonic() + 20 * SCALE
     while time.monotonic() < deadline:
         st = h.stats()
-        if st["rx_frames"] >= n + 1:
+        if st["from_guest_frames"] >= n + 1:
             break
         time.sleep(0.1)
-    assert st["rx_frames"] >= n + 1, st
-    assert st["drop_tx_full"] > 0, st
+    assert st["from_guest_frames"] >= n + 1, st
+    assert st["drop_to_guest_full"] > 0, st
     deadline = time.monotonic() + 20 * SCALE
     got = 0
-    while time.monotonic() < deadline and got + 1 < st["tx_frames"]:
+    while time.monotonic() < deadline and got + 1 < st["to_guest_frames"]:
         p.pump(0.3)
         got = sum(1 for _, pk in p.queue if ICMP in pk and pk[ICMP].type == 0)
     st2 = h.stats()
-    assert got + 1 == st2["tx_frames"], (got, st2)
-    assert got + st2["drop_tx_full"] == n, (got, st2)
-    assert st2["drop_tx_error"] == 0, st2
+    assert got + 1 == st2["to_guest_frames"], (got, st2)
+    assert got + st2["drop_to_guest_full"] == n, (got, st2)
+    assert st2["drop_to_guest_error"] == 0, st2
     ping_check(p, seq=0xfff0)
 
 
