@@ -2,8 +2,6 @@
 #include "control/control_server.hpp"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
@@ -12,9 +10,8 @@ namespace slirpnet {
 
 namespace {
 
-// Bytes read from one client per wake-up, and clients accepted per wake-up.
+// Bytes read from one client per wake-up.
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr int kAcceptBatch = 16;
 
 // One error line for clients refused before any request (same shape as encodeError's).
 const char kTooManyClients[] =
@@ -39,8 +36,8 @@ struct ControlServer::Client {
 	bool hasLine() const { return in.find('\n') != std::string::npos || (eof && !in.empty()); }
 };
 
-ControlServer::ControlServer(const std::string &path, GMainContext *ctx, Handler handler, const Limits &limits)
-	: path_(path), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
+ControlServer::ControlServer(GMainContext *ctx, Handler handler, const Limits &limits)
+	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
 	  handler_(std::move(handler)), limits_(limits)
 {
 }
@@ -55,34 +52,25 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 						     Handler handler, std::string &error,
 						     const Limits &limits)
 {
-	std::unique_ptr<ControlServer> s(new ControlServer(path, ctx, std::move(handler), limits));
-	if (!s->listenOn(error))
-		return nullptr;
+	std::unique_ptr<ControlServer> s(new ControlServer(ctx, std::move(handler), limits));
+	UnixListenerOptions o;
+	o.mode = 0600; // owner only: the socket can open ports on the host
 	ControlServer *self = s.get();
-	s->listenWatch_ = FdWatch::create(s->ctx_.get(), s->listenSock_->fd(), G_IO_IN,
-					  [self](int, GIOCondition) { self->onAccept(); });
-	s->listenWatch_->enable();
+	s->listener_ = UnixListener::create(path, s->ctx_.get(), o,
+					    [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
+	if (!s->listener_) {
+		error = "control: " + error;
+		return nullptr;
+	}
 	g_message("control socket %s ready", path.c_str());
 	return s;
-}
-
-bool ControlServer::listenOn(std::string &error)
-{
-	// Owner only (0600): the socket can open ports on the host.
-	listenSock_ = UnixSocketFile::listen(path_, 16, 0600, error);
-	if (!listenSock_) {
-		error = "control: " + error;
-		return false;
-	}
-	return true;
 }
 
 ControlServer::~ControlServer()
 {
 	idle_.reset();
-	listenWatch_.reset();
 	clients_.clear();
-	listenSock_.reset(); // unlinks the socket file if it is still ours
+	listener_.reset(); // unlinks the socket file if it is still ours
 }
 
 size_t ControlServer::clientCount() const
@@ -93,34 +81,25 @@ size_t ControlServer::clientCount() const
 	return n;
 }
 
-void ControlServer::onAccept()
+void ControlServer::onAccept(UniqueFd fd)
 {
-	for (int i = 0; i < kAcceptBatch; i++) {
-		int fd = accept4(listenSock_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				g_warning("control: accept: %s", strerror(errno));
-			return;
-		}
-		UniqueFd cfd(fd);
-		if (clientCount() >= limits_.maxClients) {
-			g_warning("control: refusing a client: %zu already connected", clientCount());
-			(void)!send(fd, kTooManyClients, sizeof(kTooManyClients) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-			continue;
-		}
-		auto c = std::make_unique<Client>();
-		c->id = nextClientId_++;
-		c->fd = std::move(cfd);
-		Client *cp = c.get();
-		c->readWatch = FdWatch::create(ctx_.get(), fd, static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
-					       [this, cp](int, GIOCondition cond) { onReadable(*cp, cond); });
-		c->writeWatch = FdWatch::create(ctx_.get(), fd, static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
-						[this, cp](int, GIOCondition) { onWritable(*cp); });
-		c->readWatch->enable();
-		clients_.push_back(std::move(c));
-		accepted_++;
-		g_debug("control: client %u connected (%zu now)", cp->id, clientCount());
+	if (clientCount() >= limits_.maxClients) {
+		g_warning("control: refusing a client: %zu already connected", clientCount());
+		(void)!send(fd.get(), kTooManyClients, sizeof(kTooManyClients) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		return;
 	}
+	auto c = std::make_unique<Client>();
+	c->id = nextClientId_++;
+	c->fd = std::move(fd);
+	Client *cp = c.get();
+	int cfd = c->fd.get();
+	c->readWatch = FdWatch::create(ctx_.get(), cfd, static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+				       [this, cp](int, GIOCondition cond) { onReadable(*cp, cond); });
+	c->writeWatch = FdWatch::create(ctx_.get(), cfd, static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
+					[this, cp](int, GIOCondition) { onWritable(*cp); });
+	c->readWatch->enable();
+	clients_.push_back(std::move(c));
+	g_debug("control: client %u connected (%zu now)", cp->id, clientCount());
 }
 
 void ControlServer::onReadable(Client &c, GIOCondition cond)

@@ -14,7 +14,7 @@
 #include "fd_watch.hpp"
 #include "glib_ptr.hpp"
 #include "unique_fd.hpp"
-#include "unix_socket.hpp"
+#include "unix_listener.hpp"
 
 namespace slirpnet {
 
@@ -29,7 +29,8 @@ namespace slirpnet {
  *    replies are unsent, so a client that writes without reading only stalls itself;
  *  - a client whose unsent replies would exceed maxOutput is disconnected;
  *  - beyond maxClients, a new client gets one error line and is closed.
- * A client that half-closes still gets the replies to what it sent.
+ * A client that half-closes still gets the replies to what it sent. Accepting is
+ * UnixListener's (batched per wake-up, paused when out of descriptors).
  */
 class ControlServer
 {
@@ -60,15 +61,13 @@ public:
 	ControlServer &operator=(const ControlServer &) = delete;
 
 	size_t clientCount() const;
-	const std::string &path() const { return path_; }
-	uint64_t clientsServed() const { return accepted_; }
+	const std::string &path() const { return listener_->path(); }
 
 private:
 	struct Client;
 
-	ControlServer(const std::string &path, GMainContext *ctx, Handler handler, const Limits &limits);
-	bool listenOn(std::string &error);
-	void onAccept();
+	ControlServer(GMainContext *ctx, Handler handler, const Limits &limits);
+	void onAccept(UniqueFd fd);
 	void onReadable(Client &c, GIOCondition cond);
 	void onWritable(Client &c);
 	void service(Client &c);
@@ -79,15 +78,12 @@ private:
 	void scheduleIdle();
 	static gboolean onIdle(gpointer self);
 
-	std::string path_;
 	GMainContextPtr ctx_;
 	Handler handler_;
 	Limits limits_;
-	std::unique_ptr<UnixSocketFile> listenSock_;
-	std::unique_ptr<FdWatch> listenWatch_;
+	std::unique_ptr<UnixListener> listener_;
 	std::list<std::unique_ptr<Client>> clients_;
 	GSourcePtr idle_; // pending requests and dead clients, handled when the loop is idle
-	uint64_t accepted_ = 0;
 	unsigned nextClientId_ = 1;
 };
 
