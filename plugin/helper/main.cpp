@@ -1,6 +1,5 @@
 // main.cpp - the slirpnet helper: options, the guest link, and the GLib loop around libslirp.
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,21 +9,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "link/dgram_link.hpp"
-#include "glib_ptr.hpp"
-#include "log.hpp"
+#include "busy_poll_loop.hpp"
 #include "control/control_commands.hpp"
 #include "control/control_server.hpp"
+#include "link/link_factory.hpp"
+#include "link/seqpacket_link.hpp"
+#include "log.hpp"
 #include "network.hpp"
 #include "options.hpp"
-#include "busy_poll_loop.hpp"
-#include "link/seqpacket_link.hpp"
-#include "link/stream_link.hpp"
-#include "link/stream_server.hpp"
 #include "unique_fd.hpp"
 #include "wire.hpp"
 
@@ -35,9 +30,6 @@
 using namespace slirpnet;
 
 namespace {
-
-// How long the helper waits for the parent's config message.
-constexpr int kConfigTimeoutMs = 30000;
 
 // What --print-capabilities reports to libvirt (qemu_slirp.c): only what works. ipv4/ipv6
 // are --net/--net6, tftp and restrict are table options; no D-Bus, so no migration.
@@ -156,46 +148,6 @@ int parseCommandLine(int argc, char **argv)
 	return -1;
 }
 
-// Wait (bounded) for the first message on the plugin's socket and decode it.
-bool receiveConfig(int fd, OptionList &opts, uint32_t &version, std::string &error)
-{
-	struct pollfd p = { fd, POLLIN, 0 };
-	int r;
-	do
-		r = poll(&p, 1, kConfigTimeoutMs);
-	while (r < 0 && errno == EINTR);
-	if (r == 0) {
-		error = "no config message from the parent within " + std::to_string(kConfigTimeoutMs / 1000) + " s";
-		return false;
-	}
-	std::vector<uint8_t> buf(kMaxControlMessage);
-	ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC);
-	if (n < 0) {
-		error = std::string("reading the config message: ") + strerror(errno);
-		return false;
-	}
-	if (n == 0) {
-		error = "the parent closed the socket before sending a config";
-		return false;
-	}
-	if (static_cast<size_t>(n) > buf.size()) {
-		error = "config message too large (" + std::to_string(n) + " bytes)";
-		return false;
-	}
-	return decodeConfig(buf.data(), static_cast<size_t>(n), opts, error, &version);
-}
-
-void sendStatus(int fd, bool ok, const std::string &message)
-{
-	std::vector<uint8_t> m = encodeStatus(ok, message);
-	// The socket is empty at this point, so this cannot block for long; wait for room
-	// anyway rather than lose the one message the parent is waiting for.
-	struct pollfd p = { fd, POLLOUT, 0 };
-	poll(&p, 1, 1000);
-	if (send(fd, m.data(), m.size(), MSG_NOSIGNAL | MSG_EOR | MSG_DONTWAIT) < 0)
-		g_debug("sending status: %s", strerror(errno));
-}
-
 struct Loop {
 	std::unique_ptr<BusyPollLoop> runner; // set once the config (busy-poll) is known
 	bool quitEarly = false; // quit() before run(): a signal during start-up
@@ -295,177 +247,97 @@ private:
 	std::unique_ptr<ControlServer> server_;
 };
 
-int runSeqpacket(Loop &loop, int fd)
+// The link the command line names (main() checked that there is exactly one).
+LinkRequest linkRequest()
 {
-	if (fcntl(fd, F_GETFD) < 0) {
-		g_critical("-S %d: not an open file descriptor", fd);
-		return 1;
+	LinkRequest req;
+	if (gCmd.seqpacketFd >= 0) {
+		req.kind = LinkRequest::Kind::Plugin;
+		req.fd = gCmd.seqpacketFd;
+	} else if (gCmd.socketPath) {
+		req.kind = LinkRequest::Kind::Socket;
+		req.path = gCmd.socketPath;
+		req.oneOff = gCmd.oneOff;
+	} else if (gCmd.dgramPath) {
+		req.kind = LinkRequest::Kind::Dgram;
+		req.path = gCmd.dgramPath;
+	} else {
+		req.kind = LinkRequest::Kind::Fd;
+		req.fd = gCmd.fd;
 	}
-	int type = 0;
-	socklen_t tl = sizeof(type);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) {
-		g_critical("-S %d: not a SOCK_SEQPACKET socket", fd);
-		return 1;
-	}
-	UniqueFd sock(fd);
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
-
-	OptionList opts = gCmd.options;
-	std::string error;
-	Config cfg;
-	uint32_t version = kWireVersionPlain;
-	if (!receiveConfig(fd, opts, version, error) || !parseConfig(opts, cfg, error)) {
-		g_critical("%s", error.c_str());
-		sendStatus(fd, false, error);
-		return 1;
-	}
-
-	cfg.vnetHdr = version == kWireVersionVnetHdr;
-
-	SeqpacketLink *link = nullptr;
-	auto net = Network::create(cfg, nullptr,
-				   [&link](const uint8_t *f, size_t len) -> ssize_t {
-					   return link ? link->sendFrame(f, len) : -1;
-				   },
-				   error);
-	if (!net) {
-		g_critical("%s", error.c_str());
-		sendStatus(fd, false, error);
-		return 1;
-	}
-	ControlEndpoint control;
-	if (!control.start(*net, error)) {
-		g_critical("%s", error.c_str());
-		sendStatus(fd, false, error);
-		return 1;
-	}
-	sendStatus(fd, true, "");
-	loop.net = net.get();
-
-	auto owned = SeqpacketLink::create(std::move(sock), *net, nullptr, [&loop](const char *why) {
-		g_debug("parent: %s; exiting", why);
-		loop.quit(loop.exitCode);
-	});
-	link = owned.get();
-
-	g_debug("ready: mtu %u, mru %u (libslirp's mru %u), %s, %zu hostfwd rule(s), wire version %u", cfg.mtu,
-		cfg.mru, cfg.slirpMru(), cfg.restricted ? "restricted" : "open", cfg.hostFwds.size(), version);
-	loop.run(cfg);
-	g_message("stats: %s", net->stats().format().c_str());
-	loop.net = nullptr;
-	link = nullptr;
-	owned.reset();
-	net.reset();
-	return loop.exitCode;
+	return req;
 }
 
-// The QEMU-facing transports: --socket, --dgram, --fd. Options come from the command line.
-int runQemuLink(Loop &loop)
+/*
+ * The one path of every transport: options (for the plugin, with the ones of its config
+ * record), the network, the link, the control socket, then the loop until the link closes
+ * for good or a signal ends it.
+ */
+int serve(Loop &loop, LinkRequest req)
 {
 	std::string error;
-	Config cfg;
-	if (!parseConfig(gCmd.options, cfg, error)) {
+	if (!checkLinkRequest(req, error)) {
 		g_critical("%s", error.c_str());
-		return 2;
+		return 1;
 	}
+	const bool plugin = req.kind == LinkRequest::Kind::Plugin;
+	// The plugin's status record answers its config record, success or failure.
+	auto fail = [&](int code) {
+		g_critical("%s", error.c_str());
+		if (plugin)
+			SeqpacketLink::sendStatus(req.fd, false, error);
+		return code;
+	};
 
-	// Set once the link exists; until then (and after) frames from libslirp are dropped.
-	std::function<ssize_t(const uint8_t *, size_t)> send;
-	auto net = Network::create(cfg, nullptr,
-				   [&send, &loop](const uint8_t *f, size_t len) -> ssize_t {
-					   if (send)
-						   return send(f, len);
-					   if (loop.net)
-						   loop.net->stats().dropToGuestError++;
-					   return -1;
-				   },
-				   error);
-	if (!net) {
-		g_critical("%s", error.c_str());
-		return 1;
-	}
+	OptionList opts = gCmd.options;
+	uint32_t version = kWireVersionPlain;
+	if (plugin && !SeqpacketLink::receiveConfig(req.fd, opts, version, error))
+		return fail(1);
+	Config cfg;
+	if (!parseConfig(opts, cfg, error))
+		return fail(plugin ? 1 : 2);
+	cfg.vnetHdr = plugin && version == kWireVersionVnetHdr;
+
+	auto net = Network::create(cfg, nullptr, error);
+	if (!net)
+		return fail(1);
 	ControlEndpoint control;
-	if (!control.start(*net, error)) {
-		g_critical("%s", error.c_str());
-		return 1;
-	}
+	if (!control.start(*net, error))
+		return fail(1);
+	auto link = createLink(req, *net, nullptr, error);
+	if (!link)
+		return fail(1);
+	link->setClosedCallback([&loop](const std::string &why, bool err) {
+		g_message("%s; exiting", why.c_str());
+		loop.quit(err ? 1 : 0);
+	});
+	net->attach(link.get());
 	loop.net = net.get();
 
-	std::unique_ptr<StreamServer> server;
-	std::unique_ptr<StreamLink> stream;
-	std::unique_ptr<DgramLink> dgram;
-	std::string where;
-	if (gCmd.socketPath) {
-		where = gCmd.socketPath;
-		server = StreamServer::create(where, *net, nullptr, gCmd.oneOff,
-					      [&loop](int code) { loop.quit(code); }, error);
-		if (!server) {
-			g_critical("--socket: %s", error.c_str());
-			return 1;
-		}
-		send = [s = server.get()](const uint8_t *f, size_t len) { return s->sendFrame(f, len); };
-	} else if (gCmd.dgramPath) {
-		where = gCmd.dgramPath;
-		dgram = DgramLink::bindPath(where, *net, nullptr, error);
-		if (!dgram) {
-			g_critical("--dgram: %s", error.c_str());
-			return 1;
-		}
-		send = [d = dgram.get()](const uint8_t *f, size_t len) { return d->sendFrame(f, len); };
-	} else {
-		int fd = gCmd.fd;
-		where = "fd " + std::to_string(fd);
-		int type = 0;
-		socklen_t tl = sizeof(type);
-		if (fcntl(fd, F_GETFD) < 0) {
-			g_critical("--fd %d: not an open file descriptor", fd);
-			return 1;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) {
-			g_critical("--fd %d: not a socket (%s)", fd, strerror(errno));
-			return 1;
-		}
-		UniqueFd sock(fd);
-		fcntl(fd, F_SETFD, FD_CLOEXEC); // not passed on to anything libslirp runs
-		// The peer is gone for good (nobody can reconnect to an inherited socket): exit.
-		if (type == SOCK_STREAM) {
-			stream = StreamLink::create(std::move(sock), *net, nullptr, [&loop](const char *why, bool err) {
-				g_message("%s; exiting", why);
-				loop.quit(err ? 1 : 0);
-			});
-			send = [l = stream.get()](const uint8_t *f, size_t len) { return l->sendFrame(f, len); };
-		} else if (type == SOCK_DGRAM || type == SOCK_SEQPACKET) {
-			dgram = DgramLink::connected(std::move(sock), type, *net, nullptr, [&loop](const char *why) {
-				g_message("%s; exiting", why);
-				loop.quit(0);
-			});
-			send = [d = dgram.get()](const uint8_t *f, size_t len) { return d->sendFrame(f, len); };
-		} else {
-			g_critical("--fd %d: unsupported socket type %d (need SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET)",
-				   fd, type);
-			return 1;
-		}
-	}
-
 	PidFile pidFile;
-	if (!pidFile.write(gCmd.pidFile, error)) {
-		g_critical("%s", error.c_str());
-		return 1;
+	if (!pidFile.write(gCmd.pidFile, error))
+		return fail(1);
+	// Last, so that a failed start-up leaves no capture file behind (libslirp sends
+	// nothing before the loop runs).
+	if (!cfg.pcapFile.empty() && !net->startCapture({ cfg.pcapFile, cfg.pcapFilter, cfg.snaplen }, error))
+		return fail(1);
+	if (plugin) {
+		SeqpacketLink::sendStatus(req.fd, true, "");
+	} else {
+		// Scripts wait for this line before starting QEMU (7.2 never retries a connect).
+		printf("slirpnet: ready on %s\n", link->name().c_str());
+		fflush(stdout);
 	}
-	g_debug("ready on %s: mtu %u, mru %u, %s, %zu hostfwd rule(s)", where.c_str(), cfg.mtu, cfg.mru,
-		cfg.restricted ? "restricted" : "open", cfg.hostFwds.size());
-	// Scripts wait for this line before starting QEMU (7.2 never retries a failed connect).
-	printf("slirpnet: ready on %s\n", where.c_str());
-	fflush(stdout);
+	g_debug("ready on %s: mtu %u, mru %u (libslirp's mtu %u, mru %u), %s, %zu hostfwd rule(s)%s",
+		link->name().c_str(), cfg.mtu, cfg.mru, net->slirpMtu(), cfg.slirpMru(),
+		cfg.restricted ? "restricted" : "open", cfg.hostFwds.size(),
+		plugin ? (", wire version " + std::to_string(version)).c_str() : "");
 
 	loop.run(cfg);
 	g_message("stats: %s", net->stats().format().c_str());
 	loop.net = nullptr;
-	send = nullptr;
-	server.reset();
-	stream.reset();
-	dgram.reset();
-	net.reset();
+	net->attach(nullptr);
+	link.reset();
 	return loop.exitCode;
 }
 
@@ -528,7 +400,5 @@ int main(int argc, char **argv)
 	addSignalHandlers(loop);
 	if (gCmd.exitWithParent && !watchParent(parentAtStart))
 		return 0;
-	if (gCmd.seqpacketFd >= 0)
-		return runSeqpacket(loop, gCmd.seqpacketFd);
-	return runQemuLink(loop);
+	return serve(loop, linkRequest());
 }

@@ -1,11 +1,17 @@
-// network.cpp - one libslirp network built from a Config: guest frames in, frames out to a link.
+// network.cpp - one libslirp network built from a Config: guest frames in, frames out to a guest link.
 #include "network.hpp"
+
+#include <net/ethernet.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <algorithm>
 
+#include "byte_order.hpp"
+#include "link/guest_link.hpp"
 #include "packet/dhcp_mtu.hpp"
 #include "packet/vnet_hdr.hpp"
 
@@ -14,9 +20,10 @@ namespace slirpnet {
 // Cheap test on the path of every frame: UDP over IPv4 from port 67 to port 68.
 static bool isDhcpServerReply(const uint8_t *f, size_t len)
 {
-	if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00 || f[14 + 9] != 17)
+	if (len < ETH_HLEN + sizeof(iphdr) + 8 || loadBe16(f + 12) != ETHERTYPE_IP ||
+	    f[ETH_HLEN + offsetof(iphdr, protocol)] != IPPROTO_UDP)
 		return false;
-	size_t udp = 14 + (f[14] & 0x0f) * 4u;
+	size_t udp = ETH_HLEN + (f[ETH_HLEN] & 0x0f) * 4u;
 	return len >= udp + 8 && f[udp] == 0 && f[udp + 1] == 67 && f[udp + 2] == 0 && f[udp + 3] == 68;
 }
 
@@ -28,8 +35,7 @@ Network::Network(const Config &cfg, GMainContext *ctx)
 
 Network::~Network() = default;
 
-std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
-					 SlirpDriver::PacketSink sink, std::string &error)
+std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx, std::string &error)
 {
 	std::unique_ptr<Network> n(new Network(cfg, ctx));
 	const Config &c = n->cfg_;
@@ -39,22 +45,6 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 	if (!c.pcapFilter.empty() && !Capture::checkFilter(c.pcapFilter, c.snaplen, error))
 		return nullptr;
 
-	// Frames to the guest are captured once the link has taken them (see network.hpp).
-	Network *self = n.get();
-	n->toGuest_ = [self, sink = std::move(sink)](const uint8_t *frame, size_t len) -> ssize_t {
-		if (self->cfg_.mtu != 1500 && isDhcpServerReply(frame, len) && len <= self->dhcpBuf_.size()) {
-			// Maybe a DHCP reply: announce the MTU in a copy (libslirp's is const).
-			std::copy(frame, frame + len, self->dhcpBuf_.begin());
-			if (addDhcpMtuOption(self->dhcpBuf_.data(), len, static_cast<uint16_t>(self->cfg_.mtu)))
-				frame = self->dhcpBuf_.data();
-		}
-		ssize_t r = sink(frame, len);
-		if (r >= 0 && self->capture_)
-			self->capture_->write(frame, len);
-		// The link has counted any drop; libslirp would only log a critical for each
-		// (its contract allows dropping: TCP retransmits), so report the frame as taken.
-		return static_cast<ssize_t>(len);
-	};
 	// libslirp starts once and is never restarted (a restart would close and re-bind
 	// every hostfwd listener). On a link that can negotiate offloads it runs at a large
 	// MTU from the start; the link then sends each of its segments to the guest whole
@@ -69,10 +59,6 @@ std::unique_ptr<Network> Network::create(const Config &cfg, GMainContext *ctx,
 			return nullptr;
 	}
 
-	// Last, so that a failed start-up leaves no capture file behind. libslirp sends
-	// nothing before the loop runs.
-	if (!c.pcapFile.empty() && !n->startCapture({ c.pcapFile, c.pcapFilter, c.snaplen }, error))
-		return nullptr;
 	return n;
 }
 
@@ -109,15 +95,45 @@ bool Network::startSlirp(unsigned mtu, std::string &error)
 	sc.if_mru = c.slirpMru();
 	sc.enable_emu = false;
 
-	driver_ = SlirpDriver::create(sc, ctx_.get(), toGuest_, error);
+	driver_ = SlirpDriver::create(
+		sc, ctx_.get(), [this](const uint8_t *frame, size_t len) { return toGuest(frame, len); }, error);
 	if (!driver_)
 		return false;
 	slirpMtu_ = mtu;
 	driver_->setAfterDispatch([this] {
-		if (txFlush_)
-			txFlush_();
+		if (link_)
+			link_->flush();
 	});
 	return true;
+}
+
+ssize_t Network::toGuest(const uint8_t *frame, size_t len)
+{
+	if (!link_) {
+		stats_.dropToGuestError++;
+		return static_cast<ssize_t>(len);
+	}
+	if (cfg_.mtu != 1500 && isDhcpServerReply(frame, len) && len <= dhcpBuf_.size()) {
+		// Maybe a DHCP reply: announce the MTU in a copy (libslirp's is const).
+		std::copy(frame, frame + len, dhcpBuf_.begin());
+		if (addDhcpMtuOption(dhcpBuf_.data(), len, static_cast<uint16_t>(cfg_.mtu)))
+			frame = dhcpBuf_.data();
+	}
+	if (link_->sendFrame(frame, len) >= 0)
+		notify(FrameDirection::ToGuest, frame, len);
+	// The link has counted any drop; libslirp would only log a critical for each (its
+	// contract allows dropping: TCP retransmits), so report the frame as taken.
+	return static_cast<ssize_t>(len);
+}
+
+void Network::addObserver(FrameObserver *o)
+{
+	observers_.push_back(o);
+}
+
+void Network::removeObserver(FrameObserver *o)
+{
+	std::erase(observers_, o);
 }
 
 bool Network::startCapture(const CaptureSettings &s, std::string &error)
@@ -127,6 +143,8 @@ bool Network::startCapture(const CaptureSettings &s, std::string &error)
 		return false;
 	}
 	capture_ = Capture::open(s, ctx_.get(), error);
+	if (capture_)
+		addObserver(capture_.get());
 	return capture_ != nullptr;
 }
 
@@ -136,11 +154,12 @@ bool Network::stopCapture(std::string &error)
 		error = "pcap: no capture is running";
 		return false;
 	}
+	removeObserver(capture_.get());
 	capture_.reset();
 	return true;
 }
 
-void Network::updateBackpressure(size_t queued, size_t capacity)
+void Network::toGuestBackpressure(size_t queued, size_t capacity)
 {
 	if (!driver_->hostInputPaused() && queued * 2 > capacity) {
 		stats_.pauses++;
@@ -159,9 +178,8 @@ void Network::droppedOversize(size_t len)
 void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 {
 	// Captured before the checks: a runt or oversized frame is what one wants to see.
-	if (capture_)
-		capture_->write(frame, len);
-	if (len < 14) {
+	notify(FrameDirection::FromGuest, frame, len);
+	if (len < ETH_HLEN) {
 		stats_.dropRunt++;
 		g_debug("dropped a %zu-byte runt frame from the guest", len);
 		return;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "frame_observer.hpp"
 #include "glib_ptr.hpp"
 
 // libpcap's types, so that users of this header need not include <pcap/pcap.h>.
@@ -36,7 +37,7 @@ struct CaptureSettings {
  *
  * A write error (disk full, ...) is logged once and stops the capture; the network goes on.
  */
-class Capture
+class Capture : public FrameObserver
 {
 public:
 	static constexpr unsigned kFlushIntervalMs = 100;
@@ -58,6 +59,8 @@ public:
 
 	// One frame (either direction), timestamped now. Filtered, cut to snaplen, buffered.
 	void write(const uint8_t *frame, size_t len);
+	// A capture records both directions alike (network.hpp adds it as an observer).
+	void observe(FrameDirection, const uint8_t *frame, size_t len) override { write(frame, len); }
 	// Push buffered records to the file (one write()).
 	void flush();
 

@@ -1,4 +1,4 @@
-// link/dgram_link.cpp - the guest side over datagrams: one Ethernet frame per datagram, no length prefix.
+// link/dgram_link.cpp - a link over datagrams: one Ethernet frame per datagram, no length prefix.
 #include "link/dgram_link.hpp"
 
 #include <sys/stat.h>
@@ -15,9 +15,6 @@
 
 namespace slirpnet {
 
-// Frames read per wake-up before yielding to the rest of the loop.
-constexpr int kReadBatch = 64;
-
 static std::string describeAddr(const sockaddr_storage &ss, socklen_t len)
 {
 	if (ss.ss_family == AF_UNIX) {
@@ -30,24 +27,20 @@ static std::string describeAddr(const sockaddr_storage &ss, socklen_t len)
 	return "(family " + std::to_string(ss.ss_family) + ")";
 }
 
-DgramLink::DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClosed)
-	: fd_(std::move(fd)), type_(type), net_(net), onClosed_(std::move(onClosed)),
-	  buf_(std::min(net.maxFrame(), kQemuMaxFrame)),
+DgramLink::DgramLink(UniqueFd fd, int type, GuestPort &port, std::string name)
+	: GuestLink(port, std::move(name)), fd_(std::move(fd)), type_(type),
+	  rx_(kBatch, std::min(port.config().maxFrame(), kQemuMaxFrame), type == SOCK_DGRAM),
 	  out_(std::max(kDefaultQueueBytes, 4 + kQemuMaxFrame))
 {
 }
 
 void DgramLink::start(GMainContext *ctx)
 {
-	readWatch_ = FdWatch::create(ctx, rxFd(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
-				     [this](int, GIOCondition c) { onReadable(c); });
-	writeWatch_ = FdWatch::create(ctx, txFd(), static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
-				      [this](int, GIOCondition c) { onWritable(c); });
-	growSendBuffer(txFd(), static_cast<int>(net_.config().sndbuf));
-	readWatch_->enable();
+	growSendBuffer(txFd(), static_cast<int>(port_.config().sndbuf));
+	startWatches(ctx, rxFd(), txFd());
 }
 
-std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, Network &net, GMainContext *ctx,
+std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, GuestPort &port, GMainContext *ctx,
 					       std::string &error)
 {
 	// Like QEMU's own dgram netdev, an existing socket file at path is taken over.
@@ -59,19 +52,18 @@ std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, Network 
 		error = std::string("socket: ") + strerror(errno);
 		return nullptr;
 	}
-	std::unique_ptr<DgramLink> l(new DgramLink(UniqueFd(), SOCK_DGRAM, net, nullptr));
+	std::unique_ptr<DgramLink> l(new DgramLink(UniqueFd(), SOCK_DGRAM, port, path));
 	l->bound_ = true;
 	l->boundSock_ = std::move(bound);
 	l->tx_ = std::move(tx);
-	l->path_ = path;
 	l->start(ctx);
 	return l;
 }
 
-std::unique_ptr<DgramLink> DgramLink::connected(UniqueFd fd, int type, Network &net, GMainContext *ctx,
-						ClosedCallback onClosed)
+std::unique_ptr<DgramLink> DgramLink::connected(UniqueFd fd, int type, GuestPort &port, GMainContext *ctx,
+						std::string name)
 {
-	std::unique_ptr<DgramLink> l(new DgramLink(std::move(fd), type, net, std::move(onClosed)));
+	std::unique_ptr<DgramLink> l(new DgramLink(std::move(fd), type, port, std::move(name)));
 	l->start(ctx);
 	return l;
 }
@@ -85,25 +77,12 @@ DgramLink::~DgramLink()
 	boundSock_.reset(); // unlinks the socket file if it is still ours
 }
 
-void DgramLink::closed(const char *why)
-{
-	if (closed_)
-		return;
-	closed_ = true;
-	readWatch_->disable();
-	writeWatch_->disable();
-	out_.clear();
-	net_.updateBackpressure(0, out_.capacity());
-	if (onClosed_)
-		onClosed_(why);
-}
-
 void DgramLink::notePeer(const sockaddr_storage &from, socklen_t len)
 {
 	if (len <= static_cast<socklen_t>(offsetof(sockaddr_un, sun_path))) {
 		// An unbound sender has no address to reply to.
 		if (!unnamedLogged_)
-			g_warning("frames from an unbound socket on '%s': replies cannot reach it", path_.c_str());
+			g_warning("frames from an unbound socket on '%s': replies cannot reach it", name().c_str());
 		unnamedLogged_ = true;
 		return;
 	}
@@ -116,7 +95,7 @@ void DgramLink::notePeer(const sockaddr_storage &from, socklen_t len)
 	// Frames queued for the previous peer are not for this one.
 	txConnected_ = false;
 	out_.clear();
-	net_.updateBackpressure(0, out_.capacity());
+	port_.toGuestBackpressure(0, out_.capacity());
 	writeWatch_->disable();
 }
 
@@ -139,44 +118,34 @@ bool DgramLink::connectTx()
 
 void DgramLink::onReadable(GIOCondition cond)
 {
-	for (int i = 0; i < kReadBatch && !closed_; i++) {
-		sockaddr_storage from;
-		iovec iov = { buf_.data(), buf_.size() };
-		msghdr msg{};
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
+	int n = rx_.read(rxFd());
+	if (n < 0) {
 		if (bound_) {
-			msg.msg_name = &from;
-			msg.msg_namelen = sizeof(from);
-		}
-		// MSG_TRUNC: the real length, so that an oversized frame is counted as such
-		// instead of being cut to the buffer and passed on.
-		ssize_t n = recvmsg(rxFd(), &msg, MSG_DONTWAIT | MSG_TRUNC);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			if (bound_) {
-				g_warning("receiving on '%s': %s", path_.c_str(), strerror(errno));
-				break;
-			}
-			closed(strerror(errno));
+			g_warning("receiving on '%s': %s", name().c_str(), strerror(errno));
+			n = 0;
+		} else {
+			closeLink(strerror(errno));
 			return;
 		}
-		if (n == 0 && type_ != SOCK_DGRAM && peerHungUp(rxFd())) {
-			closed("peer closed the connection");
+	}
+	for (int i = 0; i < n && !isClosed(); i++) {
+		size_t len = rx_.length(i);
+		if (len == 0 && type_ != SOCK_DGRAM && peerHungUp(rxFd())) {
+			port_.inputBatchDone();
+			closeLink("peer closed the connection");
 			return;
 		}
 		if (bound_)
-			notePeer(from, msg.msg_namelen);
-		if (static_cast<size_t>(n) > buf_.size()) {
-			net_.droppedOversize(static_cast<size_t>(n)); // only its length was read
+			notePeer(rx_.sender(i), rx_.senderLen(i));
+		if (rx_.truncated(i)) {
+			port_.droppedOversize(len); // only its length was read
 			continue;
 		}
-		net_.fromGuest(buf_.data(), static_cast<size_t>(n));
+		port_.fromGuest(rx_.data(i), len);
 	}
-	net_.inputBatchDone();
-	if (!closed_ && !bound_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
-		closed("peer hung up");
+	port_.inputBatchDone();
+	if (!bound_ && n == 0)
+		closeIfHungUp(rxFd(), cond);
 }
 
 // One datagram. Failed leaves errno set.
@@ -205,12 +174,12 @@ void DgramLink::peerFailed(int err)
 		peerGoneLogged_ = true;
 		txConnected_ = false;
 		out_.clear();
-		net_.updateBackpressure(0, out_.capacity());
+		port_.toGuestBackpressure(0, out_.capacity());
 		writeWatch_->disable();
 		return;
 	}
 	if (err == ECONNREFUSED || err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
-		closed("peer closed the connection");
+		closeLink("peer closed the connection");
 		return;
 	}
 	g_debug("send to peer: %s", strerror(err));
@@ -218,8 +187,8 @@ void DgramLink::peerFailed(int err)
 
 ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 {
-	Stats &st = net_.stats();
-	if (closed_ || (bound_ && !txConnected_ && !connectTx())) {
+	Stats &st = port_.stats();
+	if (isClosed() || (bound_ && !txConnected_ && !connectTx())) {
 		st.dropToGuestError++;
 		return -1;
 	}
@@ -247,8 +216,7 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 			return -1;
 		}
 		if (r == SendResult::Sent) {
-			st.toGuestFrames++;
-			st.toGuestBytes += wire;
+			countToGuest(wire);
 			return static_cast<ssize_t>(len);
 		}
 	}
@@ -263,13 +231,12 @@ ssize_t DgramLink::sendFrame(const uint8_t *frame, size_t len)
 	out_.push(frame, len);
 	out_.push(kZeroPad, wire - len);
 	writeWatch_->enable();
-	net_.updateBackpressure(out_.size(), out_.capacity());
-	st.toGuestFrames++;
-	st.toGuestBytes += wire;
+	port_.toGuestBackpressure(out_.size(), out_.capacity());
+	countToGuest(wire);
 	return static_cast<ssize_t>(len);
 }
 
-void DgramLink::flush()
+void DgramLink::writeQueued()
 {
 	while (!out_.empty()) {
 		uint8_t header[4];
@@ -281,12 +248,12 @@ void DgramLink::flush()
 		if (r == SendResult::Again)
 			return;
 		if (r == SendResult::Failed) {
-			net_.stats().dropToGuestError++;
+			port_.stats().dropToGuestError++;
 			peerFailed(errno); // clears the queue, or closes the link
 			return;
 		}
 		out_.consume(sizeof(header) + n);
-		net_.updateBackpressure(out_.size(), out_.capacity());
+		port_.toGuestBackpressure(out_.size(), out_.capacity());
 	}
 	writeWatch_->disable();
 }
@@ -294,11 +261,11 @@ void DgramLink::flush()
 void DgramLink::onWritable(GIOCondition cond)
 {
 	if (cond & G_IO_OUT) {
-		flush();
+		writeQueued();
 		return;
 	}
 	if ((cond & G_IO_ERR) && !bound_)
-		closed("socket error");
+		closeLink("socket error");
 }
 
 } // namespace slirpnet

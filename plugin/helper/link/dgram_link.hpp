@@ -1,18 +1,16 @@
-// link/dgram_link.hpp - the guest side over datagrams: one Ethernet frame per datagram, no length prefix.
+// link/dgram_link.hpp - a link over datagrams: one Ethernet frame per datagram, no length prefix.
 #pragma once
 
 #include <glib.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "link/byte_ring.hpp"
-#include "fd_watch.hpp"
-#include "network.hpp"
+#include "link/guest_link.hpp"
 #include "unique_fd.hpp"
 #include "unix_socket.hpp"
 
@@ -36,62 +34,54 @@ namespace slirpnet {
  * (POLLOUT) when that queue drains. Without it a burst of TCP segments would be dropped.
  * Frames shorter than 60 bytes are zero-padded to 60 on the way out.
  */
-class DgramLink
+class DgramLink : public GuestLink
 {
 public:
-	using ClosedCallback = std::function<void(const char *why)>;
-
 	static constexpr size_t kDefaultQueueBytes = 1u << 20;
+	// Records read per wake-up before yielding to the rest of the loop.
+	static constexpr size_t kBatch = 32;
 
 	// Bind a fresh UNIX datagram socket at path (a stale socket file is replaced).
-	static std::unique_ptr<DgramLink> bindPath(const std::string &path, Network &net,
-						   GMainContext *ctx, std::string &error);
+	static std::unique_ptr<DgramLink> bindPath(const std::string &path, GuestPort &port, GMainContext *ctx,
+						   std::string &error);
 	/*
-	 * Use a connected socket of the given SO_TYPE. onClosed runs once when the peer is seen
-	 * to be gone (SOCK_SEQPACKET EOF, or a send refused); it may run inside sendFrame().
-	 * A SOCK_DGRAM peer that exits is only noticed on the next send.
+	 * Use a connected socket of the given SO_TYPE. The link closes when the peer is seen to
+	 * be gone (SOCK_SEQPACKET EOF, or a send refused), possibly inside sendFrame(). A
+	 * SOCK_DGRAM peer that exits is only noticed on the next send.
 	 */
-	static std::unique_ptr<DgramLink> connected(UniqueFd fd, int type, Network &net, GMainContext *ctx,
-						    ClosedCallback onClosed);
-	~DgramLink();
+	static std::unique_ptr<DgramLink> connected(UniqueFd fd, int type, GuestPort &port, GMainContext *ctx,
+						    std::string name);
+	~DgramLink() override;
 
-	// PacketSink for the Network: one frame to the peer.
-	ssize_t sendFrame(const uint8_t *frame, size_t len);
-
-	bool isClosed() const { return closed_; }
+	// One frame to the peer.
+	ssize_t sendFrame(const uint8_t *frame, size_t len) override;
 
 private:
 	enum class SendResult { Sent, Again, Failed };
 
-	DgramLink(UniqueFd fd, int type, Network &net, ClosedCallback onClosed);
+	DgramLink(UniqueFd fd, int type, GuestPort &port, std::string name);
 	void start(GMainContext *ctx);
-	void onReadable(GIOCondition cond);
-	void onWritable(GIOCondition cond);
-	void flush();
+	void onReadable(GIOCondition cond) override;
+	void onWritable(GIOCondition cond) override;
+	void dropQueued() override { out_.clear(); }
+	void writeQueued();
 	SendResult sendOne(iovec *iov, int iovCount);
 	bool connectTx();
 	void peerFailed(int err);
 	void notePeer(const sockaddr_storage &from, socklen_t len);
-	void closed(const char *why);
 	int txFd() const { return bound_ ? tx_.get() : fd_.get(); }
 	int rxFd() const { return boundSock_ ? boundSock_->fd() : fd_.get(); }
 
 	UniqueFd fd_; // connected (--fd): receives and sends
 	std::unique_ptr<UnixSocketFile> boundSock_; // bound to a path (--dgram): receives
 	int type_;
-	Network &net_;
-	ClosedCallback onClosed_;
-	std::vector<uint8_t> buf_; // sized once: the largest accepted frame
+	RecordBatch rx_; // sized once: the largest accepted frame
 	ByteRing out_; // whole frames, each as a 4-byte length then the padded frame
-	std::unique_ptr<FdWatch> readWatch_;
-	std::unique_ptr<FdWatch> writeWatch_; // on txFd(), enabled only while out_ holds frames
-	bool closed_ = false;
 
 	// Bound mode only.
 	bool bound_ = false;
 	UniqueFd tx_; // unbound, connect()ed to peer_ when txConnected_
 	bool txConnected_ = false;
-	std::string path_;
 	sockaddr_storage peer_{};
 	socklen_t peerLen_ = 0; // 0: no peer known yet
 	bool peerGoneLogged_ = false;

@@ -1,4 +1,4 @@
-// link/stream_link.cpp - the guest side over a byte stream: a 4-byte big-endian length, then the frame.
+// link/stream_link.cpp - a link over a byte stream: a 4-byte big-endian length, then the frame.
 #include "link/stream_link.hpp"
 #include "byte_order.hpp"
 #include "unix_socket.hpp"
@@ -17,67 +17,47 @@ namespace slirpnet {
 constexpr int kReadBatch = 16;
 constexpr size_t kHeader = 4;
 
-StreamLink::StreamLink(UniqueFd fd, Network &net, ClosedCallback onClosed, size_t queueBytes)
-	: fd_(std::move(fd)), net_(net), onClosed_(std::move(onClosed)), in_(kHeader + kQemuMaxFrame),
+StreamLink::StreamLink(UniqueFd fd, GuestPort &port, std::string name, size_t queueBytes)
+	: GuestLink(port, std::move(name)), fd_(std::move(fd)), in_(kHeader + kQemuMaxFrame),
 	  // The ring must hold at least one whole frame, or a large frame could never be queued.
 	  out_(std::max(queueBytes, kHeader + kQemuMaxFrame))
 {
 }
 
-std::unique_ptr<StreamLink> StreamLink::create(UniqueFd fd, Network &net, GMainContext *ctx,
-					       ClosedCallback onClosed, size_t queueBytes)
+std::unique_ptr<StreamLink> StreamLink::create(UniqueFd fd, GuestPort &port, GMainContext *ctx, std::string name,
+					       size_t queueBytes)
 {
-	std::unique_ptr<StreamLink> l(new StreamLink(std::move(fd), net, std::move(onClosed), queueBytes));
-	StreamLink *self = l.get();
-	int fdNum = l->fd_.get();
-	l->readWatch_ = FdWatch::create(ctx, fdNum, static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
-					[self](int, GIOCondition c) { self->onReadable(c); });
-	l->writeWatch_ = FdWatch::create(ctx, fdNum, static_cast<GIOCondition>(G_IO_OUT | G_IO_ERR),
-					 [self](int, GIOCondition c) { self->onWritable(c); });
-	growSendBuffer(fdNum, static_cast<int>(net.config().sndbuf));
-	l->readWatch_->enable();
+	std::unique_ptr<StreamLink> l(new StreamLink(std::move(fd), port, std::move(name), queueBytes));
+	growSendBuffer(l->fd_.get(), static_cast<int>(port.config().sndbuf));
+	l->startWatches(ctx, l->fd_.get(), l->fd_.get());
 	return l;
-}
-
-void StreamLink::closed(const char *why, bool error)
-{
-	if (closed_)
-		return;
-	closed_ = true;
-	readWatch_->disable();
-	writeWatch_->disable();
-	// The peer is gone: what is queued for it is lost with the connection.
-	out_.clear();
-	net_.updateBackpressure(0, out_.capacity());
-	inLen_ = 0;
-	onClosed_(why, error);
 }
 
 void StreamLink::onReadable(GIOCondition cond)
 {
-	for (int i = 0; i < kReadBatch && !closed_; i++) {
+	for (int i = 0; i < kReadBatch && !isClosed(); i++) {
 		// parseInput() leaves less than one whole frame, so there is always room here.
 		ssize_t n = recv(fd_.get(), in_.data() + inLen_, in_.size() - inLen_, MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			closed(strerror(errno), false);
+			closeLink(strerror(errno), false);
 			return;
 		}
 		if (n == 0) {
-			closed("peer closed the connection", false);
+			closeLink("peer closed the connection", false);
 			return;
 		}
 		inLen_ += static_cast<size_t>(n);
 		if (!parseInput())
 			return;
 	}
-	net_.inputBatchDone();
-	if (!closed_ && (cond & (G_IO_HUP | G_IO_ERR)) && !(cond & G_IO_IN))
-		closed("peer hung up", false);
+	port_.inputBatchDone();
+	if (!(cond & G_IO_IN))
+		closeIfHungUp(fd_.get(), cond);
 }
 
-// Hand every complete frame in in_ to the Network, then move the partial rest to the front.
+// Hand every complete frame in in_ to the port, then move the partial rest to the front.
 bool StreamLink::parseInput()
 {
 	size_t off = 0;
@@ -86,7 +66,7 @@ bool StreamLink::parseInput()
 		if (len > kQemuMaxFrame) {
 			g_warning("stream peer announced a %u-byte frame (limit %zu): the framing is lost, "
 				  "closing the connection", len, kQemuMaxFrame);
-			closed("oversized frame length", true);
+			closeLink("oversized frame length", true);
 			return false;
 		}
 		if (inLen_ - off - kHeader < len)
@@ -94,9 +74,9 @@ bool StreamLink::parseInput()
 		if (len == 0)
 			g_debug("ignored a zero-length frame from the stream peer");
 		else
-			net_.fromGuest(in_.data() + off + kHeader, len);
+			port_.fromGuest(in_.data() + off + kHeader, len);
 		// fromGuest() may have sent replies, and a failed send closes the link.
-		if (closed_)
+		if (isClosed())
 			return false;
 		off += kHeader + len;
 	}
@@ -109,8 +89,8 @@ bool StreamLink::parseInput()
 
 ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 {
-	Stats &st = net_.stats();
-	if (closed_) {
+	Stats &st = port_.stats();
+	if (isClosed()) {
 		st.dropToGuestError++;
 		return -1;
 	}
@@ -142,7 +122,7 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR) {
 				st.dropToGuestError++;
-				closed(strerror(errno), false);
+				closeLink(strerror(errno), false);
 				return -1;
 			}
 			n = 0;
@@ -158,14 +138,13 @@ ssize_t StreamLink::sendFrame(const uint8_t *frame, size_t len)
 	}
 	if (!out_.empty()) {
 		writeWatch_->enable();
-		net_.updateBackpressure(out_.size(), out_.capacity());
+		port_.toGuestBackpressure(out_.size(), out_.capacity());
 	}
-	st.toGuestFrames++;
-	st.toGuestBytes += wire;
+	countToGuest(wire);
 	return static_cast<ssize_t>(len);
 }
 
-void StreamLink::flush()
+void StreamLink::writeQueued()
 {
 	while (!out_.empty()) {
 		iovec iov[2];
@@ -176,11 +155,11 @@ void StreamLink::flush()
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;
-			closed(strerror(errno), false);
+			closeLink(strerror(errno), false);
 			return;
 		}
 		out_.consume(static_cast<size_t>(n));
-		net_.updateBackpressure(out_.size(), out_.capacity());
+		port_.toGuestBackpressure(out_.size(), out_.capacity());
 	}
 	writeWatch_->disable();
 }
@@ -188,11 +167,11 @@ void StreamLink::flush()
 void StreamLink::onWritable(GIOCondition cond)
 {
 	if (cond & G_IO_OUT) {
-		flush();
+		writeQueued();
 		return;
 	}
 	if (cond & G_IO_ERR)
-		closed("socket error", false);
+		closeLink("socket error", false);
 }
 
 } // namespace slirpnet

@@ -1,27 +1,19 @@
-// link/stream_link.hpp - the guest side over a byte stream: a 4-byte big-endian length, then the frame.
+// link/stream_link.hpp - a link over a byte stream: a 4-byte big-endian length, then the frame.
 #pragma once
 
 #include <glib.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "link/byte_ring.hpp"
-#include "fd_watch.hpp"
-#include "network.hpp"
+#include "link/guest_link.hpp"
+#include "link/qemu_framing.hpp"
 #include "unique_fd.hpp"
 
 namespace slirpnet {
-
-// QEMU's NET_BUFSIZE (include/net/net.h): the largest frame it sends or accepts on a stream.
-constexpr size_t kQemuMaxFrame = 4096 + 65536;
-// Frames to QEMU are padded to ETH_ZLEN, as net/slirp.c does: the stream, dgram and socket
-// netdevs do not pad, and NICs such as e1000 (before QEMU 8) drop shorter frames.
-constexpr size_t kMinFrame = 60;
-// What short frames are padded with.
-inline constexpr uint8_t kZeroPad[kMinFrame] = {};
 
 /*
  * The framing of QEMU's -netdev stream and -netdev socket (net_fill_rstate): one connected
@@ -36,50 +28,40 @@ inline constexpr uint8_t kZeroPad[kMinFrame] = {};
  * is writable. A frame that does not fit in the ring is dropped whole (drop_to_guest_full), so
  * the length framing stays intact whatever the peer's pace.
  */
-class StreamLink
+class StreamLink : public GuestLink
 {
 public:
-	// why: for the log; error: the peer broke the framing (not just went away).
-	using ClosedCallback = std::function<void(const char *why, bool error)>;
-
 	static constexpr size_t kDefaultQueueBytes = 2u << 20;
 
 	/*
 	 * fd: a connected stream socket (its O_NONBLOCK flag is left alone: every call uses
 	 * MSG_DONTWAIT, so an fd shared with the parent is not changed under it).
-	 * onClosed runs once, possibly from inside sendFrame(); it must not destroy the link
-	 * synchronously.
+	 * name: for the log.
 	 */
-	static std::unique_ptr<StreamLink> create(UniqueFd fd, Network &net, GMainContext *ctx,
-						  ClosedCallback onClosed,
+	static std::unique_ptr<StreamLink> create(UniqueFd fd, GuestPort &port, GMainContext *ctx, std::string name,
 						  size_t queueBytes = kDefaultQueueBytes);
 
-	// PacketSink for the Network: queue or write one frame (padded to kMinFrame).
-	ssize_t sendFrame(const uint8_t *frame, size_t len);
-
-	bool isClosed() const { return closed_; }
-	size_t queuedBytes() const { return out_.size(); }
+	// Queue or write one frame (padded to kMinFrame).
+	ssize_t sendFrame(const uint8_t *frame, size_t len) override;
 
 private:
-	StreamLink(UniqueFd fd, Network &net, ClosedCallback onClosed, size_t queueBytes);
-	void onReadable(GIOCondition cond);
-	void onWritable(GIOCondition cond);
+	StreamLink(UniqueFd fd, GuestPort &port, std::string name, size_t queueBytes);
+	void onReadable(GIOCondition cond) override;
+	void onWritable(GIOCondition cond) override;
+	void dropQueued() override
+	{
+		out_.clear();
+		inLen_ = 0;
+	}
 	bool parseInput();
-	void flush();
-	void closed(const char *why, bool error);
+	void writeQueued();
 
 	UniqueFd fd_;
-	Network &net_;
-	ClosedCallback onClosed_;
 
 	std::vector<uint8_t> in_; // 4 + kQemuMaxFrame: one whole frame always fits
 	size_t inLen_ = 0;
 
 	ByteRing out_; // bytes for the peer that the socket has not taken yet
-
-	std::unique_ptr<FdWatch> readWatch_;
-	std::unique_ptr<FdWatch> writeWatch_; // enabled only while out_ holds bytes
-	bool closed_ = false;
 };
 
 } // namespace slirpnet
