@@ -3,8 +3,10 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
+#include <functional>
 #include <span>
 
 #include "control/capture.hpp"
@@ -20,24 +22,30 @@ namespace slirpnet {
 
 namespace {
 
-// A command fills result (a new node) or err; the dispatcher writes the reply.
-using Run = bool (*)(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err);
+/*
+ * A command runs in two steps, each false + error text on failure, and the step that
+ * failed decides the reply's error class (in handleControlRequest, nowhere else):
+ *  - prepare reads the arguments (checkArguments has checked their types and ranges)
+ *    and makes the action; refusing them is an InvalidArgument;
+ *  - the action does the work and fills result (a new node); failing is a GenericError.
+ */
+using Action = std::function<bool(JsonNodePtr &result, std::string &error)>;
+using Prepare = bool (*)(ControlContext &c, JsonObject *args, Action &action, std::string &error);
 
 struct Command {
 	const char *name;
 	const char *help;
 	std::span<const ArgSpec> args;
-	Run run;
+	Prepare prepare;
 };
 
-ControlError generic(const std::string &desc)
+// For a command whose arguments need no more than checkArguments: it acts at once.
+using Act = bool (*)(ControlContext &c, JsonNodePtr &result, std::string &error);
+template <Act act>
+bool atOnce(ControlContext &c, JsonObject *, Action &action, std::string &)
 {
-	return { errorclass::kGeneric, desc };
-}
-
-ControlError invalid(const std::string &desc)
-{
-	return { errorclass::kInvalidArgument, desc };
+	action = [&c](JsonNodePtr &result, std::string &error) { return act(c, result, error); };
+	return true;
 }
 
 // Small builder so that replies read as what they contain.
@@ -125,7 +133,7 @@ const ArgSpec kHostFwdAddArgs[] = {
 	{ "guest_port", ArgType::Integer, false, "guest port", 1, 65535 },
 };
 
-bool hostfwdAdd(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool hostfwdAdd(ControlContext &c, JsonObject *args, Action &action, std::string &error)
 {
 	auto rule = stringArg(args, "rule");
 	bool structured = false;
@@ -133,7 +141,7 @@ bool hostfwdAdd(ControlContext &c, JsonObject *args, JsonNodePtr &result, Contro
 		structured |= json_object_has_member(args, k) != FALSE;
 	std::string text;
 	if (rule && structured) {
-		err = invalid("give either 'rule' or the fields proto, host_addr, host_port, guest_addr, guest_port");
+		error = "give either 'rule' or the fields proto, host_addr, host_port, guest_addr, guest_port";
 		return false;
 	}
 	if (rule) {
@@ -141,8 +149,7 @@ bool hostfwdAdd(ControlContext &c, JsonObject *args, JsonNodePtr &result, Contro
 	} else {
 		auto hp = intArg(args, "host_port"), gp = intArg(args, "guest_port");
 		if (!hp || !gp) {
-			err = invalid(std::string("missing argument '") + (hp ? "guest_port" : "host_port") +
-				      "' (or give 'rule')");
+			error = std::string("missing argument '") + (hp ? "guest_port" : "host_port") + "' (or give 'rule')";
 			return false;
 		}
 		text = stringArg(args, "proto").value_or("tcp") + ":" +
@@ -150,18 +157,17 @@ bool hostfwdAdd(ControlContext &c, JsonObject *args, JsonNodePtr &result, Contro
 		       ruleAddr(stringArg(args, "guest_addr").value_or("")) + ":" + std::to_string(*gp);
 	}
 	HostFwd fwd;
-	std::string why;
-	if (!parseHostFwd(text, fwd, why)) {
-		err = invalid(why);
+	if (!parseHostFwd(text, fwd, error))
 		return false;
-	}
-	unsigned id;
-	if (!c.net.hostFwds().add(fwd, false, id, why)) {
-		err = generic(why);
-		return false;
-	}
-	result = fwdNode(c.net.hostFwds().entries().back());
-	g_message("control: hostfwd %u added: %s", id, formatHostFwd(c.net.hostFwds().entries().back().fwd).c_str());
+	action = [&c, fwd](JsonNodePtr &result, std::string &error) {
+		unsigned id;
+		if (!c.net.hostFwds().add(fwd, false, id, error))
+			return false;
+		const HostFwdEntry &added = c.net.hostFwds().entries().back();
+		result = fwdNode(added);
+		g_message("control: hostfwd %u added: %s", id, formatHostFwd(added.fwd).c_str());
+		return true;
+	};
 	return true;
 }
 
@@ -175,46 +181,40 @@ const ArgSpec kHostFwdRemoveArgs[] = {
 	{ "host_port", ArgType::Integer, false, "host port", 0, 65535 },
 };
 
-bool hostfwdRemove(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool hostfwdRemove(ControlContext &c, JsonObject *args, Action &action, std::string &error)
 {
 	auto rule = stringArg(args, "rule");
 	auto id = intArg(args, "id");
 	auto hp = intArg(args, "host_port");
 	int forms = (rule ? 1 : 0) + (id ? 1 : 0) + (hp ? 1 : 0);
 	if (forms != 1 || (!hp && (json_object_has_member(args, "proto") || json_object_has_member(args, "host_addr")))) {
-		err = invalid("give exactly one of 'rule', 'id', or 'host_port' (with proto, host_addr)");
+		error = "give exactly one of 'rule', 'id', or 'host_port' (with proto, host_addr)";
 		return false;
 	}
-	HostFwdEntry removed;
-	std::string why;
-	if (id) {
-		if (!c.net.hostFwds().remove(static_cast<unsigned>(*id), removed, why)) {
-			err = generic(why);
-			return false;
-		}
-	} else {
+	HostFwd key; // when not by id
+	if (!id) {
 		std::string text = rule ? *rule
 					: stringArg(args, "proto").value_or("tcp") + ":" +
 						  ruleAddr(stringArg(args, "host_addr").value_or("")) + ":" +
 						  std::to_string(*hp);
-		HostFwd key;
-		if (!parseHostFwdKey(text, key, why)) {
-			err = invalid(why);
+		if (!parseHostFwdKey(text, key, error))
 			return false;
-		}
-		if (!c.net.hostFwds().remove(key, removed, why)) {
-			err = generic(why);
-			return false;
-		}
 	}
-	result = fwdNode(removed);
-	g_message("control: hostfwd %u removed: %s", removed.id, formatHostFwd(removed.fwd).c_str());
+	action = [&c, id, key](JsonNodePtr &result, std::string &error) {
+		HostFwdTable &table = c.net.hostFwds();
+		HostFwdEntry removed;
+		if (!(id ? table.remove(static_cast<unsigned>(*id), removed, error) : table.remove(key, removed, error)))
+			return false;
+		result = fwdNode(removed);
+		g_message("control: hostfwd %u removed: %s", removed.id, formatHostFwd(removed.fwd).c_str());
+		return true;
+	};
 	return true;
 }
 
 // ---- hostfwd-list
 
-bool hostfwdList(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
+bool hostfwdList(ControlContext &c, JsonNodePtr &result, std::string &)
 {
 	JsonArrayPtr a(json_array_new());
 	for (const auto &e : c.net.hostFwds().entries())
@@ -261,7 +261,7 @@ JsonNodePtr connNode(const ConnInfo &c)
 	return o.done();
 }
 
-bool infoUsernet(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &)
+bool infoUsernet(ControlContext &c, JsonNodePtr &result, std::string &)
 {
 	std::string text = connectionText(c.net);
 	size_t skipped = 0;
@@ -277,7 +277,20 @@ bool infoUsernet(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlEr
 
 // ---- stats
 
-bool stats(ControlContext &ctx, JsonObject *, JsonNodePtr &result, ControlError &)
+// A capture as stats, capture-start and capture-stop describe it; stats adds "failed".
+Obj captureObj(const Capture &c)
+{
+	Obj o;
+	o.str("file", c.settings().path)
+		.str("filter", c.settings().filter)
+		.num("snaplen", c.settings().snaplen)
+		.num("frames", static_cast<int64_t>(c.frames()))
+		.num("bytes", static_cast<int64_t>(c.bytes()))
+		.num("filtered", static_cast<int64_t>(c.filtered()));
+	return o;
+}
+
+bool stats(ControlContext &ctx, JsonNodePtr &result, std::string &)
 {
 	Network &net = ctx.net;
 	const Stats &s = net.stats();
@@ -295,15 +308,7 @@ bool stats(ControlContext &ctx, JsonObject *, JsonNodePtr &result, ControlError 
 	}
 	JsonNodePtr capture;
 	if (const Capture *c = net.capture())
-		capture = Obj()
-				  .str("file", c->settings().path)
-				  .str("filter", c->settings().filter)
-				  .num("snaplen", c->settings().snaplen)
-				  .num("frames", static_cast<int64_t>(c->frames()))
-				  .num("bytes", static_cast<int64_t>(c->bytes()))
-				  .num("filtered", static_cast<int64_t>(c->filtered()))
-				  .flag("failed", c->failed())
-				  .done();
+		capture = captureObj(*c).flag("failed", c->failed()).done();
 	else
 		capture.reset(json_node_new(JSON_NODE_NULL));
 	Obj o;
@@ -328,62 +333,45 @@ const ArgSpec kCaptureStartArgs[] = {
 	{ "snaplen", ArgType::Integer, false, "bytes kept per frame (default: the snaplen option)", kSnaplenMin, kSnaplenMax },
 };
 
-JsonNodePtr captureNode(const Capture &c)
-{
-	return Obj()
-		.str("file", c.settings().path)
-		.str("filter", c.settings().filter)
-		.num("snaplen", c.settings().snaplen)
-		.num("frames", static_cast<int64_t>(c.frames()))
-		.num("bytes", static_cast<int64_t>(c.bytes()))
-		.num("filtered", static_cast<int64_t>(c.filtered()))
-		.done();
-}
-
-bool captureStart(ControlContext &c, JsonObject *args, JsonNodePtr &result, ControlError &err)
+bool captureStart(ControlContext &c, JsonObject *args, Action &action, std::string &error)
 {
 	const Config &cfg = c.net.config();
 	CaptureSettings s;
 	s.path = *stringArg(args, "file");
 	s.filter = stringArg(args, "filter").value_or(cfg.pcapFilter);
 	s.snaplen = static_cast<unsigned>(intArg(args, "snaplen").value_or(cfg.snaplen));
-	std::string why;
 	if (s.path.empty()) {
-		err = invalid("argument 'file' is empty");
+		error = "argument 'file' is empty";
 		return false;
 	}
-	if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, why)) {
-		err = invalid(why);
+	if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, error))
 		return false;
-	}
-	if (!c.net.startCapture(s, why)) {
-		err = generic(why);
-		return false;
-	}
-	result = captureNode(*c.net.capture());
+	action = [&c, s](JsonNodePtr &result, std::string &error) {
+		if (!c.net.startCapture(s, error))
+			return false;
+		result = captureObj(*c.net.capture()).done();
+		return true;
+	};
 	return true;
 }
 
-bool captureStop(ControlContext &c, JsonObject *, JsonNodePtr &result, ControlError &err)
+bool captureStop(ControlContext &c, JsonNodePtr &result, std::string &error)
 {
 	if (!c.net.capture()) {
-		err = generic("no capture is running");
+		error = "no capture is running";
 		return false;
 	}
 	// Counted before closing: the final flush does not change them.
-	JsonNodePtr summary = captureNode(*c.net.capture());
-	std::string why;
-	if (!c.net.stopCapture(why)) {
-		err = generic(why);
+	JsonNodePtr summary = captureObj(*c.net.capture()).done();
+	if (!c.net.stopCapture(error))
 		return false;
-	}
 	result = std::move(summary);
 	return true;
 }
 
 // ---- version
 
-bool version(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &)
+bool version(ControlContext &, JsonNodePtr &result, std::string &)
 {
 	result = Obj()
 			 .str("version", SLIRPNET_VERSION)
@@ -394,21 +382,21 @@ bool version(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &
 	return true;
 }
 
-bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &);
+bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &);
 
 const std::array kCommands = {
 	Command{ "hostfwd-add", "forward a host port to the guest; returns the rule with its id", kHostFwdAddArgs, hostfwdAdd },
 	Command{ "hostfwd-remove", "remove a forwarding rule (by rule text, id or fields); returns it", kHostFwdRemoveArgs, hostfwdRemove },
-	Command{ "hostfwd-list", "the forwarding rules in effect, from the config and added since", {}, hostfwdList },
-	Command{ "info-usernet", "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints", {}, infoUsernet },
-	Command{ "stats", "frames and bytes each way, drops by reason, connections, capture", {}, stats },
+	Command{ "hostfwd-list", "the forwarding rules in effect, from the config and added since", {}, atOnce<hostfwdList> },
+	Command{ "info-usernet", "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints", {}, atOnce<infoUsernet> },
+	Command{ "stats", "frames and bytes each way, drops by reason, connections, capture", {}, atOnce<stats> },
 	Command{ "capture-start", "start recording frames to a pcap file", kCaptureStartArgs, captureStart },
-	Command{ "capture-stop", "stop the running capture; returns its counts", {}, captureStop },
-	Command{ "version", "versions of slirpnet and its libraries", {}, version },
-	Command{ "query-commands", "this list", {}, queryCommands },
+	Command{ "capture-stop", "stop the running capture; returns its counts", {}, atOnce<captureStop> },
+	Command{ "version", "versions of slirpnet and its libraries", {}, atOnce<version> },
+	Command{ "query-commands", "this list", {}, atOnce<queryCommands> },
 };
 
-bool queryCommands(ControlContext &, JsonObject *, JsonNodePtr &result, ControlError &)
+bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &)
 {
 	JsonArrayPtr cmds(json_array_new());
 	for (const auto &c : kCommands) {
@@ -442,18 +430,25 @@ std::string handleControlRequest(ControlContext &ctx, std::string_view line)
 		g_debug("control: bad request: %s", err.desc.c_str());
 		return encodeError(err, req.id.get());
 	}
-	for (const auto &cmd : kCommands) {
-		if (req.command != cmd.name)
-			continue;
+	auto cmd = std::find_if(kCommands.begin(), kCommands.end(),
+				[&req](const Command &c) { return req.command == c.name; });
+	if (cmd == kCommands.end())
+		return encodeError({ errorclass::kCommandNotFound, "unknown command " + q(req.command) }, req.id.get());
+	// The one place where a failure gets its class: from the step that failed.
+	JsonObject *args = req.arguments.get();
+	if (checkArguments(args, cmd->args, err)) { // else err is an InvalidArgument already
+		Action action;
 		JsonNodePtr result;
-		if (!checkArguments(req.arguments.get(), cmd.args, err) ||
-		    !cmd.run(ctx, req.arguments.get(), result, err)) {
-			g_debug("control: %s: %s", cmd.name, err.desc.c_str());
-			return encodeError(err, req.id.get());
-		}
-		return encodeReturn(result.get(), req.id.get());
+		std::string error;
+		if (!cmd->prepare(ctx, args, action, error))
+			err = { errorclass::kInvalidArgument, error };
+		else if (!action(result, error))
+			err = { errorclass::kGeneric, error };
+		else
+			return encodeReturn(result.get(), req.id.get());
 	}
-	return encodeError({ errorclass::kCommandNotFound, "unknown command '" + req.command + "'" }, req.id.get());
+	g_debug("control: %s: %s", cmd->name, err.desc.c_str());
+	return encodeError(err, req.id.get());
 }
 
 } // namespace slirpnet
