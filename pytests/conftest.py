@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""conftest.py - fixtures for the slirpnet frame tests (see harness.py for the API).
+"""conftest.py - fixtures for the slirpnet frame tests (see harness/__init__.py for the API).
 
 Environment: SLIRPNET_HELPER (the helper executable) and SLIRPNET_LIB (libslirpnet.so)
 are required; SLIRPNET_ARTIFACTS is where failed tests leave <test>.pcap, a one-line-
 per-frame <test>.txt and the helper's log (default: $TMPDIR/slirpnet-artifacts).
+The environment is read, never changed: peers get the helper's path as an argument.
 
 Fixtures:
   helper_path, lib_path   the two binaries
@@ -13,14 +14,20 @@ Fixtures:
   peer(options, **kw)     the same test through both (parametrized: [plugin], [direct])
   udp_echo, tcp_echo      echo servers on 127.0.0.1 ephemeral ports (threads)
   tcp_server              factory for TcpServer(handler) on 127.0.0.1
+  helpers(args, **kw)     factory -> HelperProc (`slirpnet ARGS`, e.g. --socket/--dgram/
+                          --fd); stopped at teardown, where it must exit 0
+  stream_helper(*args)    factory -> HelperProc on `--socket <workdir>/s.sock` (.path)
+  peers(p)                closes p at teardown (StreamPeer, DgramPeer made by hand)
+  workdir                 a short private directory for UNIX socket paths
+  control_socket          a control socket path in a fresh short directory
+  captured(options, kind) factory -> peer with pcap=<tmp>/<name>.pcap; .capture is its
+                          CaptureFile
 """
 
 import os
 import re
-import select
-import socket
+import shutil
 import tempfile
-import threading
 
 import pytest
 
@@ -98,6 +105,16 @@ def _peers(request):
             cleanup()
 
 
+@pytest.fixture(autouse=True)
+def _environment_unchanged():
+    """A test may not leave the process's environment changed (monkeypatch.setenv and
+    harness.helper_env restore it): later tests must see the helper meson chose."""
+    before = {k: os.environ.get(k) for k in ("SLIRPNET_HELPER", "SLIRPNET_LIB")}
+    yield
+    after = {k: os.environ.get(k) for k in before}
+    assert after == before, "the test changed the environment: %r -> %r" % (before, after)
+
+
 # ---------------------------------------------------------------------------------------
 # binaries and peers
 
@@ -117,8 +134,8 @@ def plugin(helper_path, lib_path, _peers):
     made = []
 
     def factory(spec="slirp", **kw):
-        os.environ["SLIRPNET_HELPER"] = helper_path
-        p = harness.PluginPeer(spec, lib=lib_path, helper=helper_path, **kw)
+        kw.setdefault("helper", helper_path)
+        p = harness.PluginPeer(spec, lib=lib_path, **kw)
         made.append(p)
         _peers.append(p)
         return p
@@ -138,7 +155,8 @@ def direct(helper_path, _peers, request):
     made = []
 
     def factory(options="", **kw):
-        p = harness.DirectPeer(options, helper=helper_path, **kw)
+        kw.setdefault("helper", helper_path)
+        p = harness.DirectPeer(options, **kw)
         made.append(p)
         _peers.append(p)
         return p
@@ -179,134 +197,129 @@ def peer(request):
 # ---------------------------------------------------------------------------------------
 # loopback servers
 
-class UdpEcho:
-    """UDP echo on 127.0.0.1:<ephemeral>; .received holds (data, addr) of every datagram."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.received = []
-        self.echo = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="udp-echo")
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                data, addr = self.sock.recvfrom(65536)
-            except OSError:
-                continue
-            self.received.append((data, addr))
-            if self.echo:
-                try:
-                    self.sock.sendto(data, addr)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-class TcpServer:
-    """TCP server on 127.0.0.1:<ephemeral>; handler(conn_socket, server) per connection
-    (in its own thread).  .accepted counts connections, .data collects bytes received
-    by the default echo handler."""
-
-    def __init__(self, handler=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler or TcpServer.echo_handler
-        self.accepted = 0
-        self.data = bytearray()
-        self.peers = []
-        self.errors = []
-        self.closed_by_client = threading.Event()
-        self._stop = threading.Event()
-        self._threads = []
-        self._conns = []
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tcp-server")
-        self._thread.start()
-
-    @staticmethod
-    def echo_handler(conn, server):
-        """Echo until the client half-closes, then close (FIN back)."""
-        while not server._stop.is_set():
-            r, _, _ = select.select([conn], [], [], 0.05)
-            if not r:
-                continue
-            data = conn.recv(65536)
-            if not data:
-                server.closed_by_client.set()
-                break
-            server.data += data
-            conn.sendall(data)
-
-    def _serve(self, conn):
-        try:
-            self.handler(conn, self)
-        except Exception as e:
-            self.errors.append(e)
-        finally:
-            conn.close()
-
-    def _run(self):
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                conn, addr = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            self.peers.append(addr)
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(2)
-        for t in self._threads:
-            t.join(2)
-        self.sock.close()
-
-
 @pytest.fixture
 def udp_echo():
-    s = UdpEcho()
+    """UdpEcho on 127.0.0.1 (harness.servers); .port, .received."""
+    s = harness.UdpEcho()
     yield s
     s.stop()
 
 
 @pytest.fixture
 def tcp_echo():
-    s = TcpServer()
+    """A TcpServer echoing on 127.0.0.1; .port, .accepted, .data."""
+    s = harness.TcpServer()
     yield s
     s.stop()
 
 
 @pytest.fixture
 def tcp_server():
+    """Factory: tcp_server(handler) -> TcpServer on 127.0.0.1, stopped at teardown."""
     made = []
 
     def factory(handler=None):
-        s = TcpServer(handler)
+        s = harness.TcpServer(handler)
         made.append(s)
         return s
 
     yield factory
     for s in made:
         s.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# the helper's other transports (--socket, --dgram, --fd): harness.HelperProc
+
+@pytest.fixture
+def workdir():
+    """A short private directory (UNIX socket paths are limited to 107 bytes)."""
+    d = tempfile.mkdtemp(prefix="sn-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def helpers(request, helper_path):
+    """Factory for HelperProc(args, **kw); every helper still running at teardown is
+    stopped (SIGTERM) and must exit 0.  The logs of a failed test are printed."""
+    made = []
+
+    def make(args, **kw):
+        kw.setdefault("helper", helper_path)
+        h = harness.HelperProc(args, **kw)
+        made.append(h)
+        return h
+    yield make
+    problems = []
+    for h in made:
+        was_alive = h.alive()
+        rc = h.stop()
+        if was_alive and rc != 0:
+            problems.append("helper %s exited with %s at teardown; log:\n%s" % (h.args, rc, h.log()))
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for h in made:
+            print("--- helper %s log:\n%s" % (h.args, h.log()))
+    for h in made:
+        h.close()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def peers():
+    """peers(p) -> p, closed at teardown (for StreamPeer/DgramPeer made by hand)."""
+    made = []
+
+    def track(p):
+        made.append(p)
+        return p
+    yield track
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def stream_helper(helpers, workdir):
+    """Factory: stream_helper(*extra_args, **kw) -> HelperProc of `slirpnet --socket PATH`
+    (h.path); connect with harness.StreamPeer.connect(h.path, h)."""
+    path = os.path.join(workdir, "s.sock")
+
+    def start(*extra, **kw):
+        h = helpers(["--socket", path] + list(extra), **kw)
+        h.path = path
+        return h
+    return start
+
+
+# ---------------------------------------------------------------------------------------
+# capture and control
+
+@pytest.fixture
+def control_socket():
+    """A socket path in a fresh short directory (removed afterwards)."""
+    d = tempfile.mkdtemp(prefix="slirpnet-ctl-")
+    yield os.path.join(d, "ctl.sock")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def captured(tmp_path, direct, plugin):
+    """Factory: captured(options="", kind="direct"|"plugin", name=None, **peer kwargs)
+    -> peer started with pcap=<tmp>/<name>.pcap; peer.capture is its CaptureFile."""
+    count = [0]
+
+    def factory(options="", kind="direct", name=None, **kw):
+        count[0] += 1
+        name = name or "capture-%d" % count[0]
+        path = str(tmp_path / (name + ".pcap"))
+        opts = "pcap=" + path + ("," + options if options else "")
+        if kind == "plugin":
+            p = plugin("slirp," + opts, **kw)
+        else:
+            p = direct(opts, **kw)
+        p.kind = kind
+        p.capture = harness.CaptureFile(path)
+        return p
+
+    return factory

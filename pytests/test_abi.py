@@ -175,9 +175,9 @@ def test_send_from_another_thread(plugin):
     assert seen == set(range(100, 140))
 
 
-def test_default_main_context(helper_path, lib_path):
+def test_default_main_context(helper_path, lib_path, monkeypatch):
     """ctx NULL: the callback is dispatched from the thread-default (global) context."""
-    os.environ["SLIRPNET_HELPER"] = helper_path
+    monkeypatch.setenv("SLIRPNET_HELPER", helper_path)   # read by slirpnet_netbe_init
     lib = load_lib(lib_path)
     glib = load_glib()
     calls = []
@@ -205,8 +205,8 @@ def test_default_main_context(helper_path, lib_path):
             pass
 
 
-def test_init_errmsg_null_and_cleanup_null(lib_path, helper_path):
-    os.environ["SLIRPNET_HELPER"] = helper_path
+def test_init_errmsg_null_and_cleanup_null(lib_path, helper_path, monkeypatch):
+    monkeypatch.setenv("SLIRPNET_HELPER", helper_path)   # read by slirpnet_netbe_init
     lib = load_lib(lib_path)
     be = ctypes.c_void_p()
     cb = RXCB(lambda fd, param: None)
@@ -215,8 +215,8 @@ def test_init_errmsg_null_and_cleanup_null(lib_path, helper_path):
     lib.slirpnet_netbe_cleanup(None)      # documented as safe
 
 
-def test_param_passed_to_callback(lib_path, helper_path):
-    os.environ["SLIRPNET_HELPER"] = helper_path
+def test_param_passed_to_callback(lib_path, helper_path, monkeypatch):
+    monkeypatch.setenv("SLIRPNET_HELPER", helper_path)   # read by slirpnet_netbe_init
     lib = load_lib(lib_path)
     glib = load_glib()
     ctx = glib.g_main_context_new()
@@ -240,10 +240,10 @@ def test_param_passed_to_callback(lib_path, helper_path):
         glib.g_main_context_unref(ctx)
 
 
-def test_rx_disable_inside_callback_stops_callbacks(lib_path, helper_path):
+def test_rx_disable_inside_callback_stops_callbacks(lib_path, helper_path, monkeypatch):
     """bhyve's pattern: the rx callback finds the guest ring full, calls rx_disable and
     returns without draining.  No further callback may come until rx_enable."""
-    os.environ["SLIRPNET_HELPER"] = helper_path
+    monkeypatch.setenv("SLIRPNET_HELPER", helper_path)   # read by slirpnet_netbe_init
     lib = load_lib(lib_path)
     glib = load_glib()
     ctx = glib.g_main_context_new()

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from harness import (ARP, GW_IP, STATS_COUNTERS, TCP, UDP, TcpConn, arp_who_has, free_port,
-                     hostfwd_exchange, icmp_echo, icmp_echo_reply_from, udp_to)
-from capture_fixtures import CaptureFile, ControlClient, ControlError, control_socket  # noqa: F401
+from harness import (ARP, GW_IP, STATS_COUNTERS, TCP, UDP, CaptureFile, ControlClient,
+                     ControlError, TcpConn, arp_who_has, free_port, hostfwd_exchange, icmp_echo,
+                     icmp_echo_reply_from, udp_to)
 
 
 @pytest.fixture

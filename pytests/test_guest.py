@@ -28,7 +28,7 @@ import tempfile
 import pytest
 
 import harness
-from test_transports import HelperProc
+from harness import HelperProc
 
 pytestmark = pytest.mark.guest
 

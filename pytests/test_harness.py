@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""Self-tests of harness.py that need no helper: matching, decoding, encoding."""
+"""Self-tests of the harness package that need no helper: matching, decoding, encoding."""
+
+import os
 
 import pytest
 
@@ -119,3 +121,28 @@ def test_failure_message_lists_frames():
     assert "dest-unreach" in msg or "ICMP" in msg.split("=== RECEIVED")[1]
     with pytest.raises(AssertionError):
         p.expect_none(ICMP, timeout=0.05)
+
+
+def test_split_helper_and_helper_env(monkeypatch):
+    """helper=PATH in a plugin spec is the harness's: taken out of the spec; the variable
+    the plugin reads is set only inside helper_env, and restored (or removed) after."""
+    assert harness.split_helper("slirp,restrict=on,helper=/x/slirpnet,mtu=9000") == (
+        "slirp,restrict=on,mtu=9000", "/x/slirpnet")
+    assert harness.split_helper("slirp,,mtu=1500") == ("slirp,,mtu=1500", None)
+    monkeypatch.setenv("SLIRPNET_HELPER", "/before")
+    with harness.helper_env("/during"):
+        assert os.environ["SLIRPNET_HELPER"] == "/during"
+    assert os.environ["SLIRPNET_HELPER"] == "/before"
+    monkeypatch.delenv("SLIRPNET_HELPER")
+    with harness.helper_env("/during"):
+        assert os.environ["SLIRPNET_HELPER"] == "/during"
+    assert "SLIRPNET_HELPER" not in os.environ
+
+
+def test_stats_delta():
+    before = dict.fromkeys(STATS_COUNTERS, 5)
+    after = dict(before, drop_runt=7, from_guest_frames=6)
+    assert harness.stats_delta(before, after) == {"from_guest_frames": 1, "drop_runt": 2}
+    assert harness.DROP_COUNTERS == ("drop_oversize", "drop_runt", "drop_fragment",
+                                     "drop_to_guest_full", "drop_to_guest_error",
+                                     "drop_vnet_hdr")

@@ -15,22 +15,17 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import harness
-from harness import (BOOTP, ICMPv6ND_RA, Ether, ARP, dhcp_lease, dhcp_options,
-                     router_solicit)
-from scapy.layers.inet6 import ICMPv6NDOptPrefixInfo
-from test_transports import (SCALE, DgramPeer, HelperProc, arp_check, helper_path,
-                             helpers, ping_check)  # noqa: F401 (helpers is a fixture)
+from harness import (BOOTP, SCALE, ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, Ether, ARP, DgramPeer,
+                     arp_check, dhcp_lease, dhcp_options, ping_check, router_solicit)
 
 # Every feature name libvirt knows (qemuSlirpFeature); anything else is a warning there.
 LIBVIRT_FEATURES = {"ipv4", "ipv6", "tftp", "dbus-address", "dbus-p2p", "migrate", "restrict",
                     "exit-with-parent"}
 
 
-def test_print_capabilities():
-    r = subprocess.run([helper_path(), "--print-capabilities"], capture_output=True, timeout=10)
+def test_print_capabilities(helper_path):
+    r = subprocess.run([helper_path, "--print-capabilities"], capture_output=True, timeout=10)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     features = doc["features"]
@@ -115,12 +110,12 @@ p.wait()
 """
 
 
-def test_exit_with_parent(tmp_path):
+def test_exit_with_parent(tmp_path, helper_path):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     log = open(tmp_path / "helper.log", "w")
     fd = theirs.fileno()
     parent = subprocess.Popen(
-        [sys.executable, "-c", INTERMEDIATE, str(fd), helper_path(), "--fd=%d" % fd,
+        [sys.executable, "-c", INTERMEDIATE, str(fd), helper_path, "--fd=%d" % fd,
          "--net=10.0.2.0/24", "--exit-with-parent", "-v"],
         pass_fds=[fd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
     theirs.close()

@@ -9,7 +9,6 @@ tests that connect out run without restrict=on, as test_tcp.py does) or hostfwd.
 """
 
 import errno
-import os
 import socket
 import time
 
@@ -231,7 +230,7 @@ def test_gso_frame_larger_than_64k_is_refused(plugin):
 def test_malformed_records_on_the_v2_wire(helper_path, record):
     """A peer speaking wire version 2 directly: records the plugin never makes are
     dropped and counted, and the helper goes on."""
-    d = DirectPeer("restrict=on", version=2, prime=False)
+    d = DirectPeer("restrict=on", helper=helper_path, version=2, prime=False)
     try:
         d._send_raw(record)
         st = d.stats()
@@ -258,7 +257,7 @@ while s.recv(1 << 17):
 '''
 
 
-def test_peek_and_recv_agree_on_skipped_frames(lib_path, helper_path, tmp_path):
+def test_peek_and_recv_agree_on_skipped_frames(lib_path, tmp_path):
     """A frame the negotiated features exclude (a GSO frame queued before a reset) is
     skipped by peek_recvlen as by recv: the length peeked is the frame received."""
     fake = tmp_path / "fake-helper"
@@ -279,4 +278,3 @@ def test_peek_and_recv_agree_on_skipped_frames(lib_path, helper_path, tmp_path):
         assert p.be_peek() == (0, 0)
     finally:
         p.close()
-        os.environ["SLIRPNET_HELPER"] = helper_path

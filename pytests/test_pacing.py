@@ -8,13 +8,12 @@ buffer deal with it) instead of being turned into frames only to be dropped.
 All traffic stays on 127.0.0.1 (a hostfwd UDP port) and AF_UNIX sockets.
 """
 
+import os
 import socket
 import time
 
-import harness
-from harness import UDP, free_port
-from test_transports import (SCALE, SMALL_SNDBUF, StreamPeer, arp_check, helpers, peers,  # noqa: F401
-                             ping_check, stream_helper, workdir)
+from harness import (SCALE, SMALL_SNDBUF, UDP, DgramPeer, StreamPeer, arp_check, bound_dgram,
+                     free_port, ping_check)
 
 GUEST_PORT = 5555
 DATAGRAMS = 3000
@@ -107,8 +106,6 @@ def test_dgram_new_peer_resumes_host_input(helpers, peers, workdir):
     """--dgram: a peer that stopped reading filled the queue and paused host input; when
     another peer (QEMU restarted elsewhere) takes over, the old queue is dropped and host
     input resumes, so the new peer gets the host's traffic."""
-    import os
-    from test_transports import DgramPeer, bound_dgram
     port = free_port(socket.SOCK_DGRAM)
     path = os.path.join(workdir, "h.sock")
     h = helpers(["--dgram", path, SMALL_SNDBUF,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from capture_fixtures import CaptureFile
+from harness import CaptureFile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAPTURE = os.path.join(ROOT, "scripts", "capture")

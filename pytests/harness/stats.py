@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""stats.py - the helper's counters: their names, its "stats:" log line, and what changed between two readings."""
+
+import re
+
+__all__ = ["STATS_RE", "STATS_COUNTERS", "DROP_COUNTERS", "parse_stats", "stats_delta"]
+
+STATS_RE = re.compile(r"stats:((?:\s+\w+=\d+)+)")
+# The helper's counters, in the order of its "stats:" line (the control socket's "stats"
+# reply has the same names as top-level keys).  from_guest: frames the guest sent;
+# to_guest: frames for the guest.
+STATS_COUNTERS = ("from_guest_frames", "from_guest_bytes", "to_guest_frames", "to_guest_bytes",
+                  "drop_oversize", "drop_runt", "drop_fragment", "drop_to_guest_full",
+                  "drop_to_guest_error", "drop_vnet_hdr", "pauses", "from_guest_gso",
+                  "to_guest_gso", "to_guest_split")
+DROP_COUNTERS = tuple(k for k in STATS_COUNTERS if k.startswith("drop_"))
+
+
+def parse_stats(text):
+    """Parse the last 'stats: k=v ...' line of text into a dict of ints (None if none)."""
+    found = STATS_RE.findall(text)
+    if not found:
+        return None
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])}
+
+
+def stats_delta(before, after, keys=STATS_COUNTERS):
+    """{counter: after - before} for the counters that changed (of keys), e.g. to assert
+    that a frame moved exactly one counter: ``stats_delta(a, b) == {"drop_runt": 1}``.
+    Works on SIGUSR1 readings (peer.stats()) and control-socket "stats" replies alike."""
+    return {k: after[k] - before[k] for k in keys if after[k] != before[k]}
