@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, IP, TCP, Ether, IPv6,
+from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, TCP, Ether, IPv6,
                      TcpConn, VnetHdr, free_port, router_solicit, tcp_csum_ok)
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU
 
