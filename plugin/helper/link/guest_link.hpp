@@ -70,7 +70,7 @@ protected:
 	// Watch rxFd for input (enabled now) and txFd for room (enabled by the subclass while
 	// frames wait); txFd < 0: no write watch.
 	void startWatches(GMainContext *ctx, int rxFd, int txFd);
-	virtual void onReadable(GIOCondition cond) = 0;
+	virtual void onReadable(GIOCondition) {}
 	virtual void onWritable(GIOCondition) {}
 	// Drop what waits for the peer (the link closed, or the peer changed).
 	virtual void dropQueued() {}

@@ -1,11 +1,6 @@
 // link/stream_server.cpp - the --socket link: listen on a UNIX stream socket and serve one QEMU -netdev stream client at a time.
 #include "link/stream_server.hpp"
 
-#include <sys/socket.h>
-
-#include <cerrno>
-#include <cstring>
-
 namespace slirpnet {
 
 StreamServer::StreamServer(const std::string &path, GuestPort &port, GMainContext *ctx, bool oneOff)
@@ -17,11 +12,13 @@ std::unique_ptr<StreamServer> StreamServer::create(const std::string &path, Gues
 						   bool oneOff, std::string &error)
 {
 	std::unique_ptr<StreamServer> s(new StreamServer(path, port, ctx, oneOff));
-	// A small backlog is enough: one client is served, the others are turned away.
-	s->listenSock_ = UnixSocketFile::listen(path, 4, 0, error);
-	if (!s->listenSock_)
+	UnixListenerOptions opts;
+	opts.backlog = 4; // one client is served, the others are turned away
+	StreamServer *self = s.get();
+	s->listener_ = UnixListener::create(path, ctx, opts, [self](UniqueFd fd) { self->onAccept(std::move(fd)); },
+					    error);
+	if (!s->listener_)
 		return nullptr;
-	s->startWatches(ctx, s->listenSock_->fd(), -1);
 	return s;
 }
 
@@ -29,37 +26,24 @@ StreamServer::~StreamServer()
 {
 	reaper_.reset();
 	client_.reset();
-	readWatch_.reset();
-	listenSock_.reset(); // unlinks the socket file if it is still ours
+	listener_.reset(); // unlinks the socket file if it is still ours
 }
 
-void StreamServer::onReadable(GIOCondition cond)
+void StreamServer::onAccept(UniqueFd fd)
 {
-	for (;;) {
-		UniqueFd fd(accept4(listenSock_->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-		if (!fd) {
-			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-				break;
-			// EMFILE and the like: keep serving the current client, try again later.
-			g_warning("accepting on '%s': %s", name().c_str(), strerror(errno));
-			break;
-		}
-		if (hasClient()) {
-			g_warning("refused a second client on '%s': one is already connected", name().c_str());
-			continue; // fd closes here
-		}
-		if (oneOff_ && clients_ > 0) {
-			g_warning("refused a client on '%s': --one-off serves a single connection", name().c_str());
-			continue;
-		}
-		retire();
-		clients_++;
-		g_message("client %llu connected on '%s'", static_cast<unsigned long long>(clients_), name().c_str());
-		client_ = StreamLink::create(std::move(fd), port_, ctx_, name());
-		client_->setClosedCallback([this](const std::string &why, bool error) { onClientClosed(why, error); });
+	if (hasClient()) {
+		g_warning("refused a second client on '%s': one is already connected", name().c_str());
+		return; // fd closes here
 	}
-	if ((cond & G_IO_ERR) && !(cond & G_IO_IN))
-		g_warning("listening socket '%s' reported an error", name().c_str());
+	if (oneOff_ && clients_ > 0) {
+		g_warning("refused a client on '%s': --one-off serves a single connection", name().c_str());
+		return;
+	}
+	retire();
+	clients_++;
+	g_message("client %llu connected on '%s'", static_cast<unsigned long long>(clients_), name().c_str());
+	client_ = StreamLink::create(std::move(fd), port_, ctx_, name());
+	client_->setClosedCallback([this](const std::string &why, bool error) { onClientClosed(why, error); });
 }
 
 void StreamServer::onClientClosed(const std::string &why, bool error)

@@ -10,7 +10,7 @@
 #include "glib_ptr.hpp"
 #include "link/guest_link.hpp"
 #include "link/stream_link.hpp"
-#include "unix_socket.hpp"
+#include "unix_listener.hpp"
 
 namespace slirpnet {
 
@@ -40,13 +40,13 @@ public:
 
 private:
 	StreamServer(const std::string &path, GuestPort &port, GMainContext *ctx, bool oneOff);
-	void onReadable(GIOCondition cond) override; // the listening socket: accept
+	void onAccept(UniqueFd fd);
 	void onClientClosed(const std::string &why, bool error);
 	void retire();
 
 	GMainContext *ctx_;
 	bool oneOff_;
-	std::unique_ptr<UnixSocketFile> listenSock_;
+	std::unique_ptr<UnixListener> listener_;
 	std::unique_ptr<StreamLink> client_;
 	// A closed client is destroyed from an idle callback (or at the next accept): it may
 	// close from inside its own watch callback or from a send deep in libslirp, where
