@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ethernet.hpp"
+
 namespace slirpnet {
 
 /*
@@ -36,7 +38,7 @@ constexpr size_t kVnetHdrLen = sizeof(VnetHdr);
 constexpr uint8_t kVnetFlagSetFeatures = 0x80;
 constexpr size_t kSetFeaturesLen = kVnetHdrLen + 8;
 // The largest frame with a GSO type: an IP packet of 64 KiB - 1 in an Ethernet frame.
-constexpr size_t kMaxGsoFrame = 14 + 65535;
+constexpr size_t kMaxGsoFrame = kEthHeaderLen + IP_MAXPACKET;
 // libslirp's MTU on an offloading link is Config::kLargeSlirpMtu: large, so that it
 // sends large TCP segments once the guest's SYN offers a large MSS (libslirp caps its
 // segments at 32 KiB).

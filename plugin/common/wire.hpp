@@ -10,7 +10,7 @@
 namespace slirpnet {
 
 // 1: records are bare Ethernet frames; 2: each starts with a virtio-net header
-// (vnet_hdr.hpp). The helper speaks both; libslirpnet sends 2.
+// (virtio_net.hpp). The helper speaks both; libslirpnet sends 2.
 constexpr uint32_t kWireVersionPlain = 1;
 constexpr uint32_t kWireVersionVnetHdr = 2;
 // Generous bound for a config or status message (hundreds of hostfwd rules fit).

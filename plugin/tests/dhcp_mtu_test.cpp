@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "ethernet.hpp"
 #include "packet/dhcp_mtu.hpp"
 
 using namespace slirpnet;
@@ -27,7 +28,7 @@ std::vector<uint8_t> reply(std::vector<uint8_t> options, uint8_t op = 2, size_t 
 	return f;
 }
 
-constexpr size_t kOptions = 14 + 20 + 8 + 236 + 4;
+constexpr size_t kOptions = kEthHeaderLen + kIpv4MinHeaderLen + kUdpHeaderLen + 236 + 4;
 
 } // namespace
 
@@ -43,8 +44,8 @@ TEST(DhcpMtu, AckAndOfferGetOption26BeforeEnd)
 		EXPECT_EQ(o[1], 2);
 		EXPECT_EQ((o[2] << 8) | o[3], 9000);
 		EXPECT_EQ(o[4], 255);
-		EXPECT_EQ(f[14 + 20 + 6], 0); // UDP checksum cleared
-		EXPECT_EQ(f[14 + 20 + 7], 0);
+		EXPECT_EQ(f[kEthHeaderLen + kIpv4MinHeaderLen + 6], 0); // UDP checksum cleared
+		EXPECT_EQ(f[kEthHeaderLen + kIpv4MinHeaderLen + 7], 0);
 	}
 }
 
@@ -61,7 +62,7 @@ TEST(DhcpMtu, LeavesOtherFramesAlone)
 		EXPECT_EQ(*f, before);
 	}
 	auto other = reply({ 53, 1, 5, 255 });
-	other[14 + 20 + 1] = 53; // from port 53, not 67
+	other[kEthHeaderLen + kIpv4MinHeaderLen + 1] = 53; // from port 53, not 67
 	EXPECT_FALSE(addDhcpMtuOption(other.data(), other.size(), 9000));
 	std::vector<uint8_t> arp(60, 0);
 	arp[12] = 0x08, arp[13] = 0x06;

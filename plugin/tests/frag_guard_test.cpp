@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "ethernet.hpp"
 #include "packet/frag_guard.hpp"
 
 using namespace slirpnet;
@@ -25,10 +26,10 @@ void setChecksum(uint8_t *ip)
 std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t proto = 17,
 			  uint8_t lastSrcByte = 15)
 {
-	std::vector<uint8_t> f(14 + 20 + 8, 0);
+	std::vector<uint8_t> f(kEthHeaderLen + kIpv4MinHeaderLen + 8, 0);
 	f[12] = 0x08;
 	f[13] = 0x00;
-	uint8_t *ip = f.data() + 14;
+	uint8_t *ip = f.data() + kEthHeaderLen;
 	ip[0] = 0x45;
 	ip[3] = 28; // total length
 	ip[8] = 64; // TTL
@@ -112,19 +113,19 @@ TEST(FragGuard, TableIsBoundedOldestReplaced)
 TEST(FragGuard, MalformedFirstFragmentsStartNoTrain)
 {
 	auto badChecksum = frag(11, 0, true);
-	badChecksum[14 + 10] ^= 0xff;
+	badChecksum[kEthHeaderLen + 10] ^= 0xff;
 	auto tooLong = frag(12, 0, true);
-	tooLong[14 + 3] = 200;
-	setChecksum(tooLong.data() + 14);
+	tooLong[kEthHeaderLen + 3] = 200;
+	setChecksum(tooLong.data() + kEthHeaderLen);
 	auto shortHeader = frag(13, 0, true);
 	shortHeader[14] = 0x44;
-	setChecksum(shortHeader.data() + 14);
+	setChecksum(shortHeader.data() + kEthHeaderLen);
 	auto ttlZero = frag(14, 0, true);
-	ttlZero[14 + 8] = 0;
-	setChecksum(ttlZero.data() + 14);
+	ttlZero[kEthHeaderLen + 8] = 0;
+	setChecksum(ttlZero.data() + kEthHeaderLen);
 	auto notV4 = frag(15, 0, true);
 	notV4[14] = 0x65;
-	setChecksum(notV4.data() + 14);
+	setChecksum(notV4.data() + kEthHeaderLen);
 	uint16_t id = 11;
 	for (const auto &f : { badChecksum, tooLong, shortHeader, ttlZero, notV4 }) {
 		FragGuard g;

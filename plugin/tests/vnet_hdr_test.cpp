@@ -4,7 +4,9 @@
 #include <cstring>
 #include <vector>
 
+#include "ethernet.hpp"
 #include "byte_order.hpp"
+#include "packet/checksum.hpp"
 #include "packet/vnet_hdr.hpp"
 
 using namespace slirpnet;
@@ -38,7 +40,7 @@ uint32_t tcpPseudo(const std::vector<uint8_t> &f, size_t tcpLen)
 bool tcpChecksumOk(const std::vector<uint8_t> &f)
 {
 	size_t total = loadBe16(&f[16]);
-	return referenceSum(f, 34, 14 + total, tcpPseudo(f, total - 20)) == 0xffff;
+	return referenceSum(f, 34, kEthHeaderLen + total, tcpPseudo(f, total - 20)) == 0xffff;
 }
 
 bool ipChecksumOk(const std::vector<uint8_t> &f)
@@ -53,7 +55,7 @@ void fixChecksums(std::vector<uint8_t> &f)
 	put16(f, 24, static_cast<uint16_t>(~referenceSum(f, 14, 34)));
 	if (f[23] == 6) {
 		put16(f, 50, 0);
-		put16(f, 50, static_cast<uint16_t>(~referenceSum(f, 34, 14 + total, tcpPseudo(f, total - 20))));
+		put16(f, 50, static_cast<uint16_t>(~referenceSum(f, 34, kEthHeaderLen + total, tcpPseudo(f, total - 20))));
 	}
 }
 
@@ -61,9 +63,9 @@ void fixChecksums(std::vector<uint8_t> &f)
 std::vector<uint8_t> tcpFrame(size_t payload, uint8_t flags, std::vector<uint8_t> options = {})
 {
 	size_t tcpHdr = 20 + options.size();
-	std::vector<uint8_t> f(14 + 20 + tcpHdr + payload);
-	put16(f, 12, 0x0800);
-	f[14] = 0x45;
+	std::vector<uint8_t> f(kEthHeaderLen + kIpv4MinHeaderLen + tcpHdr + payload);
+	put16(f, 12, ETHERTYPE_IP);
+	f[kEthHeaderLen] = 0x45; // IPv4, 20-byte header
 	put16(f, 16, static_cast<uint16_t>(20 + tcpHdr + payload));
 	put16(f, 18, 0x1234); // id
 	f[22] = 64;
@@ -129,7 +131,7 @@ TEST(VnetHdr, RaisesTheMssOfASynOnly)
 {
 	auto syn = tcpFrame(0, 0x02, { 1, 2, 4, 0x05, 0xb4, 0, 0, 0 }); // NOP, MSS 1460 (odd offset)
 	ASSERT_TRUE(raiseSynMss(syn.data(), syn.size(), 65480));
-	EXPECT_EQ(loadBe16(&syn[14 + 20 + 20 + 3]), 65480);
+	EXPECT_EQ(loadBe16(&syn[kEthHeaderLen + kIpv4MinHeaderLen + kTcpMinHeaderLen + 3]), 65480);
 	EXPECT_TRUE(tcpChecksumOk(syn));
 	EXPECT_FALSE(raiseSynMss(syn.data(), syn.size(), 1000)); // never lowered
 

@@ -1,13 +1,16 @@
 // packet/dhcp_mtu.cpp - announces the link MTU in libslirp's DHCP replies (option 26), as passt does.
 #include "packet/dhcp_mtu.hpp"
+
+#include <cstring>
+
 #include "byte_order.hpp"
+#include "ethernet.hpp"
 
 namespace slirpnet {
 
 namespace {
 
-constexpr size_t kEth = 14;
-constexpr size_t kUdp = 8;
+constexpr uint16_t kBootpServerPort = 67, kBootpClientPort = 68;
 constexpr size_t kBootpOptions = 236; // options start after the fixed BOOTP fields...
 constexpr size_t kMagic = 4; // ...and the magic cookie 99.130.83.99
 constexpr uint8_t kPad = 0, kMtu = 26, kMessageType = 53, kEnd = 255;
@@ -16,23 +19,24 @@ constexpr uint8_t kPad = 0, kMtu = 26, kMessageType = 53, kEnd = 255;
 
 bool addDhcpMtuOption(uint8_t *frame, size_t len, uint16_t mtu)
 {
-	if (len < kEth + 20 || loadBe16(frame + 12) != 0x0800)
+	if (len < kEthHeaderLen + kIpv4MinHeaderLen || etherType(frame) != ETHERTYPE_IP)
 		return false;
-	uint8_t *ip = frame + kEth;
+	uint8_t *ip = frame + kEthHeaderLen;
 	size_t ihl = (ip[0] & 0x0f) * 4u;
-	if ((ip[0] >> 4) != 4 || ip[9] != 17 || ihl < 20 || (loadBe16(ip + 6) & 0x3fff) != 0)
+	if ((ip[0] >> 4) != 4 || ip[9] != IPPROTO_UDP || ihl < kIpv4MinHeaderLen ||
+	    (loadBe16(ip + 6) & (IP_MF | IP_OFFMASK)) != 0)
 		return false; // not unfragmented UDP over IPv4
 	size_t ipLen = loadBe16(ip + 2);
-	if (ipLen > len - kEth || ipLen < ihl + kUdp)
+	if (ipLen > len - kEthHeaderLen || ipLen < ihl + kUdpHeaderLen)
 		return false;
 	uint8_t *udp = ip + ihl;
-	if (loadBe16(udp) != 67 || loadBe16(udp + 2) != 68)
+	if (loadBe16(udp) != kBootpServerPort || loadBe16(udp + 2) != kBootpClientPort)
 		return false;
 	size_t udpLen = loadBe16(udp + 4);
-	if (udpLen < kUdp || udpLen > ipLen - ihl)
+	if (udpLen < kUdpHeaderLen || udpLen > ipLen - ihl)
 		return false;
-	uint8_t *bootp = udp + kUdp;
-	size_t bootpLen = udpLen - kUdp;
+	uint8_t *bootp = udp + kUdpHeaderLen;
+	size_t bootpLen = udpLen - kUdpHeaderLen;
 	static const uint8_t magic[kMagic] = { 99, 130, 83, 99 };
 	if (bootpLen < kBootpOptions + kMagic || bootp[0] != 2 /* BOOTREPLY */)
 		return false;
@@ -71,7 +75,8 @@ bool addDhcpMtuOption(uint8_t *frame, size_t len, uint16_t mtu)
 	opt[2] = static_cast<uint8_t>(mtu >> 8);
 	opt[3] = static_cast<uint8_t>(mtu);
 	opt[4] = kEnd;
-	udp[6] = udp[7] = 0; // no checksum (RFC 768): cheaper and safer than recomputing
+	// No UDP checksum (zero, RFC 768): cheaper and safer than recomputing it.
+	memset(udp + offsetof(struct udphdr, uh_sum), 0, sizeof(uint16_t));
 	return true;
 }
 

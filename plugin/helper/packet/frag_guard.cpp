@@ -1,12 +1,11 @@
 // packet/frag_guard.cpp - keeps IPv4 fragments that would crash libslirp 4.7's reassembly away from it.
 #include "packet/frag_guard.hpp"
-#include "byte_order.hpp"
 
-#include <cstring>
+#include "byte_order.hpp"
+#include "ethernet.hpp"
+#include "packet/checksum.hpp"
 
 namespace slirpnet {
-
-constexpr size_t kEthHeader = 14;
 
 // The checks of libslirp 4.7's ip_input(), in its order.
 static bool validHeader(const uint8_t *ip, size_t avail)
@@ -14,14 +13,9 @@ static bool validHeader(const uint8_t *ip, size_t avail)
 	if ((ip[0] >> 4) != 4)
 		return false;
 	size_t hlen = (ip[0] & 0x0f) * 4u;
-	if (hlen < 20 || hlen > avail)
+	if (hlen < kIpv4MinHeaderLen || hlen > avail)
 		return false;
-	uint32_t sum = 0;
-	for (size_t i = 0; i < hlen; i += 2)
-		sum += loadBe16(ip + i);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	if (sum != 0xffff)
+	if (checksumFold(checksumAdd(0, ip, hlen)) != 0xffff) // with its checksum, a good header sums to ~0
 		return false;
 	size_t total = loadBe16(ip + 2);
 	if (total < hlen || avail < total)
@@ -39,21 +33,21 @@ FragGuard::Train *FragGuard::find(uint32_t src, uint32_t dst, uint16_t id, uint8
 
 bool FragGuard::admit(const uint8_t *frame, size_t len, int64_t nowMs)
 {
-	// Only IPv4 (EtherType 0x0800) with a whole fixed header is of interest; libslirp
-	// rejects shorter ones itself.
-	if (len < kEthHeader + 20 || loadBe16(frame + 12) != 0x0800)
+	// Only IPv4 with a whole fixed header is of interest; libslirp rejects shorter ones
+	// itself.
+	if (len < kEthHeaderLen + kIpv4MinHeaderLen || etherType(frame) != ETHERTYPE_IP)
 		return true;
-	const uint8_t *ip = frame + kEthHeader;
+	const uint8_t *ip = frame + kEthHeaderLen;
 	uint16_t fragField = loadBe16(ip + 6);
-	bool moreFragments = fragField & 0x2000;
-	uint16_t offset = fragField & 0x1fff;
+	bool moreFragments = fragField & IP_MF;
+	uint16_t offset = fragField & IP_OFFMASK;
 	if (offset == 0 && !moreFragments)
 		return true; // not a fragment
 
 	// A fragment libslirp's ip_input() would discard before reassembly is dropped here,
 	// and above all never starts a train: libslirp creates no queue for it, so the next
 	// fragment would reach ip_reass() as a first arrival.
-	if (!validHeader(ip, len - kEthHeader))
+	if (!validHeader(ip, len - kEthHeaderLen))
 		return false;
 
 	uint32_t src = loadBe32(ip + 12), dst = loadBe32(ip + 16);

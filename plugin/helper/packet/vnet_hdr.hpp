@@ -8,11 +8,6 @@
 
 namespace slirpnet {
 
-// RFC 1071 sum of len bytes added to sum (not folded, not complemented).
-uint64_t checksumAdd(uint64_t sum, const uint8_t *p, size_t len);
-// Fold a sum to 16 bits (not complemented).
-uint16_t checksumFold(uint64_t sum);
-
 // Where the IP packet in an Ethernet frame ends: before any padding a NIC added to reach
 // the 60-byte minimum (len when the frame is not IPv4/IPv6 or its length field is odd).
 size_t ipPacketEnd(const uint8_t *frame, size_t len);
@@ -20,7 +15,8 @@ size_t ipPacketEnd(const uint8_t *frame, size_t len);
 /*
  * Complete a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM): the 16-bit field at
  * start + offset holds the pseudo-header sum; the checksum over [start, len) is stored
- * there (pass ipPacketEnd() as len: padding is not part of it). False, changing nothing, when the field lies outside the frame.
+ * there (pass ipPacketEnd() as len: padding is not part of it). False, changing nothing,
+ * when the field lies outside the frame.
  */
 bool completeChecksum(uint8_t *frame, size_t len, size_t start, size_t offset);
 
@@ -52,11 +48,11 @@ bool markGso(uint8_t *frame, size_t len, unsigned linkMtu, bool partialCsum, Vne
 
 /*
  * Cut a frame larger than linkMtu into frames that fit, as libslirp would have made them
- * at the link MTU (it runs with a larger one on an offloading link, see vnet_hdr.hpp):
+ * at the link MTU (it runs with a larger one on an offloading link, Config::kLargeSlirpMtu):
  *   - a TCP segment into segments of the link's MSS (software GSO, for a guest without
  *     GUEST_TSO; sequence numbers, IPv4 ids, FIN/PSH on the last one, checksums);
  *   - any other IPv4 packet without DF into IPv4 fragments.
- * For each frame, calls room() for a buffer of at least linkMtu + 14 bytes (nullptr:
+ * For each frame, calls room() for a buffer of at least linkMtu + ETH_HLEN bytes (nullptr:
  * stop) and then emit(len). Returns the number of frames emitted, or -1 when the frame
  * can be cut neither way (IPv6 other than TCP, DF set, malformed).
  */
