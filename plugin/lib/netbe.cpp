@@ -1,7 +1,9 @@
-// netbe.cpp - the C ABI of libslirpnet: picks a backend by spec prefix and forwards every call.
+// netbe.cpp - the C ABI of libslirpnet: picks a backend by name and forwards every call; no exception crosses it.
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "backend.hpp"
@@ -25,13 +27,66 @@ std::span<const BackendType> backendTypes()
 
 } // namespace slirpnet
 
-static void setError(char **errmsg, const std::string &msg)
+// *errmsg = a malloc()ed copy of msg. Cannot throw: the message is built by the caller.
+static void setError(char **errmsg, const char *msg) noexcept
 {
 	if (errmsg)
-		*errmsg = strdup(msg.c_str());
+		*errmsg = strdup(msg);
 }
 
+/*
+ * Run f, a call into the backend, at the C ABI: any exception (std::bad_alloc from a
+ * long iovec array, in practice) becomes -1 with errno ENOMEM, as netbe.h promises,
+ * instead of unwinding into the emulator's C frames.
+ */
+template<typename F>
+static auto guarded(F f) noexcept -> decltype(f())
+{
+	try {
+		return f();
+	} catch (...) {
+		errno = ENOMEM;
+		return -1;
+	}
+}
+
+/*
+ * The entry points. netbe.h cannot declare them noexcept (it is C), so each either only
+ * calls noexcept members of NetBackend or catches everything itself (init, send, recv).
+ */
 #define SLIRPNET_API extern "C" __attribute__((visibility("default")))
+
+// Find the backend named by spec (up to the first comma) and create it; throws only
+// std::bad_alloc.
+static int createBackend(struct slirpnet_netbe **be, std::string_view spec, slirpnet_rxeof_t cb,
+			 void *param, GMainContext *ctx, char **errmsg)
+{
+	size_t comma = spec.find(',');
+	std::string_view name = spec.substr(0, comma);
+	std::string_view options = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+
+	const BackendType *type = nullptr;
+	std::string known;
+	for (const auto &t : backendTypes()) {
+		known += (known.empty() ? "" : ", ") + std::string(t.name);
+		if (name == t.name)
+			type = &t;
+	}
+	if (!type) {
+		setError(errmsg, ("unknown backend '" + std::string(name) + "' (known: " + known + ")").c_str());
+		errno = EINVAL;
+		return -1;
+	}
+	std::string error;
+	auto impl = type->create(BackendArgs{ options, cb, param, ctx }, error);
+	if (!impl) {
+		setError(errmsg, error.c_str());
+		errno = EINVAL;
+		return -1;
+	}
+	*be = new slirpnet_netbe{ std::move(impl) };
+	return 0;
+}
 
 SLIRPNET_API int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec,
 				     slirpnet_rxeof_t cb, void *param, GMainContext *ctx,
@@ -45,40 +100,19 @@ SLIRPNET_API int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spe
 		return -1;
 	}
 	*be = nullptr;
-	std::string_view s(spec);
-	size_t comma = s.find(',');
-	std::string_view prefix = s.substr(0, comma);
-	std::string_view options = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
-
-	const BackendType *type = nullptr;
-	std::string known;
-	for (const auto &t : backendTypes()) {
-		known += (known.empty() ? "" : ", ") + std::string(t.prefix);
-		if (prefix == t.prefix)
-			type = &t;
-	}
-	if (!type) {
-		setError(errmsg, "unknown backend '" + std::string(prefix) + "' (known: " + known + ")");
-		errno = EINVAL;
-		return -1;
-	}
-
-	std::string error;
+	// Whatever was created before an exception has been destroyed by unwinding (no
+	// helper is left running), and *errmsg is only set just before a return.
 	try {
-		auto impl = type->create(BackendArgs{ options, cb, param, ctx }, error);
-		if (!impl) {
-			setError(errmsg, error);
-			errno = EINVAL;
-			return -1;
-		}
-		*be = new slirpnet_netbe{ std::move(impl) };
+		return createBackend(be, spec, cb, param, ctx, errmsg);
 	} catch (const std::exception &e) {
-		// Never let an exception cross the C ABI.
-		setError(errmsg, std::string("slirpnet_netbe_init: ") + e.what());
-		errno = ENOMEM;
-		return -1;
+		char msg[256];
+		snprintf(msg, sizeof(msg), "slirpnet_netbe_init: %s", e.what());
+		setError(errmsg, msg);
+	} catch (...) {
+		setError(errmsg, "slirpnet_netbe_init: unexpected exception");
 	}
-	return 0;
+	errno = ENOMEM;
+	return -1;
 }
 
 SLIRPNET_API void slirpnet_netbe_cleanup(struct slirpnet_netbe *be)
@@ -88,7 +122,7 @@ SLIRPNET_API void slirpnet_netbe_cleanup(struct slirpnet_netbe *be)
 
 SLIRPNET_API ssize_t slirpnet_netbe_send(struct slirpnet_netbe *be, const struct iovec *iov, int iovcnt)
 {
-	return be->impl->send(iov, iovcnt);
+	return guarded([&] { return be->impl->send(iov, iovcnt); });
 }
 
 SLIRPNET_API ssize_t slirpnet_netbe_peek_recvlen(struct slirpnet_netbe *be)
@@ -98,7 +132,7 @@ SLIRPNET_API ssize_t slirpnet_netbe_peek_recvlen(struct slirpnet_netbe *be)
 
 SLIRPNET_API ssize_t slirpnet_netbe_recv(struct slirpnet_netbe *be, const struct iovec *iov, int iovcnt)
 {
-	return be->impl->recv(iov, iovcnt);
+	return guarded([&] { return be->impl->recv(iov, iovcnt); });
 }
 
 SLIRPNET_API ssize_t slirpnet_netbe_rx_discard(struct slirpnet_netbe *be)

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "ethernet.hpp"
 #include "fd_watch.hpp"
-#include "glib_ptr.hpp"
 #include "options.hpp"
 #include "unique_fd.hpp"
 #include "unix_socket.hpp"
@@ -35,7 +35,6 @@ constexpr int kStatusTimeoutMs = 10000;
 constexpr int kExitGraceMs = 1000;
 // The helper's stdin/out/err plus the socket, which it finds as fd 3.
 constexpr int kHelperFd = 3;
-constexpr size_t kEthHeader = 14;
 // How long set_cap() waits for room in a full socket.
 constexpr int kSetCapWaitMs = 1000;
 // recv() skips at most this many frames the emulator can no longer take (see acceptable).
@@ -97,7 +96,8 @@ void copyToIov(const struct iovec *iov, int iovcnt, const void *src, size_t n)
 /*
  * The wire header followed by the caller's iovecs minus their first skip bytes (the
  * caller's own header, of the negotiated length): what one sendmsg/recvmsg moves. Lives
- * on the caller's stack; only a caller with more than kInline iovecs makes it allocate.
+ * on the caller's stack; only a caller with more than kInline iovecs makes it allocate,
+ * which may throw std::bad_alloc (netbe.cpp turns it into -1/ENOMEM).
  */
 class WireIov
 {
@@ -144,30 +144,30 @@ public:
 	bool start(const std::string &options, GMainContext *ctx, std::string &error);
 
 	ssize_t send(const struct iovec *iov, int iovcnt) override;
-	ssize_t peekRecvlen() override;
+	ssize_t peekRecvlen() noexcept override;
 	ssize_t recv(const struct iovec *iov, int iovcnt) override;
-	ssize_t rxDiscard() override;
-	void rxEnable() override
+	ssize_t rxDiscard() noexcept override;
+	void rxEnable() noexcept override
 	{
 		if (watch_)
 			watch_->enable();
 	}
-	void rxDisable() override
+	void rxDisable() noexcept override
 	{
 		if (watch_)
 			watch_->disable();
 	}
-	uint64_t getCap() override { return kOffloadFeatures; }
-	int setCap(uint64_t features, unsigned vnetHdrLen) override;
-	int fd() const override { return sock_.get(); }
+	uint64_t getCap() const noexcept override { return kOffloadFeatures; }
+	int setCap(uint64_t features, unsigned vnetHdrLen) noexcept override;
+	int fd() const noexcept override { return sock_.get(); }
 
 private:
 	bool spawnHelper(int childEnd, std::string &error);
 	bool awaitStatus(std::string &error);
 	void stopHelper();
 	void onEvent(int fd, GIOCondition cond);
-	bool acceptable(const VnetHdr &h) const;
-	ssize_t gone()
+	bool acceptable(const VnetHdr &h) const noexcept;
+	ssize_t gone() noexcept
 	{
 		dead_ = true;
 		errno = ECONNRESET;
@@ -321,7 +321,7 @@ void SlirpBackend::stopHelper()
 	pid_ = 0;
 }
 
-int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen)
+int SlirpBackend::setCap(uint64_t features, unsigned vnetHdrLen) noexcept
 {
 	// virtio's feature dependencies: TSO needs checksum offload in the same direction.
 	bool missingDependency = ((features & (kFeatGuestTso4 | kFeatGuestTso6)) && !(features & kFeatGuestCsum)) ||
@@ -363,7 +363,7 @@ ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
 {
 	size_t len = iovLength(iov, iovcnt);
 	unsigned hl = hdrLen_;
-	if (len < hl + kEthHeader) {
+	if (len < hl + kEthHeaderLen) {
 		// Not even an Ethernet header: refuse it here (an empty record would also look
 		// like end-of-file to a reader of the socket).
 		errno = EINVAL;
@@ -386,7 +386,7 @@ ssize_t SlirpBackend::send(const struct iovec *iov, int iovcnt)
 	return n - static_cast<ssize_t>(kVnetHdrLen) + hl;
 }
 
-ssize_t SlirpBackend::peekRecvlen()
+ssize_t SlirpBackend::peekRecvlen() noexcept
 {
 	if (dead_)
 		return gone();
@@ -408,7 +408,7 @@ ssize_t SlirpBackend::peekRecvlen()
 	return 0;
 }
 
-bool SlirpBackend::acceptable(const VnetHdr &h) const
+bool SlirpBackend::acceptable(const VnetHdr &h) const noexcept
 {
 	uint64_t f = features_;
 	uint8_t gso = h.gso_type & static_cast<uint8_t>(~kGsoEcn);
@@ -449,7 +449,7 @@ ssize_t SlirpBackend::recv(const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-ssize_t SlirpBackend::rxDiscard()
+ssize_t SlirpBackend::rxDiscard() noexcept
 {
 	if (dead_)
 		return gone();
