@@ -15,6 +15,13 @@ namespace slirpnet {
 
 namespace {
 
+// Set error to why and return false: one line for each failure below.
+bool failWith(std::string &error, std::string why)
+{
+	error = std::move(why);
+	return false;
+}
+
 // Quote a value for an error message.
 std::string q(std::string_view v)
 {
@@ -49,10 +56,10 @@ struct ParseState {
 	bool haveIpv6Host = false, haveIpv6Dns = false, haveMru = false;
 };
 
-// Each handler gets the value and returns "" or the reason (naming the value).
-using Handler = std::string (*)(ParseState &st, std::string_view value);
+// Each handler gets the value; false with error set to the reason (naming the value).
+using Handler = bool (*)(ParseState &st, std::string_view value, std::string &error);
 
-std::string handleNet(ParseState &st, std::string_view v)
+bool handleNet(ParseState &st, std::string_view v, std::string &error)
 {
 	Config &c = st.cfg;
 	std::string_view addr = v, maskText;
@@ -61,7 +68,7 @@ std::string handleNet(ParseState &st, std::string_view v)
 		maskText = v.substr(slash + 1);
 	}
 	if (!parseV4(addr, c.net))
-		return "bad address " + q(v);
+		return failWith(error, "bad address " + q(v));
 	uint32_t a = ntohl(c.net.s_addr);
 	uint32_t m;
 	unsigned long bits;
@@ -83,70 +90,70 @@ std::string handleNet(ParseState &st, std::string_view v)
 			m = 0xfffffff0u;
 	} else if (parseUnsigned(maskText, bits)) {
 		if (bits < 4 || bits > 30)
-			return "bad prefix length " + q(maskText) + " in " + q(v) + " (expected 4-30)";
+			return failWith(error, "bad prefix length " + q(maskText) + " in " + q(v) + " (expected 4-30)");
 		m = 0xffffffffu << (32 - bits);
 	} else {
 		in_addr mk;
 		if (!parseV4(maskText, mk))
-			return "bad netmask " + q(maskText) + " in " + q(v);
+			return failWith(error, "bad netmask " + q(maskText) + " in " + q(v));
 		m = ntohl(mk.s_addr);
 		if (m == 0 || (~m & (~m + 1)) != 0)
-			return "netmask " + q(maskText) + " in " + q(v) + " is not contiguous";
+			return failWith(error, "netmask " + q(maskText) + " in " + q(v) + " is not contiguous");
 	}
 	// As QEMU does, host bits are dropped: libvirt passes the guest's <ip address=...>
 	// (e.g. 10.0.2.15/24) as --net, and QEMU users write it that way too.
 	c.net.s_addr = htonl(a & m);
 	c.mask.s_addr = htonl(m);
-	return "";
+	return true;
 }
 
 template <bool Config::*Field, bool ParseState::*Given = nullptr>
-std::string handleBool(ParseState &st, std::string_view v)
+bool handleBool(ParseState &st, std::string_view v, std::string &error)
 {
 	bool b;
 	if (v.empty())
 		b = true; // bare keyword, as bhyve
 	else if (!parseBool(v, b))
-		return "bad boolean " + q(v) + " (expected on|off)";
+		return failWith(error, "bad boolean " + q(v) + " (expected on|off)");
 	st.cfg.*Field = b;
 	if constexpr (Given != nullptr)
 		st.*Given = true;
-	return "";
+	return true;
 }
 
-std::string handleRestrict(ParseState &st, std::string_view v)
+bool handleRestrict(ParseState &st, std::string_view v, std::string &error)
 {
-	return handleBool<&Config::restricted>(st, v);
+	return handleBool<&Config::restricted>(st, v, error);
 }
 
-std::string handleOpen(ParseState &st, std::string_view v)
+bool handleOpen(ParseState &st, std::string_view v, std::string &error)
 {
 	bool b = true;
 	if (!v.empty() && !parseBool(v, b))
-		return "bad boolean " + q(v) + " (expected on|off)";
+		return failWith(error, "bad boolean " + q(v) + " (expected on|off)");
 	st.cfg.restricted = !b;
-	return "";
+	return true;
 }
 
 template <in_addr Config::*Field, bool ParseState::*Given>
-std::string handleV4(ParseState &st, std::string_view v)
+bool handleV4(ParseState &st, std::string_view v, std::string &error)
 {
 	if (!parseV4(v, st.cfg.*Field))
-		return "bad IPv4 address " + q(v);
+		return failWith(error, "bad IPv4 address " + q(v));
 	st.*Given = true;
-	return "";
+	return true;
 }
 
 template <in6_addr Config::*Field, bool ParseState::*Given>
-std::string handleV6(ParseState &st, std::string_view v)
+bool handleV6(ParseState &st, std::string_view v, std::string &error)
 {
 	if (!parseV6(v, st.cfg.*Field))
-		return "bad IPv6 address " + q(v);
+		return failWith(error, "bad IPv6 address " + q(v));
 	st.*Given = true;
-	return "";
+	return true;
 }
 
-std::string handleHostFwd(ParseState &st, std::string_view v)
+bool handleHostFwd(ParseState &st, std::string_view v, std::string &error)
 {
 	// bhyve joins several rules with ';' (its option syntax cannot repeat a key).
 	size_t start = 0;
@@ -154,15 +161,14 @@ std::string handleHostFwd(ParseState &st, std::string_view v)
 		size_t end = v.find(';', start);
 		std::string_view one = v.substr(start, end == std::string_view::npos ? v.npos : end - start);
 		HostFwd fwd;
-		std::string err;
-		if (!parseHostFwd(one, fwd, err))
-			return err;
+		if (!parseHostFwd(one, fwd, error))
+			return false;
 		st.cfg.hostFwds.push_back(std::move(fwd));
 		if (end == std::string_view::npos)
 			break;
 		start = end + 1;
 	}
-	return "";
+	return true;
 }
 
 bool validDomainName(std::string_view s)
@@ -186,157 +192,157 @@ bool validDomainName(std::string_view s)
 }
 
 template <std::string Config::*Field, size_t MaxLen>
-std::string handleString(ParseState &st, std::string_view v)
+bool handleString(ParseState &st, std::string_view v, std::string &error)
 {
 	if (v.empty())
-		return "empty value";
+		return failWith(error, "empty value");
 	if (v.size() > MaxLen)
-		return "value " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
-		       " > " + std::to_string(MaxLen) + " bytes)";
+		return failWith(error, "value " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
+		                       " > " + std::to_string(MaxLen) + " bytes)");
 	st.cfg.*Field = std::string(v);
-	return "";
+	return true;
 }
 
-std::string handleDomain(ParseState &st, std::string_view v)
+bool handleDomain(ParseState &st, std::string_view v, std::string &error)
 {
 	if (!validDomainName(v))
-		return "bad domain name " + q(v);
+		return failWith(error, "bad domain name " + q(v));
 	st.cfg.domainName = std::string(v);
-	return "";
+	return true;
 }
 
-std::string handleDnsSearch(ParseState &st, std::string_view v)
+bool handleDnsSearch(ParseState &st, std::string_view v, std::string &error)
 {
 	if (!validDomainName(v))
-		return "bad domain name " + q(v);
+		return failWith(error, "bad domain name " + q(v));
 	st.cfg.dnsSearch.emplace_back(v);
-	return "";
+	return true;
 }
 
-std::string handleTftp(ParseState &st, std::string_view v)
+bool handleTftp(ParseState &st, std::string_view v, std::string &error)
 {
 	struct stat sb;
 	std::string path(v);
 	if (path.empty() || stat(path.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
-		return "no such directory " + q(v);
+		return failWith(error, "no such directory " + q(v));
 	st.cfg.tftpPath = path;
-	return "";
+	return true;
 }
 
-std::string handleIpv6Net(ParseState &st, std::string_view v)
+bool handleIpv6Net(ParseState &st, std::string_view v, std::string &error)
 {
 	std::string_view addr = v;
 	unsigned long len = 64;
 	if (auto slash = v.find('/'); slash != std::string_view::npos) {
 		addr = v.substr(0, slash);
 		if (!parseUnsigned(v.substr(slash + 1), len) || len > 126)
-			return "bad prefix length " + q(v.substr(slash + 1)) + " in " + q(v) + " (expected 0-126)";
+			return failWith(error, "bad prefix length " + q(v.substr(slash + 1)) + " in " + q(v) + " (expected 0-126)");
 	}
 	if (!parseV6(addr, st.cfg.ipv6Prefix))
-		return "bad IPv6 address " + q(addr) + " in " + q(v);
+		return failWith(error, "bad IPv6 address " + q(addr) + " in " + q(v));
 	st.cfg.ipv6PrefixLen = static_cast<uint8_t>(len);
-	return "";
+	return true;
 }
 
 template <unsigned Config::*Field, bool ParseState::*Given = nullptr>
-std::string handleMtu(ParseState &st, std::string_view v)
+bool handleMtu(ParseState &st, std::string_view v, std::string &error)
 {
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n < kMtuMin || n > kMtuMax)
-		return "bad value " + q(v) + " (expected " + std::to_string(kMtuMin) + "-" +
-		       std::to_string(kMtuMax) + ")";
+		return failWith(error, "bad value " + q(v) + " (expected " + std::to_string(kMtuMin) + "-" +
+		                       std::to_string(kMtuMax) + ")");
 	st.cfg.*Field = static_cast<unsigned>(n);
 	if constexpr (Given != nullptr)
 		st.*Given = true;
-	return "";
+	return true;
 }
 
 // The directory a file path would be created in must exist (checked early, as tftp).
-std::string checkParentDir(std::string_view v)
+bool checkParentDir(std::string_view v, std::string &error)
 {
 	std::string path(v);
 	struct stat sb;
 	if (stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
-		return q(v) + " is a directory";
+		return failWith(error, q(v) + " is a directory");
 	size_t slash = path.rfind('/');
 	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 	if (stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
-		return "no such directory " + q(dir) + " for " + q(v);
-	return "";
+		return failWith(error, "no such directory " + q(dir) + " for " + q(v));
+	return true;
 }
 
-std::string handlePcapFile(ParseState &st, std::string_view v)
+bool handlePcapFile(ParseState &st, std::string_view v, std::string &error)
 {
 	// libpcap reads "-" as stdout, which is the emulator's in the plugin's case.
 	if (v == "-")
-		return "writing to stdout " + q(v) + " is not supported; give a file name";
-	if (std::string why = checkParentDir(v); !why.empty())
-		return why;
+		return failWith(error, "writing to stdout " + q(v) + " is not supported; give a file name");
+	if (!checkParentDir(v, error))
+		return false;
 	st.cfg.pcapFile = std::string(v);
-	return "";
+	return true;
 }
 
 // Only the shape is checked here (the plugin does not link libpcap); Network::create
 // compiles the expression and reports libpcap's own error before anything runs.
-std::string handlePcapFilter(ParseState &st, std::string_view v)
+bool handlePcapFilter(ParseState &st, std::string_view v, std::string &error)
 {
 	constexpr size_t kMaxFilter = 4096;
 	if (v.size() > kMaxFilter)
-		return "expression " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
-		       " > " + std::to_string(kMaxFilter) + " bytes)";
+		return failWith(error, "expression " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
+		                       " > " + std::to_string(kMaxFilter) + " bytes)");
 	int depth = 0;
 	for (char ch : v) {
 		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
-			return "control character in expression " + q(v);
+			return failWith(error, "control character in expression " + q(v));
 		depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
 		if (depth < 0)
 			break;
 	}
 	if (depth != 0)
-		return "unbalanced parentheses in expression " + q(v);
+		return failWith(error, "unbalanced parentheses in expression " + q(v));
 	st.cfg.pcapFilter = std::string(v);
-	return "";
+	return true;
 }
 
-std::string handleSnaplen(ParseState &st, std::string_view v)
+bool handleSnaplen(ParseState &st, std::string_view v, std::string &error)
 {
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n < kSnaplenMin || n > kSnaplenMax)
-		return "bad value " + q(v) + " (expected " + std::to_string(kSnaplenMin) + "-" +
-		       std::to_string(kSnaplenMax) + ")";
+		return failWith(error, "bad value " + q(v) + " (expected " + std::to_string(kSnaplenMin) + "-" +
+		                       std::to_string(kSnaplenMax) + ")");
 	st.cfg.snaplen = static_cast<unsigned>(n);
-	return "";
+	return true;
 }
 
-std::string handleSndbuf(ParseState &st, std::string_view v)
+bool handleSndbuf(ParseState &st, std::string_view v, std::string &error)
 {
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n < 4096 || n > (256ul << 20))
-		return "bad value " + q(v) + " (expected 4096-268435456 bytes)";
+		return failWith(error, "bad value " + q(v) + " (expected 4096-268435456 bytes)");
 	st.cfg.sndbuf = static_cast<unsigned>(n);
-	return "";
+	return true;
 }
 
-std::string handleBusyPoll(ParseState &st, std::string_view v)
+bool handleBusyPoll(ParseState &st, std::string_view v, std::string &error)
 {
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n > kBusyPollMaxUs)
-		return "bad value " + q(v) + " (expected 0-" + std::to_string(kBusyPollMaxUs) + " microseconds)";
+		return failWith(error, "bad value " + q(v) + " (expected 0-" + std::to_string(kBusyPollMaxUs) + " microseconds)");
 	st.cfg.busyPollUs = static_cast<unsigned>(n);
-	return "";
+	return true;
 }
 
-std::string handleControl(ParseState &st, std::string_view v)
+bool handleControl(ParseState &st, std::string_view v, std::string &error)
 {
 	// sockaddr_un's sun_path (108 bytes on Linux) with its terminating NUL.
 	constexpr size_t kMaxSocketPath = 107;
 	if (v.size() > kMaxSocketPath)
-		return "socket path " + q(v) + " is too long (" + std::to_string(v.size()) + " > " +
-		       std::to_string(kMaxSocketPath) + " bytes)";
-	if (std::string why = checkParentDir(v); !why.empty())
-		return why;
+		return failWith(error, "socket path " + q(v) + " is too long (" + std::to_string(v.size()) + " > " +
+		                       std::to_string(kMaxSocketPath) + " bytes)");
+	if (!checkParentDir(v, error))
+		return false;
 	st.cfg.controlPath = std::string(v);
-	return "";
+	return true;
 }
 
 struct Row {
@@ -431,7 +437,7 @@ in6_addr v6Plus(const in6_addr &prefix, uint8_t last)
 }
 
 // QEMU's derived defaults and cross-checks, after every option has been read.
-std::string finish(ParseState &st)
+bool finish(ParseState &st, std::string &error)
 {
 	Config &c = st.cfg;
 	// QEMU: giving only ipv6=on turns IPv4 off, and vice versa.
@@ -440,13 +446,13 @@ std::string finish(ParseState &st)
 	if (st.haveIpv4 && c.ipv4 && !st.haveIpv6)
 		c.ipv6 = false;
 	if (!c.ipv4 && !c.ipv6)
-		return "ipv4: IPv4 and IPv6 are both off";
+		return failWith(error, "ipv4: IPv4 and IPv6 are both off");
 
 	std::string net = formatAddr(c.net) + "/" + formatAddr(c.mask);
-	auto checkIn = [&](const char *key, in_addr a) -> std::string {
+	auto checkIn = [&](const char *key, in_addr a) {
 		if (!inNet(a, c) || !hostPart(a, c))
-			return std::string(key) + ": " + q(formatAddr(a)) + " is not a host address in " + net;
-		return "";
+			return failWith(error, std::string(key) + ": " + q(formatAddr(a)) + " is not a host address in " + net);
+		return true;
 	};
 	if (!st.haveHost)
 		c.host = netPlus(c, 2);
@@ -455,10 +461,10 @@ std::string finish(ParseState &st)
 	if (!st.haveDns)
 		c.dns = netPlus(c, 3);
 	for (auto [key, a] : { std::pair{ "host", c.host }, { "dhcpstart", c.dhcpStart }, { "dns", c.dns } })
-		if (auto e = checkIn(key, a); !e.empty())
-			return e;
+		if (!checkIn(key, a))
+			return false;
 	if (c.dns.s_addr == c.host.s_addr)
-		return "dns: " + q(formatAddr(c.dns)) + " must differ from host";
+		return failWith(error, "dns: " + q(formatAddr(c.dns)) + " must differ from host");
 
 	if (!st.haveIpv6Host)
 		c.ipv6Host = v6Plus(c.ipv6Prefix, 2);
@@ -466,21 +472,19 @@ std::string finish(ParseState &st)
 		c.ipv6Dns = v6Plus(c.ipv6Prefix, 3);
 	std::string net6 = formatAddr(c.ipv6Prefix) + "/" + std::to_string(c.ipv6PrefixLen);
 	if (!in6Net(c.ipv6Host, c.ipv6Prefix, c.ipv6PrefixLen))
-		return "ipv6-host: " + q(formatAddr(c.ipv6Host)) + " is not in " + net6;
+		return failWith(error, "ipv6-host: " + q(formatAddr(c.ipv6Host)) + " is not in " + net6);
 	if (!in6Net(c.ipv6Dns, c.ipv6Prefix, c.ipv6PrefixLen))
-		return "ipv6-dns: " + q(formatAddr(c.ipv6Dns)) + " is not in " + net6;
+		return failWith(error, "ipv6-dns: " + q(formatAddr(c.ipv6Dns)) + " is not in " + net6);
 
 	if (!st.haveMru)
 		c.mru = c.mtu;
 	if (c.ipv6 && c.mtu < 1280)
-		return "mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)";
+		return failWith(error, "mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)");
 
-	for (auto &f : c.hostFwds) {
-		std::string why;
-		if (!resolveHostFwd(f, c, why))
-			return why;
-	}
-	return "";
+	for (auto &f : c.hostFwds)
+		if (!resolveHostFwd(f, c, error))
+			return false;
+	return true;
 }
 
 } // namespace
@@ -488,14 +492,6 @@ std::string finish(ParseState &st)
 std::span<const OptionSpec> optionTable()
 {
 	return kSpecs;
-}
-
-const OptionSpec *findOption(std::string_view key)
-{
-	for (const auto &s : kSpecs)
-		if (key == s.key)
-			return &s;
-	return nullptr;
 }
 
 bool parseBool(std::string_view text, bool &out)
@@ -722,17 +718,13 @@ bool parseConfig(const OptionList &opts, Config &cfg, std::string &error)
 			error = key + ": missing value (expected " + r->spec.metavar + ")";
 			return false;
 		}
-		if (std::string why = r->handler(st, value); !why.empty()) {
+		if (std::string why; !r->handler(st, value, why)) {
 			// hostfwd's reasons already name the key.
 			error = why.starts_with(key + ": ") ? why : key + ": " + why;
 			return false;
 		}
 	}
-	if (std::string why = finish(st); !why.empty()) {
-		error = why;
-		return false;
-	}
-	return true;
+	return finish(st, error);
 }
 
 std::string optionsHelp()

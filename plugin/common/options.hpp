@@ -2,6 +2,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <net/ethernet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -59,13 +60,13 @@ struct Config {
 	unsigned busyPollUs = 50; // keep polling this long after work before sleeping (busy_poll_loop.hpp)
 
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
-	// (vnet_hdr.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
-	// large), and runs with a large MTU of its own while the guest takes GSO segments
-	// from the start (Network::create), while mtu/mru stay the guest link's.
+	// (virtio_net.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
+	// large) and runs with a large MTU of its own from the start (Network::create), while
+	// mtu/mru stay the guest link's.
 	bool vnetHdr = false;
 
 	// Largest Ethernet frame accepted from or sent to the guest (no FCS).
-	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + 14; }
+	size_t maxFrame() const { return (mtu > mru ? mtu : mru) + ETH_HLEN; }
 	// libslirp's if_mru.
 	unsigned slirpMru() const { return vnetHdr && mru < kLargeSlirpMtu ? kLargeSlirpMtu : mru; }
 	static constexpr unsigned kLargeSlirpMtu = 65520;
@@ -84,12 +85,11 @@ struct OptionSpec {
 };
 
 std::span<const OptionSpec> optionTable();
-const OptionSpec *findOption(std::string_view key);
 
 constexpr unsigned kMtuMin = 68;
 constexpr unsigned kMtuMax = 65520;
 // snaplen: an Ethernet header at least; at most libpcap's MAXIMUM_SNAPLEN.
-constexpr unsigned kSnaplenMin = 14;
+constexpr unsigned kSnaplenMin = ETH_HLEN;
 constexpr unsigned kSnaplenMax = 262144;
 constexpr unsigned kBusyPollMaxUs = 10000; // 10 ms: beyond that it is just a spinning process
 
