@@ -17,14 +17,8 @@ struct GSourceDeleter {
 struct GVariantDeleter {
 	void operator()(GVariant *v) const { g_variant_unref(v); }
 };
-struct GErrorDeleter {
-	void operator()(GError *e) const { g_error_free(e); }
-};
 struct GMainContextDeleter {
 	void operator()(GMainContext *c) const { g_main_context_unref(c); }
-};
-struct GMainLoopDeleter {
-	void operator()(GMainLoop *l) const { g_main_loop_unref(l); }
 };
 struct GFreeDeleter {
 	void operator()(void *p) const { g_free(p); }
@@ -44,9 +38,7 @@ inline void wakeContextFromOtherThread(GMainContext *ctx)
 // A source that is destroyed (detached) and unreferenced when the pointer goes away.
 using GSourcePtr = std::unique_ptr<GSource, GSourceDeleter>;
 using GVariantPtr = std::unique_ptr<GVariant, GVariantDeleter>;
-using GErrorPtr = std::unique_ptr<GError, GErrorDeleter>;
 using GMainContextPtr = std::unique_ptr<GMainContext, GMainContextDeleter>;
-using GMainLoopPtr = std::unique_ptr<GMainLoop, GMainLoopDeleter>;
 using GCharPtr = std::unique_ptr<char, GFreeDeleter>;
 
 } // namespace slirpnet

@@ -55,11 +55,7 @@ const SlirpCb SlirpDriver::callbacks_ = {
 		return d->sink_(static_cast<const uint8_t *>(buf), len);
 	},
 	/* guest_error */
-	[](const char *msg, void *opaque) {
-		auto *d = static_cast<SlirpDriver *>(opaque);
-		d->guestErrors_++;
-		g_debug("guest error: %s", msg);
-	},
+	[](const char *msg, void *) { g_debug("guest error: %s", msg); },
 	/* clock_get_ns */
 	[](void *opaque) -> int64_t { return static_cast<SlirpDriver *>(opaque)->clock_(); },
 	/* timer_new: unused, timer_new_opaque is provided */

@@ -82,9 +82,6 @@ public:
 	int runDueTimers();
 	int64_t nowMs() const { return clock_() / 1000000; }
 
-	// Guest errors reported by libslirp (for logs and tests).
-	uint64_t guestErrors() const { return guestErrors_; }
-
 private:
 	struct Timer {
 		SlirpTimerId id;
@@ -125,7 +122,6 @@ private:
 	std::vector<int> pollIndex_; // add_poll index -> fd, rebuilt by each fill
 	uint64_t generation_ = 0;
 	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again
-	uint64_t guestErrors_ = 0;
 	bool kicked_ = false; // ready time set by input(), cleared by poll()
 	bool inputPaused_ = false;
 	std::function<void()> afterDispatch_;

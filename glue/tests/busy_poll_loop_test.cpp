@@ -112,20 +112,44 @@ TEST(BusyPollLoop, QuitBeforeRunIsNotLost)
 {
 	Ctx c;
 	BusyPollLoop loop(c.ctx, 50);
+	// A lost quit() would leave run() waiting for this timer rather than hang the test.
+	bool rescued = false;
+	auto rescue = [&] {
+		rescued = true;
+		loop.quit();
+	};
+	after(c.ctx, 2000, &rescue);
 	loop.quit();
-	loop.run(); // returns at once instead of sleeping forever
-	SUCCEED();
+	gint64 t0 = g_get_monotonic_time();
+	loop.run(); // returns at once: not a single wait, poll or dispatch
+	EXPECT_FALSE(rescued);
+	EXPECT_LT(g_get_monotonic_time() - t0, 1000000);
+	EXPECT_EQ(loop.sleeps(), 0u);
+	EXPECT_EQ(loop.windows(), 0u);
+	EXPECT_EQ(loop.spins(), 0u);
 }
 
 TEST(BusyPollLoop, QuitFromAnotherThread)
 {
 	Ctx c;
 	BusyPollLoop loop(c.ctx, 0);
+	bool rescued = false;
+	auto rescue = [&] {
+		rescued = true;
+		loop.quit();
+	};
+	after(c.ctx, 5000, &rescue); // only if the other thread's quit() did not wake run()
+	gint64 t0 = g_get_monotonic_time();
 	std::thread t([&] {
 		g_usleep(20000);
 		loop.quit();
 	});
 	loop.run(); // blocked in poll(): quit() must wake it
 	t.join();
-	SUCCEED();
+	gint64 elapsed = g_get_monotonic_time() - t0;
+	EXPECT_FALSE(rescued);
+	EXPECT_GE(elapsed, 19000); // it did wait for the other thread...
+	EXPECT_LT(elapsed, 2000000); // ...and woke with it, not with the rescue timer
+	EXPECT_GE(loop.sleeps(), 1u); // in a blocking wait, as maxUs = 0 does
+	EXPECT_EQ(loop.windows(), 0u); // never polling
 }
