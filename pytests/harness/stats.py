@@ -3,7 +3,8 @@
 
 import re
 
-__all__ = ["STATS_RE", "STATS_COUNTERS", "DROP_COUNTERS", "parse_stats", "stats_delta"]
+__all__ = ["STATS_RE", "STATS_COUNTERS", "DROP_COUNTERS", "FROM_GUEST_OUTCOMES", "parse_stats",
+           "stats_delta"]
 
 STATS_RE = re.compile(r"stats:((?:\s+\w+=\d+)+)")
 # The helper's counters, in the order of its "stats:" line (the control socket's "stats"
@@ -14,6 +15,9 @@ STATS_COUNTERS = ("from_guest_frames", "from_guest_bytes", "to_guest_frames", "t
                   "drop_to_guest_error", "drop_vnet_hdr", "pauses", "from_guest_gso",
                   "to_guest_gso", "to_guest_split")
 DROP_COUNTERS = tuple(k for k in STATS_COUNTERS if k.startswith("drop_"))
+# Every frame the guest sends lands in exactly one of these: taken, or dropped and why.
+FROM_GUEST_OUTCOMES = ("from_guest_frames", "drop_runt", "drop_oversize", "drop_fragment",
+                       "drop_vnet_hdr")
 
 
 def parse_stats(text):
