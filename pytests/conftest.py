@@ -103,6 +103,18 @@ def _peers(request):
         cleanup = getattr(p, "cleanup_files", None)
         if cleanup:
             cleanup()
+    if not failed:
+        _check_negatives_paired(peers)
+
+
+def _check_negatives_paired(peers):
+    """A negative check (expect_none) passes on a dead link too: every peer that had one
+    must also have shown, in the same test, that frames come back (an expect())."""
+    unpaired = [p.describe() for p in peers
+                if getattr(p, "negative_checks", 0) and not getattr(p, "positive_checks", 0)]
+    if unpaired:
+        pytest.fail("expect_none() without any positive answer on the same peer (add "
+                    "harness.assert_alive(peer)): %s" % ", ".join(unpaired), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -267,7 +279,7 @@ def helpers(request, helper_path):
 
 
 @pytest.fixture
-def peers():
+def peers(request):
     """peers(p) -> p, closed at teardown (for StreamPeer/DgramPeer made by hand)."""
     made = []
 
@@ -277,6 +289,9 @@ def peers():
     yield track
     for p in made:
         p.close()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed:
+        _check_negatives_paired(made)
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 """IPv6 on the guest link: router advertisements and echo to the gateway (all answered
 inside libslirp)."""
 
-from harness import (ICMPv6ND_NS, ICMPv6ND_RA, IPv6, Ether, GW_IP6, icmp6_echo,
-                     router_solicit)
+from harness import (ICMPv6ND_NS, ICMPv6ND_RA, IPv6, Ether, GW_IP6, assert_alive, icmp6_echo,
+                     router_solicit, stats_delta)
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6NDOptPrefixInfo
 
 
@@ -32,8 +32,12 @@ def test_ipv6_net(peer):
 def test_ipv6_off_no_ra(peer):
     p = peer("ipv6=off")
     p.noise = []          # an RA is exactly what must not come
+    before = p.stats()
     p.send(router_solicit(p))
     p.expect_none(lambda x: IPv6 in x, timeout=1.0, desc="any IPv6 frame")
+    # libslirp got the solicitation and ignored it; IPv4 still answers
+    assert stats_delta(before, p.stats())["from_guest_frames"] == 1
+    assert_alive(p)
 
 
 def test_echo6_to_gateway(peer):

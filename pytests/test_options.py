@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from harness import (ARP, BOOTP, IP, UDP, arp_who_has, child_pids, decode_dns_names,
-                     dhcp_lease, dhcp_options, icmp_echo, icmp_echo_reply_from, open_fds,
-                     special_mac, udp_to)
+from harness import (ARP, BOOTP, IP, UDP, arp_who_has, assert_alive6, child_pids,
+                     decode_dns_names, dhcp_lease, dhcp_options, icmp_echo, icmp_echo_reply_from,
+                     open_fds, special_mac, stats_delta, udp_to)
 
 # (options, words the error must contain)
 BAD_OPTIONS = [
@@ -162,9 +162,13 @@ def test_tftp_serves_directory(peer, tmp_path):
 
 def test_ipv4_off(peer):
     p = peer("ipv4=off,ipv6=on")
+    before = p.stats()
     p.send(arp_who_has("10.0.2.2", p))
     p.send(icmp_echo(p, seq=8))
     p.expect_none(lambda x: ARP in x or IP in x, desc="any IPv4/ARP answer")
+    # both reached libslirp, which ignored them; IPv6 still answers
+    assert stats_delta(before, p.stats()).get("from_guest_frames") == 2
+    assert_alive6(p)
 
 
 def test_repeatable_keys_accumulate_in_order(peer):

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """restrict=on: nothing leaves for the host, hostfwd still comes in."""
 
-from harness import (BOOTP, TCP, UDP, GW_IP, TcpConn, dhcp_lease, dhcp_options, free_port,
-                     hostfwd_exchange, icmp_echo, icmp_echo_reply_from, udp_to)
+from harness import (BOOTP, TCP, UDP, GW_IP, TcpConn, assert_alive, dhcp_lease, dhcp_options,
+                     free_port, hostfwd_exchange, icmp_echo, icmp_echo_reply_from, udp_to)
 
 
 def test_tcp_syn_gets_no_synack(peer, tcp_echo):
@@ -13,6 +13,7 @@ def test_tcp_syn_gets_no_synack(peer, tcp_echo):
     p.expect_none(lambda x: c.is_mine(x) and "S" in str(x[TCP].flags), timeout=1.0,
                   desc="SYN-ACK from the restricted gateway")
     assert tcp_echo.accepted == 0
+    assert_alive(p)                       # the link answers: the silence was restrict's
 
 
 def test_udp_gets_nothing_and_server_sees_nothing(peer, udp_echo):
@@ -22,6 +23,7 @@ def test_udp_gets_nothing_and_server_sees_nothing(peer, udp_echo):
     p.expect_none(lambda x: UDP in x and x[UDP].dport == 43000, timeout=1.0,
                   desc="UDP reply")
     assert udp_echo.received == []
+    assert_alive(p)
 
 
 def test_gateway_ping_still_answered(peer):
@@ -42,6 +44,7 @@ def test_restrict_bare_keyword(peer, udp_echo):
     p.send(udp_to(p, udp_echo.port, b"nope", sport=43001))
     p.expect_none(lambda x: UDP in x and x[UDP].dport == 43001, desc="UDP reply")
     assert udp_echo.received == []
+    assert_alive(p)
 
 
 def test_open_off_restricts(peer, udp_echo):
@@ -49,6 +52,7 @@ def test_open_off_restricts(peer, udp_echo):
     p.send(udp_to(p, udp_echo.port, b"nope", sport=43002))
     p.expect_none(lambda x: UDP in x and x[UDP].dport == 43002, desc="UDP reply")
     assert udp_echo.received == []
+    assert_alive(p)
 
 
 def test_restrict_off_allows(peer, udp_echo):

@@ -56,6 +56,11 @@ class Peer:
         self._raw_in = []        # raw frames received but not yet ingested
         self.name = type(self).__name__
         self.closed = False
+        # expect() calls that got their frame, and expect_none() calls: a test whose
+        # negative checks are not paired with a positive one proves nothing on a dead
+        # link (conftest.py fails it).
+        self.positive_checks = 0
+        self.negative_checks = 0
 
     # -- to implement ----------------------------------------------------------------
     def _send_raw(self, data):
@@ -190,10 +195,14 @@ class Peer:
             raise AssertionError(self._failure(
                 "expected frame did not arrive within %.1f s" % timeout,
                 describe_match(match, desc), start))
+        self.positive_checks += 1
         return pkt
 
     def expect_none(self, match=None, timeout=None, desc=None):
-        """Assert that no frame matching match (noise excluded) arrives within timeout."""
+        """Assert that no frame matching match (noise excluded) arrives within timeout.
+        Pair it with a positive check on the same peer (assert_alive, or any expect()):
+        a dead link passes every negative check."""
+        self.negative_checks += 1
         timeout = timeout_or(timeout, self.NEGATIVE_TIMEOUT)
         base = compile_match(match)
         noise = list(self.noise)
