@@ -18,6 +18,7 @@
 #include "link/link_factory.hpp"
 #include "link/seqpacket_link.hpp"
 #include "log.hpp"
+#include "man_page.hpp"
 #include "network.hpp"
 #include "options.hpp"
 #include "unique_fd.hpp"
@@ -36,6 +37,12 @@ namespace {
 constexpr const char *kCapabilities =
 	"{\"features\": [\"ipv4\", \"ipv6\", \"tftp\", \"restrict\", \"exit-with-parent\"]}";
 
+constexpr const char *kManDescription =
+	"slirpnet runs libslirp, the user-mode TCP/IP stack of QEMU's -netdev user, in a process of its own and "
+	"serves one guest link: QEMU's -netdev stream (--socket), -netdev dgram (--dgram), an inherited socket "
+	"(--fd, also libvirt's slirp helper contract) or libslirpnet's socketpair (-S, started by the plugin). "
+	"Network options are QEMU's -netdev user keys, given as --KEY=VALUE or in the comma form with -o.";
+
 struct CommandLine {
 	OptionList options; // from --KEY=VALUE and -o, in order
 	std::string optionError;
@@ -49,6 +56,7 @@ struct CommandLine {
 	gboolean printCapabilities = FALSE;
 	gboolean verbose = FALSE;
 	gboolean version = FALSE;
+	gboolean man = FALSE;
 };
 
 CommandLine gCmd;
@@ -120,6 +128,7 @@ int parseCommandLine(int argc, char **argv)
 		  "options in the comma form of -netdev user, e.g. 'net=10.0.2.0/24,hostfwd=tcp::2222-:22'", "K=V,..." },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &gCmd.verbose, "log debug messages", nullptr },
 		{ "version", 0, 0, G_OPTION_ARG_NONE, &gCmd.version, "print the version and exit", nullptr },
+		{ "man", 0, 0, G_OPTION_ARG_NONE, &gCmd.man, "print the manual page slirpnet(1) as roff and exit", nullptr },
 		{ nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr },
 	};
 
@@ -144,6 +153,23 @@ int parseCommandLine(int argc, char **argv)
 	if (argc > 1) {
 		fprintf(stderr, "slirpnet: unexpected argument '%s' (see --help)\n", argv[1]);
 		return 2;
+	}
+	if (gCmd.man) {
+		// The same tables as the parser: the page cannot drift from the options.
+		std::vector<ManOption> options = manOptions(mainEntries);
+		options.push_back({ "-h, --help", "", "show the options and exit", {} });
+		const ManSection sections[] = {
+			{ "DESCRIPTION", kManDescription, {} },
+			{ "OPTIONS", "Exactly one of --socket, --dgram, --fd or -S names the guest link.", options },
+			optionTableSection(),
+			{ "SIGNALS", "SIGTERM and SIGINT end the helper (status 0); SIGUSR1 logs its counters.", {} },
+			{ "SEE ALSO", "slirpnet-ctl(1), qemu(1)", {} },
+		};
+		fputs(renderManPage("slirpnet", 1, "user-mode networking for virtual machines (libslirp helper)",
+				    "slirpnet [OPTION...] [--KEY=VALUE...] [-o KEY=VALUE,...]", sections)
+			      .c_str(),
+		      stdout);
+		return 0;
 	}
 	return -1;
 }
