@@ -95,11 +95,6 @@ const char *argTypeName(ArgType t)
 	return "?";
 }
 
-std::string q(std::string_view v)
-{
-	return "'" + std::string(v) + "'";
-}
-
 bool parseRequest(std::string_view line, Request &req, ControlError &err)
 {
 	req = Request{};

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "quote.hpp"
+
 namespace slirpnet {
 
 // RAII for json-glib's handles.
@@ -72,9 +74,6 @@ enum class ArgType { String, Integer };
 // "string" or "integer": the "type" of query-commands' reply and the CLI's docs.
 const char *argTypeName(ArgType t);
 
-// A value quoted for a message: 'v'. One helper, so that the helper's replies and the
-// CLI's errors quote alike.
-std::string q(std::string_view v);
 
 struct ArgSpec {
 	const char *name;

@@ -1,5 +1,6 @@
 // options.cpp - the one option table: QEMU -netdev user keys (plus bhyve's forms), parsing and help.
 #include "options.hpp"
+#include "quote.hpp"
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
@@ -20,12 +21,6 @@ bool failWith(std::string &error, std::string why)
 {
 	error = std::move(why);
 	return false;
-}
-
-// Quote a value for an error message.
-std::string q(std::string_view v)
-{
-	return "'" + std::string(v) + "'";
 }
 
 bool parseUnsigned(std::string_view s, unsigned long &out)

@@ -1,16 +1,12 @@
 // network.cpp - one libslirp network built from a Config: guest frames in, frames out to a guest link.
 #include "network.hpp"
 
-#include <net/ethernet.h>
-#include <netinet/in.h>
-#include <netinet/ip.h>
-
 #include <cerrno>
 #include <cstring>
 
 #include <algorithm>
 
-#include "byte_order.hpp"
+#include "ethernet.hpp"
 #include "link/guest_link.hpp"
 #include "packet/dhcp_mtu.hpp"
 #include "packet/vnet_hdr.hpp"
@@ -20,10 +16,10 @@ namespace slirpnet {
 // Cheap test on the path of every frame: UDP over IPv4 from port 67 to port 68.
 static bool isDhcpServerReply(const uint8_t *f, size_t len)
 {
-	if (len < ETH_HLEN + sizeof(iphdr) + 8 || loadBe16(f + 12) != ETHERTYPE_IP ||
-	    f[ETH_HLEN + offsetof(iphdr, protocol)] != IPPROTO_UDP)
+	if (len < kEthHeaderLen + kIpv4MinHeaderLen + kUdpHeaderLen || etherType(f) != ETHERTYPE_IP ||
+	    f[kEthHeaderLen + offsetof(struct ip, ip_p)] != IPPROTO_UDP)
 		return false;
-	size_t udp = ETH_HLEN + (f[ETH_HLEN] & 0x0f) * 4u;
+	size_t udp = kEthHeaderLen + (f[kEthHeaderLen] & 0x0f) * 4u;
 	return len >= udp + 8 && f[udp] == 0 && f[udp + 1] == 67 && f[udp + 2] == 0 && f[udp + 3] == 68;
 }
 
@@ -179,7 +175,7 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 {
 	// Captured before the checks: a runt or oversized frame is what one wants to see.
 	notify(FrameDirection::FromGuest, frame, len);
-	if (len < ETH_HLEN) {
+	if (len < kEthHeaderLen) {
 		stats_.dropRunt++;
 		g_debug("dropped a %zu-byte runt frame from the guest", len);
 		return;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "quote.hpp"
 #include "unique_fd.hpp"
 
 namespace slirpnet {
@@ -18,11 +19,6 @@ namespace {
 
 // On-disk size of a record header (struct pcap_sf_pkthdr: 32-bit seconds and microseconds).
 constexpr size_t kRecordHeader = 16;
-
-std::string q(const std::string &v)
-{
-	return "'" + v + "'";
-}
 
 } // namespace
 

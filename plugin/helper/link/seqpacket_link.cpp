@@ -2,7 +2,6 @@
 #include "link/seqpacket_link.hpp"
 
 #include <endian.h>
-#include <net/ethernet.h>
 #include <poll.h>
 
 #include <cerrno>

@@ -33,14 +33,14 @@ void vnetRecordFromGuest(GuestPort &port, uint64_t features, uint8_t *rec, size_
 			le16toh(h.csum_offset));
 		return;
 	}
-	if ((features & (kFeatGuestTso4 | kFeatGuestTso6)) && flen > ETH_HLEN) {
+	if ((features & (kFeatGuestTso4 | kFeatGuestTso6)) && flen > kEthHeaderLen) {
 		// The guest takes large segments: offer libslirp a large MSS in SYNs, which it
 		// honours for the connections it opens (hostfwd). For the guest's own connections
 		// libslirp 4.7 ignores the option and uses its own MTU, which is large anyway.
-		bool v6 = loadBe16(frame + 12) == ETHERTYPE_IPV6;
+		bool v6 = etherType(frame) == ETHERTYPE_IPV6;
 		unsigned mtu = std::min(port.slirpMtu(), port.config().slirpMru());
 		if (features & (v6 ? kFeatGuestTso6 : kFeatGuestTso4))
-			raiseSynMss(frame, flen, static_cast<uint16_t>(std::min(65535u, mtu - (v6 ? 60 : 40))));
+			raiseSynMss(frame, flen, static_cast<uint16_t>(std::min<size_t>(65535u, mtu - (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen) - kTcpMinHeaderLen)));
 	}
 	port.fromGuest(frame, flen, gso != kGsoNone);
 }

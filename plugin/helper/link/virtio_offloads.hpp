@@ -2,11 +2,10 @@
 #pragma once
 
 #include <glib.h>
-#include <net/ethernet.h>
 
 #include <cstring>
 
-#include "byte_order.hpp"
+#include "ethernet.hpp"
 #include "guest_port.hpp"
 #include "packet/vnet_hdr.hpp"
 
@@ -45,7 +44,7 @@ int vnetFrameToGuest(GuestPort &port, uint64_t features, const uint8_t *frame, s
 {
 	Stats &st = port.stats();
 	unsigned linkMtu = port.config().mtu;
-	if (len <= linkMtu + ETH_HLEN) {
+	if (len <= linkMtu + kEthHeaderLen) {
 		uint8_t *rec = room();
 		if (!rec)
 			return 0;
@@ -54,7 +53,7 @@ int vnetFrameToGuest(GuestPort &port, uint64_t features, const uint8_t *frame, s
 		commit(kVnetHdrLen + len);
 		return 1;
 	}
-	bool v6 = loadBe16(frame + 12) == ETHERTYPE_IPV6;
+	bool v6 = etherType(frame) == ETHERTYPE_IPV6;
 	if (features & (v6 ? kFeatGuestTso6 : kFeatGuestTso4)) {
 		uint8_t *rec = room();
 		if (!rec)
