@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""checks.py - positive checks that a link is up (the gateway answers ARP and ICMP), to pair with every negative one."""
+"""checks.py - positive checks that a link is up (the gateway answers ARP, ICMP), to pair with every negative one."""
 
 from .frames import arp_who_has, icmp6_echo, icmp_echo, icmp_echo_reply_from
 from .layers import ARP, IP, Ether, ICMPv6EchoReply

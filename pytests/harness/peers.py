@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""peers.py - the guest's end of the link: Peer (send/expect) over -S (DirectPeer), a QEMU stream (StreamPeer) or datagram socket (DgramPeer)."""
+"""peers.py - the guest's end of the link (Peer: send/expect) over -S (DirectPeer), --socket (StreamPeer), --dgram/--fd (DgramPeer)."""
 
 import errno as errno_mod
 import fcntl
