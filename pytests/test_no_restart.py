@@ -14,8 +14,8 @@ import socket
 
 import pytest
 
-from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, TCP, Ether, IPv6,
-                     TcpConn, VnetHdr, free_port, router_solicit, tcp_csum_ok)
+from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, TCP, Ether,
+                     TcpConn, TcpConn6, VnetHdr, free_port, router_solicit, tcp_csum_ok)
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU
 
 MTU_FRAME = 1514
@@ -23,37 +23,6 @@ MTU_FRAME = 1514
 
 def pattern(n, seed=7):
     return bytes((i * 31 + seed) & 0xFF for i in range(n))
-
-
-class TcpConn6(TcpConn):
-    """TcpConn over IPv6 (guest side), for connections libslirp opens to the guest."""
-
-    def is_mine(self, p):
-        return (IPv6 in p and TCP in p and p[IPv6].src == self.remote_ip
-                and p[IPv6].dst == self.local_ip and p[TCP].sport == self.remote_port
-                and p[TCP].dport == self.local_port)
-
-    def segment(self, flags, seq=None, payload=b"", options=None):
-        t = TCP(sport=self.local_port, dport=self.remote_port, flags=flags,
-                seq=self.snd_nxt if seq is None else seq,
-                ack=self.rcv_nxt if (self.rcv_nxt is not None and "A" in flags) else 0,
-                window=self.window, options=options or [])
-        frame = Ether(src=self.peer.guest_mac, dst=self.peer.gw_mac) / IPv6(
-            src=self.local_ip, dst=self.remote_ip) / t
-        return frame / payload if payload else frame
-
-    @classmethod
-    def accept(cls, peer, port, timeout=None, local_ip=GUEST_IP6, **kw):
-        syn = peer.expect(lambda p: IPv6 in p and TCP in p and p[IPv6].dst == local_ip
-                          and p[TCP].dport == port and str(p[TCP].flags) == "S",
-                          timeout, desc="IPv6 SYN to [%s]:%d" % (local_ip, port))
-        c = cls(peer, local_ip, port, syn[IPv6].src, syn[TCP].sport, **kw)
-        c.syn = syn
-        c.rcv_nxt = (syn[TCP].seq + 1) % (1 << 32)
-        c._tx("SA", seq=c.iss, options=[("MSS", c.mss)])
-        c.snd_nxt = (c.iss + 1) % (1 << 32)
-        c._wait(lambda: c.snd_una == c.snd_nxt, timeout, "ACK of our SYN-ACK")
-        return c
 
 
 def listener_inodes(pid, ports):
@@ -109,7 +78,7 @@ def test_renegotiating_offloads_keeps_connections_and_listeners(plugin):
     h4 = socket.create_connection(("127.0.0.1", p4), timeout=10)
     c4 = TcpConn.accept(p, 5001)
     h6 = socket.create_connection(("::1", p6), timeout=10)
-    c6 = TcpConn6.accept(p, 5002, mss=1440)
+    c6 = TcpConn6.accept(p, 5002)
     try:
         exchange(h4, c4, 20000, 1)
         exchange(h6, c6, 20000, 2)

@@ -8,7 +8,7 @@ import time
 from .consts import timeout_or
 from .layers import IP, TCP, Ether, IPv6, Raw
 
-__all__ = ["MOD32", "seq_add", "seq_lt", "seq_le", "tcp_payload", "TcpConn", "host_connect",
+__all__ = ["MOD32", "seq_add", "seq_lt", "seq_le", "tcp_payload", "TcpConn", "TcpConn6", "host_connect",
            "recv_exact", "hostfwd_exchange"]
 
 MOD32 = 1 << 32
@@ -37,7 +37,7 @@ def tcp_payload(p):
 
 
 class TcpConn:
-    """A minimal TCP endpoint on the guest side of a Peer (IPv4).
+    """A minimal TCP endpoint on the guest side of a Peer (IPv4; TcpConn6 for IPv6).
 
     TcpConn.connect(peer, dst_ip, dport)  active open through slirp (e.g. to 10.0.2.2)
     TcpConn.accept(peer, port)            passive open: answer slirp's SYN (hostfwd)
@@ -45,6 +45,8 @@ class TcpConn:
     conn.recv(n)        wait for n bytes (ACKing as they come); conn.recv_all() until FIN
     conn.close()        send FIN and wait for its ACK;  conn.wait_fin() waits for theirs
     """
+
+    IP = IP                          # the network layer: IP or IPv6
 
     def __init__(self, peer, local_ip, local_port, remote_ip, remote_port, mss=1460,
                  window=65535):
@@ -66,8 +68,9 @@ class TcpConn:
 
     # -- frames --------------------------------------------------------------------------
     def is_mine(self, p):
-        return (IP in p and TCP in p and p[IP].src == self.remote_ip
-                and p[IP].dst == self.local_ip and p[TCP].sport == self.remote_port
+        ip = self.IP
+        return (ip in p and TCP in p and p[ip].src == self.remote_ip
+                and p[ip].dst == self.local_ip and p[TCP].sport == self.remote_port
                 and p[TCP].dport == self.local_port)
 
     def segment(self, flags, seq=None, payload=b"", options=None):
@@ -76,7 +79,7 @@ class TcpConn:
                 ack=self.rcv_nxt if (self.rcv_nxt is not None and "A" in flags) else 0,
                 window=self.window, options=options or [])
         frame = (Ether(src=self.peer.guest_mac, dst=self.peer.gw_mac)
-                 / IP(src=self.local_ip, dst=self.remote_ip) / t)
+                 / self.IP(src=self.local_ip, dst=self.remote_ip) / t)
         if payload:
             frame = frame / Raw(load=payload)
         return frame
@@ -160,7 +163,8 @@ class TcpConn:
     def connect(cls, peer, remote_ip, remote_port, local_port=None, timeout=None, **kw):
         """Active open from the guest; returns the established connection."""
         local_port = local_port or random.randint(32768, 60999)
-        c = cls(peer, peer.guest_ip, local_port, remote_ip, remote_port, **kw)
+        local_ip = peer.guest_ip if cls.IP is IP else peer.guest_ip6
+        c = cls(peer, local_ip, local_port, remote_ip, remote_port, **kw)
         c._tx("S", seq=c.iss, options=[("MSS", c.mss)])
         c.snd_nxt = seq_add(c.iss, 1)
         synack = peer.expect(lambda p: c.is_mine(p) and ("S" in str(p[TCP].flags)
@@ -182,11 +186,12 @@ class TcpConn:
     @classmethod
     def accept(cls, peer, port, timeout=None, local_ip=None, **kw):
         """Passive open: wait for slirp's SYN to local_ip:port, answer, wait for ACK."""
-        local_ip = local_ip or peer.guest_ip
-        syn = peer.expect(lambda p: IP in p and TCP in p and p[IP].dst == local_ip
+        ip = cls.IP
+        local_ip = local_ip or (peer.guest_ip if ip is IP else peer.guest_ip6)
+        syn = peer.expect(lambda p: ip in p and TCP in p and p[ip].dst == local_ip
                           and p[TCP].dport == port and str(p[TCP].flags) == "S",
                           timeout, desc="SYN to %s:%d" % (local_ip, port))
-        c = cls(peer, local_ip, port, syn[IP].src, syn[TCP].sport, **kw)
+        c = cls(peer, local_ip, port, syn[ip].src, syn[TCP].sport, **kw)
         c.syn = syn
         c.rcv_nxt = seq_add(syn[TCP].seq, 1)
         c._tx("SA", seq=c.iss, options=[("MSS", c.mss)])
@@ -245,6 +250,15 @@ class TcpConn:
             self.snd_nxt = seq_add(self.snd_nxt, 1)
         self._wait(lambda: self.snd_una == self.snd_nxt, timeout, "ACK of our FIN",
                    retransmit=True)
+
+
+class TcpConn6(TcpConn):
+    """TcpConn over IPv6 (the guest's SLAAC address by default; mss 1440 fits MTU 1500)."""
+
+    IP = IPv6
+
+    def __init__(self, *args, mss=1440, **kw):
+        super().__init__(*args, mss=mss, **kw)
 
 
 def host_connect(port):
