@@ -15,7 +15,7 @@ import socket
 import pytest
 
 from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, TCP, Ether,
-                     TcpConn, TcpConn6, VnetHdr, free_port, router_solicit, tcp_csum_ok)
+                     TcpConn, TcpConn6, VnetHdr, free_port, hostfwd_download, router_solicit, tcp_csum_ok)
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU
 
 MTU_FRAME = 1514
@@ -107,7 +107,7 @@ def test_offloads_taken_on_an_open_connection_apply_at_once(plugin):
     h = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         c = TcpConn.accept(p, 5001, mss=60000)
-        p.use_vnet_hdr(F_ALL_OFFLOADS)
+        p.use_vnet_hdr(F_ALL_OFFLOADS)   # taken with the connection open
         data = pattern(256 * 1024, seed=9)
         h.sendall(data)
         assert c.recv(len(data), timeout=15) == data
@@ -125,14 +125,8 @@ def test_without_guest_tso_frames_fit_the_link(plugin, features):
     port = free_port()
     p = plugin("slirp,restrict=on,hostfwd=tcp:127.0.0.1:%d-:5001" % port)
     p.use_vnet_hdr(features)
-    h = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        c = TcpConn.accept(p, 5001, mss=60000)   # libslirp may send large segments
-        data = pattern(256 * 1024, seed=5)
-        h.sendall(data)
-        assert c.recv(len(data), timeout=15) == data
-    finally:
-        h.close()
+    # mss=60000: libslirp may send large segments; the link must cut them
+    hostfwd_download(p, port, 5001, pattern(256 * 1024, seed=5), mss=60000)
     frames = [(hd, f) for hd, f in p.vnet_rx if TCP in Ether(f) and Ether(f)[TCP].dport == 5001]
     assert frames
     for hd, f in frames:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness import (GW_IP, F_ALL_OFFLOADS, IP, TCP, DirectPeer, Ether, PluginPeer, TcpConn, VnetHdr,
-                     complete_partial_csum, expect_datagram, free_port, icmp_echo,
+                     complete_partial_csum, expect_datagram, free_port, hostfwd_download, icmp_echo,
                      icmp_echo_reply_from, tcp_csum_ok, udp_to)
 
 MTU_FRAME = 1514
@@ -127,14 +127,7 @@ def test_hostfwd_connection_gets_gso_segments(plugin):
     p = plugin("slirp,restrict=on,hostfwd=tcp:127.0.0.1:%d-:5001" % port)
     p.use_vnet_hdr(F_ALL_OFFLOADS)
     p.stats()                        # the helper has taken the features
-    data = pattern(200 * 1024, seed=3)
-    h = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        c = TcpConn.accept(p, 5001)
-        h.sendall(data)
-        assert c.recv(len(data), timeout=15) == data
-    finally:
-        h.close()
+    hostfwd_download(p, port, 5001, pattern(200 * 1024, seed=3))
     gso = [hd for hd, f in p.vnet_rx if hd.gso_type == VnetHdr.GSO_TCPV4]
     assert gso and all(hd.gso_size == 1460 for hd in gso), gso[:3]
 

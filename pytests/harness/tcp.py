@@ -9,7 +9,7 @@ from .consts import timeout_or
 from .layers import IP, TCP, Ether, IPv6, Raw
 
 __all__ = ["MOD32", "seq_add", "seq_lt", "seq_le", "tcp_payload", "TcpConn", "TcpConn6", "host_connect",
-           "recv_exact", "hostfwd_exchange"]
+           "recv_exact", "hostfwd_download", "hostfwd_exchange"]
 
 MOD32 = 1 << 32
 
@@ -275,6 +275,21 @@ def recv_exact(s, n):
             break
         buf += chunk
     return buf
+
+
+def hostfwd_download(p, port, guest_port, data, timeout=15, **conn_kw):
+    """Host client -> 127.0.0.1:port sends data; the guest accepts at guest_port (TcpConn
+    keyword arguments such as mss=) and must receive it all. Returns the TcpConn."""
+    h = host_connect(port)
+    try:
+        c = TcpConn.accept(p, guest_port, **conn_kw)
+        h.sendall(data)
+        got = c.recv(len(data), timeout=timeout)
+        assert got == data, "the guest received %d bytes that differ from the %d sent" % (
+            len(got), len(data))
+        return c
+    finally:
+        h.close()
 
 
 def hostfwd_exchange(p, port, guest_port):
