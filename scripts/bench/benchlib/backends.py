@@ -19,6 +19,27 @@ FWD_OFFSET = 10000
 FORWARDS = [("tcp", GUEST_IPERF), ("udp", GUEST_IPERF), ("tcp", GUEST_PROBE)]
 TAP = "tap0"
 START_TIMEOUT = 15
+BASE_SUFFIX = "@base"  # column of a slirpnet backend run with the --baseline build's binaries
+
+
+class Build:
+    """The slirpnet binaries of one meson build directory: the helper, and the tap bridge that
+    links that build's libslirpnet (its rpath points into the same build)."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.helper = os.path.join(self.path, "plugin", "slirpnet")
+        self.tapbridge = os.path.join(self.path, "scripts", "bench", "slirpnet-tapbridge")
+        self.netprobe = os.path.join(self.path, "scripts", "bench", "slirpnet-netprobe")
+
+    def libslirpnet(self):
+        """The libslirpnet the tap bridge loads (ldd's answer), or None."""
+        cp = run(["ldd", self.tapbridge], check=False)
+        for line in cp.stdout.splitlines():
+            parts = line.split()
+            if parts and parts[0].startswith("libslirpnet.so") and len(parts) >= 3 and parts[1] == "=>":
+                return os.path.realpath(parts[2]) if parts[2].startswith("/") else None
+        return None
 
 
 class Backend:
@@ -30,6 +51,7 @@ class Backend:
     name = ""
     description = ""
     ceiling = False  # kernel-only reference, no user-mode process
+    slirpnet = False  # runs a build's slirpnet binaries: gets a <name>@base column with --baseline
     guest_addr = "10.0.2.15"
     host_bind = "127.0.0.1"  # where host-side servers listen
     server_from_guest = GATEWAY  # how the guest reaches them
@@ -38,8 +60,14 @@ class Backend:
     # backend on its tap path. libslirp does not care, so all of them get the same.
     host_client_src = SINK_ADDR
 
-    def __init__(self, rig):
+    def __init__(self, rig, build=None):
+        """build: whose slirpnet binaries to use (default the rig's --build); another one (the
+        --baseline) makes the column <name>@base."""
         self.rig = rig
+        self.build = build or rig.build
+        if build is not None and build is not rig.build:
+            self.name = type(self).name + BASE_SUFFIX
+            self.description = "%s, baseline build %s" % (type(self).description, build.path)
         self.guest = None
         self.roots = []
         self.procs = []
@@ -61,9 +89,14 @@ class Backend:
         self.procs.append(p)
         return p
 
+    @property
+    def tag(self):
+        """self.name as a file and namespace name component."""
+        return self.name.replace("@", "-")
+
     def setup(self, mtu):
         self.mtu = mtu
-        self.guest = netns.make_guest(self.name)
+        self.guest = netns.make_guest(self.tag)
         self.start_backend(mtu)
 
     def start_backend(self, mtu):
@@ -86,9 +119,9 @@ class Backend:
         """The tap bridge (the emulator stand-in) between the guest's tap and the backend."""
         self.guest.ip("tuntap", "add", "dev", TAP, "mode", "tap")
         netns.configure_link(self.guest, TAP, self.guest_addr, self.mtu)
-        env = dict(os.environ, SLIRPNET_HELPER=self.rig.helper)
+        env = dict(os.environ, SLIRPNET_HELPER=self.build.helper)
         return self.start("bridge", self.host_ns.exec(
-            [self.rig.tapbridge, "--netns", self.guest.path, "--tap", TAP, mode, target]
+            [self.build.tapbridge, "--netns", self.guest.path, "--tap", TAP, mode, target]
             + list(extra)), ready_line="ready", timeout=START_TIMEOUT, env=env)
 
 
@@ -99,7 +132,26 @@ def _slirp_options(mtu, guest_addr):
     return ",".join(opts)
 
 
-class SlirpnetPlugin(Backend):
+class Slirpnet(Backend):
+    """A backend made of a build's slirpnet binaries. needs_*: words its helper's --help and its
+    tap bridge's usage must show (a --baseline build may be older than the options the column uses)."""
+
+    slirpnet = True
+    needs_helper = ()
+    needs_bridge = ()
+
+    def unavailable(self):
+        for argv, words in (([self.build.helper, "--help"], self.needs_helper),
+                            ([self.build.tapbridge], self.needs_bridge)):
+            if words:
+                cp = run(argv, check=False)
+                for w in words:
+                    if w not in cp.stdout + cp.stderr:
+                        return "%s has no %s" % (argv[0], w)
+        return None
+
+
+class SlirpnetPlugin(Slirpnet):
     name = "slirpnet"
     description = "libslirpnet C ABI with virtio-net offloads (tap bridge + helper)"
     bridge_args = ()
@@ -118,6 +170,7 @@ class SlirpnetPluginNoOffload(SlirpnetPlugin):
     name = "slirpnet-nooffload"
     description = "libslirpnet C ABI without offloads (tap bridge --no-offload + helper)"
     bridge_args = ("--no-offload",)
+    needs_bridge = ("--no-offload",)
 
 
 class SlirpnetPluginNoPoll(SlirpnetPlugin):
@@ -126,22 +179,18 @@ class SlirpnetPluginNoPoll(SlirpnetPlugin):
     name = "slirpnet-nopoll"
     description = "libslirpnet C ABI with offloads, busy-poll=0 (tap bridge + helper)"
     extra_options = ",busy-poll=0"
+    needs_helper = ("busy-poll",)
 
 
-class SlirpnetStream(Backend):
+class SlirpnetStream(Slirpnet):
     name = "slirpnet-stream"
     description = "slirpnet --socket, QEMU stream framing (tap bridge + helper)"
-
-    def unavailable(self):
-        out = run([self.rig.helper, "--help"], check=False).stdout
-        if "--socket" not in out:
-            return "this slirpnet helper has no --socket"
-        return None
+    needs_helper = ("--socket",)
 
     def start_backend(self, mtu):
-        sock = os.path.join(self.rig.sockdir, "slirpnet.sock")
+        sock = os.path.join(self.rig.sockdir, "%s.sock" % self.tag)
         helper = self.start("helper", self.host_ns.exec(
-            [self.rig.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)]))
+            [self.build.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)]))
         self.wait_forwards(helper.pid)
         bridge = self.bridge("--stream", sock)
         self.roots = [helper.pid, bridge.pid]

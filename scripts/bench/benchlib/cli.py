@@ -3,6 +3,7 @@
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -41,6 +42,11 @@ def parse(argv):
     ap.add_argument("--build", default=os.environ.get("SLIRPNET_BUILD") or os.path.join(REPO, "build"),
                     help="meson build directory with the helper and scripts/bench's tools "
                          "(default $SLIRPNET_BUILD, else build/)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="a second build directory (e.g. of an older commit): every selected "
+                         "slirpnet* backend also runs with DIR's helper, libslirpnet and tap bridge "
+                         "as column <name>@base, right after its counterpart; the report adds "
+                         "current/base ratios")
     ap.add_argument("--out", help="directory for results.{md,json}, logs and profiles "
                                   "(default /tmp/slirpnet-bench-DATE)")
     ap.add_argument("--profile", action="store_true",
@@ -75,9 +81,11 @@ class Rig:
     """What every backend and measure needs: binaries, the sealed host, processes, paths."""
 
     def __init__(self, args, outdir):
-        self.helper = os.path.join(args.build, "plugin", "slirpnet")
-        self.tapbridge = os.path.join(args.build, "scripts", "bench", "slirpnet-tapbridge")
-        self.netprobe = os.path.join(args.build, "scripts", "bench", "slirpnet-netprobe")
+        self.build = backends.Build(args.build)
+        self.baseline = backends.Build(args.baseline) if args.baseline else None
+        self.helper = self.build.helper
+        self.tapbridge = self.build.tapbridge
+        self.netprobe = self.build.netprobe  # the main build's, for every column
         self.cc = args.cc
         self.profile = args.profile
         self.outdir = outdir
@@ -101,7 +109,37 @@ def _missing_prerequisites(args):
     for path in ("plugin/slirpnet", "scripts/bench/slirpnet-tapbridge", "scripts/bench/slirpnet-netprobe"):
         if not os.access(os.path.join(args.build, path), os.X_OK):
             problems.append("%s/%s is missing: build first (ninja -C %s)" % (args.build, path, args.build))
+    if args.baseline:
+        base = backends.Build(args.baseline)
+        missing = [p for p in (base.helper, base.tapbridge) if not os.access(p, os.X_OK)]
+        for p in missing:
+            problems.append("--baseline: %s is missing: build first (ninja -C %s)" % (p, args.baseline))
+        if os.path.realpath(base.path) == os.path.realpath(args.build):
+            problems.append("--baseline is the --build directory")
+        elif not missing:
+            # The bridge must load the baseline's own libslirpnet (its rpath), not the main one.
+            lib = base.libslirpnet()
+            if not lib or not lib.startswith(os.path.realpath(base.path) + os.sep):
+                problems.append("--baseline: %s loads libslirpnet from %s, not from %s" % (
+                    base.tapbridge, lib or "nowhere", base.path))
     return problems
+
+
+def _build_source(build):
+    """The source directory of a meson build directory (meson-info), or None."""
+    try:
+        with open(os.path.join(build, "meson-info", "meson-info.json")) as f:
+            return json.load(f)["directories"]["source"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _describe(build, helper):
+    """'COMMIT[+dirty] (helper --version)' of a build, from its source tree's git."""
+    src = _build_source(build) or REPO
+    git = _version(["git", "-C", src, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", src, "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+    return "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([helper, "--version"]))
 
 
 def _version(argv):
@@ -116,7 +154,7 @@ def _meta(args, rig):
     dpkg = lambda p: _version(["dpkg-query", "-W", "-f", "${Version}", p])
     git = _version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     dirty = run(["git", "-C", REPO, "status", "--porcelain"], check=False).stdout.strip()
-    return {
+    meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "kernel": platform.release(), "cpus": os.cpu_count(),
         "loadavg_start": open("/proc/loadavg").read().split()[:3],
@@ -126,6 +164,11 @@ def _meta(args, rig):
         "runs": args.runs, "tcp_seconds": args.seconds, "probe_seconds": args.probe_seconds,
         "mtus": args.mtu, "cc": args.cc, "quick": args.quick,
     }
+    if rig.baseline:
+        meta["baseline"] = _describe(rig.baseline.path, rig.baseline.helper)
+        meta["baseline_dir"] = rig.baseline.path
+        meta["baseline_libslirpnet"] = rig.baseline.libslirpnet()
+    return meta
 
 
 def _log(msg):
@@ -151,11 +194,11 @@ def _one_backend(rig, args, results, be, run_no, mtu):
                 try:
                     values, extra = measures.measure(rig, be, m, d, secs)
                     results.add(run_no, mtu, be.name, m, d, values, extra)
-                    _log("  %-16s MTU %-5d %-3s %s: %s" % (be.name, mtu, m, d, ", ".join(
+                    _log("  %-23s MTU %-5d %-3s %s: %s" % (be.name, mtu, m, d, ", ".join(
                         "%s=%s" % (k, report.fmt(v)) for k, v in values.items())))
                 except measures.MeasureError as e:
                     results.add(run_no, mtu, be.name, m, d, error=str(e))
-                    _log("  %-16s MTU %-5d %-3s %s: FAILED: %s" % (be.name, mtu, m, d, e))
+                    _log("  %-23s MTU %-5d %-3s %s: FAILED: %s" % (be.name, mtu, m, d, e))
     finally:
         for s in reversed(servers):
             rig.procs.stop(s)
@@ -167,10 +210,17 @@ def _write(outdir, args, meta, results, selected, skipped):
     names = [b.name for b in selected]
     table = report.text_table(cells, names, args.mtu, args.directions, args.measures)
     print(table)
-    print("\n" + report.LEGEND)
+    pairs = report.baseline_pairs(names)
+    legend = report.LEGEND + (report.BASE_COLUMNS if pairs else "")
+    print("\n" + legend)
     tgt = report.targets(cells, args.mtu, args.directions)
     if tgt:
         print("\ntargets (slirpnet vs slirp4netns):\n  " + "\n  ".join(tgt))
+    if pairs:
+        print("\nchange vs baseline %s (current / base):" % meta["baseline"])
+        print(report.text_rows(*report.baseline_table(results, pairs, args.mtu, args.directions,
+                                                       args.measures)))
+        print("\n" + report.BASELINE_LEGEND)
     md = ["# slirpnet benchmark, %s" % meta["date"], "",
           "Kernel %s, %d CPUs, load %s at start and %s at end; slirpnet %s; libslirp %s, "
           "slirp4netns %s, passt %s, %s. %d run(s); TCP %g s, others %g s; sender CC %s." % (
@@ -179,12 +229,19 @@ def _write(outdir, args, meta, results, selected, skipped):
               meta["slirp4netns"], meta["passt"], meta["iperf3"], args.runs, args.seconds,
               args.probe_seconds, args.cc), "",
           report.markdown_table(cells, names, args.mtu, args.directions, args.measures), "",
-          report.LEGEND, ""]
+          legend, ""]
     md += ["Backends: " + "; ".join("**%s**: %s" % (b.name, b.description) for b in selected), ""]
     if skipped:
         md += ["Skipped: " + "; ".join("%s (%s)" % s for s in skipped), ""]
     if tgt:
         md += ["Targets (slirpnet vs slirp4netns):", ""] + ["- " + t for t in tgt] + [""]
+    if pairs:
+        md += ["## Change vs baseline", "",
+               "Current %s against baseline %s (`%s`): current / base." % (
+                   meta["slirpnet"], meta["baseline"], meta["baseline_dir"]), "",
+               report.markdown_rows(*report.baseline_table(results, pairs, args.mtu,
+                                                            args.directions, args.measures)), "",
+               report.BASELINE_LEGEND, ""]
     fails = results.failures()
     if fails:
         md += ["Failures:", ""] + ["- run %d %s MTU %d %s %s: %s" % (
@@ -215,9 +272,12 @@ def main(argv):
     selected, skipped = [], []
     for cls in backends.ALL:
         if cls.name in args.backends:
-            be = cls(rig)
-            why = be.unavailable()
-            (skipped.append((be.name, why)) if why else selected.append(be))
+            # With --baseline, a slirpnet* column's @base twin comes right after it: same turn.
+            builds = [rig.build] + ([rig.baseline] if rig.baseline and cls.slirpnet else [])
+            for build in builds:
+                be = cls(rig, build)
+                why = be.unavailable()
+                (skipped.append((be.name, why)) if why else selected.append(be))
     for name, why in skipped:
         _log("bench: skipping %s: %s" % (name, why))
     if skipped and args.require_all:
@@ -227,6 +287,8 @@ def main(argv):
     meta = _meta(args, rig)
     per_backend = SETUP_SECONDS + sum(
         (args.seconds if m == "tcp" else args.probe_seconds) + 1 for m in args.measures) * len(args.directions)
+    if rig.baseline:
+        _log("bench: baseline %s in %s" % (meta["baseline"], rig.baseline.path))
     _log("bench: %d run(s) × MTU %s × %d backend(s): about %.0f min; logs in %s" % (
         args.runs, ",".join(map(str, args.mtu)), len(selected),
         args.runs * len(args.mtu) * len(selected) * per_backend / 60, outdir))

@@ -4,7 +4,7 @@
 import json
 import statistics
 
-from .backends import REFERENCE
+from .backends import BASE_SUFFIX, REFERENCE
 
 # (measure, metric key, label, unit, higher is better)
 METRICS = [
@@ -103,24 +103,80 @@ LEGEND = ("median [min–max] over the runs; ×r = median / slirp4netns's median
           "backend's processes (bridge included) per GB received.")
 
 
-def text_table(cells, backends, mtus, directions, measures):
-    rows = _rows(cells, backends, mtus, directions, measures)
-    head = ["measure"] + backends
-    widths = [max(len(head[0]), *(len(r[0]) for r in rows))]
-    for i, b in enumerate(backends):
-        widths.append(max(len(b), *(len(r[1][i]) for r in rows)))
+BASE_COLUMNS = (" NAME@base: the same backend with the --baseline build's helper, libslirpnet and "
+                "tap bridge (the probes are the current build's).")
+
+
+def text_rows(columns, rows):
+    """rows [(label, [text per column])] as an aligned text table."""
+    head = ["measure"] + columns
+    widths = [max(len(head[0]), *(len(r[0]) for r in rows))] if rows else [len(head[0])]
+    for i, b in enumerate(columns):
+        widths.append(max(len(b), *(len(r[1][i]) for r in rows)) if rows else len(b))
     line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
     out = [line(head), line(["-" * w for w in widths])]
     out += [line([label] + texts) for label, texts in rows]
     return "\n".join(out)
 
 
-def markdown_table(cells, backends, mtus, directions, measures):
-    rows = _rows(cells, backends, mtus, directions, measures)
-    out = ["| measure | " + " | ".join(backends) + " |",
-           "|---|" + "---|" * len(backends)]
+def markdown_rows(columns, rows):
+    out = ["| measure | " + " | ".join(columns) + " |",
+           "|---|" + "---|" * len(columns)]
     out += ["| %s | %s |" % (label, " | ".join(texts)) for label, texts in rows]
     return "\n".join(out)
+
+
+def text_table(cells, backends, mtus, directions, measures):
+    return text_rows(backends, _rows(cells, backends, mtus, directions, measures))
+
+
+def markdown_table(cells, backends, mtus, directions, measures):
+    return markdown_rows(backends, _rows(cells, backends, mtus, directions, measures))
+
+
+def baseline_pairs(backends):
+    """[(current, current@base)] for the columns that have a baseline twin."""
+    return [(b, b + BASE_SUFFIX) for b in backends if b + BASE_SUFFIX in backends]
+
+
+BASELINE_LEGEND = ("×r = current median / baseline median, both measured in the same run(s); "
+                   "[min–max] of the per-run ratios (each run pairs the two, one right after the "
+                   "other); \"better\"/\"worse\" only when every run agrees (throughput, connect "
+                   "rate, UDP: higher is better; CPU per GB, latency: lower is better).")
+
+
+def baseline_table(results, pairs, mtus, directions, measures):
+    """(columns, rows) of current/base ratios: one column per slirpnet backend with a twin."""
+    cells = results.cells()
+    per_run = {}  # (backend, mtu, key, direction) -> {run: value}
+    for r in results.records:
+        if r["error"]:
+            continue
+        for k, v in r["values"].items():
+            if v is not None:
+                per_run.setdefault((r["backend"], r["mtu"], k, r["direction"]), {})[r["run"]] = v
+    rows = []
+    for measure, key, label, unit, higher in METRICS:
+        if measure not in measures:
+            continue
+        for mtu in mtus:
+            for d in directions:
+                texts = []
+                for cur, base in pairs:
+                    c, b = cells.get((cur, mtu, key, d)), cells.get((base, mtu, key, d))
+                    if not c or not b or c["median"] is None or not b["median"]:
+                        texts.append("—")
+                        continue
+                    t = "×%.2f" % (c["median"] / b["median"])
+                    vc, vb = per_run.get((cur, mtu, key, d), {}), per_run.get((base, mtu, key, d), {})
+                    ratios = [vc[n] / vb[n] for n in sorted(vc) if vb.get(n)]
+                    if len(ratios) > 1:
+                        t += " [%.2f–%.2f]" % (min(ratios), max(ratios))
+                        if all(x > 1 for x in ratios) or all(x < 1 for x in ratios):
+                            t += " better" if (ratios[0] > 1) == higher else " worse"
+                    texts.append(t)
+                rows.append(("%s %s, MTU %d, %s" % (label, unit, mtu, d), texts))
+    return [cur for cur, _ in pairs], rows
 
 
 def targets(cells, mtus, directions):
@@ -145,8 +201,17 @@ def targets(cells, mtus, directions):
 
 
 def to_json(results, cells, meta):
+    pairs = baseline_pairs(sorted({b for b, _, _, _ in cells}))
+    vs_base = []
+    for cur, base in pairs:
+        for (b, m, k, d), c in sorted(cells.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            ref = cells.get((base, m, k, d))
+            if b == cur and ref and ref["median"] and c["median"] is not None:
+                vs_base.append({"backend": cur, "mtu": m, "metric": k, "direction": d,
+                                "ratio": c["median"] / ref["median"]})
     return json.dumps({
         "meta": meta,
+        "vs_baseline": vs_base,
         "cells": [dict(backend=b, mtu=m, metric=k, direction=d, **c)
                   for (b, m, k, d), c in sorted(cells.items(), key=lambda kv: tuple(map(str, kv[0])))],
         "records": results.records,
