@@ -75,7 +75,8 @@ std::vector<uint8_t> udpToGateway(uint16_t port, const std::string &payload)
 	ip[11] = uint8_t(cs);
 	f.insert(f.end(), ip, ip + 20);
 	size_t udpLen = 8 + payload.size();
-	f.insert(f.end(), { 0x9c, 0x40, uint8_t(port >> 8), uint8_t(port), uint8_t(udpLen >> 8), uint8_t(udpLen), 0, 0 });
+	f.insert(f.end(),
+		 { 0x9c, 0x40, uint8_t(port >> 8), uint8_t(port), uint8_t(udpLen >> 8), uint8_t(udpLen), 0, 0 });
 	f.insert(f.end(), payload.begin(), payload.end());
 	return f;
 }

@@ -65,9 +65,10 @@ struct Fixture : ::testing::Test {
 	bool waitFor(P pred, int timeoutMs = 2000)
 	{
 		int64_t end = g_get_monotonic_time() + int64_t(timeoutMs) * 1000;
+		GSourceFunc done = [](gpointer) -> gboolean { return G_SOURCE_REMOVE; };
 		while (!pred() && g_get_monotonic_time() < end) {
 			GSource *t = g_timeout_source_new(10); // bounds each blocking iteration
-			g_source_set_callback(t, [](gpointer) -> gboolean { return G_SOURCE_REMOVE; }, nullptr, nullptr);
+			g_source_set_callback(t, done, nullptr, nullptr);
 			g_source_attach(t, ctx.get());
 			g_main_context_iteration(ctx.get(), TRUE);
 			g_source_destroy(t);

@@ -146,7 +146,8 @@ bool parseRequest(std::string_view line, Request &req, ControlError &err)
 	req.command = json_node_get_string(exec);
 	JsonNode *args = json_object_get_member(o, "arguments");
 	if (args && !JSON_NODE_HOLDS_OBJECT(args)) {
-		err = { errorclass::kInvalidRequest, std::string("'arguments' must be an object, not ") + nodeKind(args) };
+		err = { errorclass::kInvalidRequest,
+			std::string("'arguments' must be an object, not ") + nodeKind(args) };
 		return false;
 	}
 	req.arguments.reset(args ? json_object_ref(json_node_get_object(args)) : json_object_new());

@@ -216,7 +216,8 @@ std::string synopsisLine(std::string_view line)
 			j++;
 		std::string_view word = rest.substr(i, j - i);
 		bool placeholder = std::isupper(static_cast<unsigned char>(word[0])) &&
-				   std::none_of(word.begin(), word.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)); });
+				   std::none_of(word.begin(), word.end(),
+						[](char c) { return std::islower(static_cast<unsigned char>(c)); });
 		// "--json" or "-s" stay roman: a word glued to a '-' is part of an option.
 		if (placeholder && (i == 0 || rest[i - 1] != '-')) {
 			out += escapeChars(rest.substr(plain, i - plain)) + italic(word);

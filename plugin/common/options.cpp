@@ -231,7 +231,8 @@ bool handleIpv6Net(ParseState &st, std::string_view v, std::string &error)
 	if (auto slash = v.find('/'); slash != std::string_view::npos) {
 		addr = v.substr(0, slash);
 		if (!parseUnsigned(v.substr(slash + 1), len) || len > 126)
-			return failWith(error, "bad prefix length " + q(v.substr(slash + 1)) + " in " + q(v) + " (expected 0-126)");
+			return failWith(error, "bad prefix length " + q(v.substr(slash + 1)) + " in " + q(v) +
+						       " (expected 0-126)");
 	}
 	if (!parseV6(addr, st.cfg.ipv6Prefix))
 		return failWith(error, "bad IPv6 address " + q(addr) + " in " + q(v));
@@ -283,8 +284,9 @@ bool handlePcapFilter(ParseState &st, std::string_view v, std::string &error)
 {
 	constexpr size_t kMaxFilter = 4096;
 	if (v.size() > kMaxFilter)
-		return failWith(error, "expression " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
-		                       " > " + std::to_string(kMaxFilter) + " bytes)");
+		return failWith(error, "expression " + q(v.substr(0, 32)) + "... is too long (" +
+					       std::to_string(v.size()) + " > " + std::to_string(kMaxFilter) +
+					       " bytes)");
 	int depth = 0;
 	for (char ch : v) {
 		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
@@ -322,7 +324,8 @@ bool handleBusyPoll(ParseState &st, std::string_view v, std::string &error)
 {
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n > kBusyPollMaxUs)
-		return failWith(error, "bad value " + q(v) + " (expected 0-" + std::to_string(kBusyPollMaxUs) + " microseconds)");
+		return failWith(error, "bad value " + q(v) + " (expected 0-" + std::to_string(kBusyPollMaxUs) +
+					       " microseconds)");
 	st.cfg.busyPollUs = static_cast<unsigned>(n);
 	return true;
 }
@@ -347,32 +350,348 @@ struct Row {
 
 // The table. Order is the order of --help.
 const std::array kRows = {
-	Row{ { "net", "ADDR[/MASK]", "10.0.2.0/24", "guest network (mask: prefix length or dotted; classful if omitted)", false, false, "10.9.0.0/24", "10.0.2.0/40" }, handleNet },
-	Row{ { "host", "ADDR", "x.x.x.2", "address of the gateway, which reaches the host's loopback", false, false, "10.0.2.2", "10.0.2" }, handleV4<&Config::host, &ParseState::haveHost> },
-	Row{ { "dhcpstart", "ADDR", "x.x.x.15", "first of the 16 addresses the DHCP server hands out", false, false, "10.0.2.20", "10.0.2.300" }, handleV4<&Config::dhcpStart, &ParseState::haveDhcpStart> },
-	Row{ { "dns", "ADDR", "x.x.x.3", "address of the virtual DNS server", false, false, "10.0.2.3", "dns.example" }, handleV4<&Config::dns, &ParseState::haveDns> },
-	Row{ { "restrict", "on|off", "off", "isolate the guest: no connections out, only hostfwd in", false, true, "on", "maybe" }, handleRestrict },
-	Row{ { "open", "", "(already the default)", "bhyve's keyword for restrict=off: outbound connections allowed", false, true, "", "sometimes" }, handleOpen },
-	Row{ { "hostfwd", "[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT", "none", "forward a host port to the guest; repeatable, or several rules joined by ';'", true, false, "tcp:127.0.0.1:2222-:22", "tcp::70000-:22" }, handleHostFwd },
-	Row{ { "hostname", "NAME", "none", "hostname the DHCP server gives the guest", false, false, "guest1", nullptr }, handleString<&Config::hostname, 255> },
-	Row{ { "domainname", "DOMAIN", "none", "domain name the DHCP server gives the guest", false, false, "example.test", "bad domain!" }, handleDomain },
-	Row{ { "dnssearch", "DOMAIN", "none", "DNS search domain sent by DHCP (option 119); repeatable", true, false, "corp.example", "bad..name" }, handleDnsSearch },
-	Row{ { "tftp", "DIR", "none", "serve this directory over TFTP", false, false, "/", "/nonexistent/dir" }, handleTftp },
-	Row{ { "tftp-server-name", "NAME", "none", "TFTP server name sent in DHCP (option 66)", false, false, "10.0.2.2", nullptr }, handleString<&Config::tftpServerName, 255> },
-	Row{ { "bootfile", "FILE", "none", "BOOTP boot file name", false, false, "pxelinux.0", nullptr }, handleString<&Config::bootFile, 127> },
-	Row{ { "ipv4", "on|off", "on", "enable IPv4 (only ipv6=on given turns IPv4 off, as QEMU)", false, true, "on", "2" }, handleBool<&Config::ipv4, &ParseState::haveIpv4> },
-	Row{ { "ipv6", "on|off", "on", "enable IPv6 (only ipv4=on given turns IPv6 off, as QEMU)", false, true, "off", "v6" }, handleBool<&Config::ipv6, &ParseState::haveIpv6> },
-	Row{ { "ipv6-net", "ADDR[/LEN]", "fec0::/64", "guest IPv6 prefix", false, false, "fd00:1::/64", "fd00::/127" }, handleIpv6Net },
-	Row{ { "ipv6-host", "ADDR", "PREFIX::2", "IPv6 address of the gateway", false, false, "fec0::2", "fec0::zz" }, handleV6<&Config::ipv6Host, &ParseState::haveIpv6Host> },
-	Row{ { "ipv6-dns", "ADDR", "PREFIX::3", "IPv6 address of the virtual DNS server", false, false, "fec0::3", "10.0.2.3" }, handleV6<&Config::ipv6Dns, &ParseState::haveIpv6Dns> },
-	Row{ { "mtu", "N", "1500", "MTU of the guest link (68-65520); frames up to MTU+14 bytes", false, false, "9000", "70000" }, handleMtu<&Config::mtu> },
-	Row{ { "mru", "N", "= mtu", "largest IP packet accepted from the guest (68-65520)", false, false, "9000", "12" }, handleMtu<&Config::mru, &ParseState::haveMru> },
-	Row{ { "pcap", "FILE", "none", "record every frame in both directions to FILE (classic pcap, mode 0600)", false, false, "/tmp/slirpnet-test.pcap", "/nonexistent/dir/x.pcap" }, handlePcapFile },
-	Row{ { "pcap-filter", "EXPR", "none", "record only frames matching this BPF expression (libpcap syntax)", false, false, "icmp or arp", "(icmp" }, handlePcapFilter },
-	Row{ { "snaplen", "N", "65535", "bytes kept of each recorded frame (14-262144)", false, false, "128", "10" }, handleSnaplen },
-	Row{ { "sndbuf", "BYTES", "4194304", "send buffer of the sockets to the emulator and to the helper: bursts it absorbs before pacing (SO_SNDBUFFORCE as root, else capped by net.core.wmem_max)", false, false, "212992", "1k" }, handleSndbuf },
-	Row{ { "busy-poll", "USEC", "50", "after work, poll for up to this long before sleeping, so that replies arriving meanwhile skip a wake-up: lower latency for a little CPU, as QEMU's iothread poll-max-ns; only while polling catches work, and always yielding to other processes; 0 = sleep at once", false, false, "0", "20000" }, handleBusyPoll },
-	Row{ { "control", "PATH", "none", "serve the JSON control interface on this UNIX socket (see slirpnet-ctl)", false, false, "/tmp/slirpnet-test.sock", "/nonexistent/dir/ctl.sock" }, handleControl },
+	Row{
+		.spec = {
+			.key = "net",
+			.metavar = "ADDR[/MASK]",
+			.defaultText = "10.0.2.0/24",
+			.help = "guest network (mask: prefix length or dotted; classful if omitted)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10.9.0.0/24",
+			.badExample = "10.0.2.0/40",
+		},
+		.handler = handleNet,
+	},
+	Row{
+		.spec = {
+			.key = "host",
+			.metavar = "ADDR",
+			.defaultText = "x.x.x.2",
+			.help = "address of the gateway, which reaches the host's loopback",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10.0.2.2",
+			.badExample = "10.0.2",
+		},
+		.handler = handleV4<&Config::host, &ParseState::haveHost>,
+	},
+	Row{
+		.spec = {
+			.key = "dhcpstart",
+			.metavar = "ADDR",
+			.defaultText = "x.x.x.15",
+			.help = "first of the 16 addresses the DHCP server hands out",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10.0.2.20",
+			.badExample = "10.0.2.300",
+		},
+		.handler = handleV4<&Config::dhcpStart, &ParseState::haveDhcpStart>,
+	},
+	Row{
+		.spec = {
+			.key = "dns",
+			.metavar = "ADDR",
+			.defaultText = "x.x.x.3",
+			.help = "address of the virtual DNS server",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10.0.2.3",
+			.badExample = "dns.example",
+		},
+		.handler = handleV4<&Config::dns, &ParseState::haveDns>,
+	},
+	Row{
+		.spec = {
+			.key = "restrict",
+			.metavar = "on|off",
+			.defaultText = "off",
+			.help = "isolate the guest: no connections out, only hostfwd in",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "on",
+			.badExample = "maybe",
+		},
+		.handler = handleRestrict,
+	},
+	Row{
+		.spec = {
+			.key = "open",
+			.metavar = "",
+			.defaultText = "(already the default)",
+			.help = "bhyve's keyword for restrict=off: outbound connections allowed",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "",
+			.badExample = "sometimes",
+		},
+		.handler = handleOpen,
+	},
+	Row{
+		.spec = {
+			.key = "hostfwd",
+			.metavar = "[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT",
+			.defaultText = "none",
+			.help = "forward a host port to the guest; repeatable, or several rules joined by ';'",
+			.repeatable = true,
+			.isBool = false,
+			.goodExample = "tcp:127.0.0.1:2222-:22",
+			.badExample = "tcp::70000-:22",
+		},
+		.handler = handleHostFwd,
+	},
+	Row{
+		.spec = {
+			.key = "hostname",
+			.metavar = "NAME",
+			.defaultText = "none",
+			.help = "hostname the DHCP server gives the guest",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "guest1",
+			.badExample = nullptr,
+		},
+		.handler = handleString<&Config::hostname, 255>,
+	},
+	Row{
+		.spec = {
+			.key = "domainname",
+			.metavar = "DOMAIN",
+			.defaultText = "none",
+			.help = "domain name the DHCP server gives the guest",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "example.test",
+			.badExample = "bad domain!",
+		},
+		.handler = handleDomain,
+	},
+	Row{
+		.spec = {
+			.key = "dnssearch",
+			.metavar = "DOMAIN",
+			.defaultText = "none",
+			.help = "DNS search domain sent by DHCP (option 119); repeatable",
+			.repeatable = true,
+			.isBool = false,
+			.goodExample = "corp.example",
+			.badExample = "bad..name",
+		},
+		.handler = handleDnsSearch,
+	},
+	Row{
+		.spec = {
+			.key = "tftp",
+			.metavar = "DIR",
+			.defaultText = "none",
+			.help = "serve this directory over TFTP",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "/",
+			.badExample = "/nonexistent/dir",
+		},
+		.handler = handleTftp,
+	},
+	Row{
+		.spec = {
+			.key = "tftp-server-name",
+			.metavar = "NAME",
+			.defaultText = "none",
+			.help = "TFTP server name sent in DHCP (option 66)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10.0.2.2",
+			.badExample = nullptr,
+		},
+		.handler = handleString<&Config::tftpServerName, 255>,
+	},
+	Row{
+		.spec = {
+			.key = "bootfile",
+			.metavar = "FILE",
+			.defaultText = "none",
+			.help = "BOOTP boot file name",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "pxelinux.0",
+			.badExample = nullptr,
+		},
+		.handler = handleString<&Config::bootFile, 127>,
+	},
+	Row{
+		.spec = {
+			.key = "ipv4",
+			.metavar = "on|off",
+			.defaultText = "on",
+			.help = "enable IPv4 (only ipv6=on given turns IPv4 off, as QEMU)",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "on",
+			.badExample = "2",
+		},
+		.handler = handleBool<&Config::ipv4, &ParseState::haveIpv4>,
+	},
+	Row{
+		.spec = {
+			.key = "ipv6",
+			.metavar = "on|off",
+			.defaultText = "on",
+			.help = "enable IPv6 (only ipv4=on given turns IPv6 off, as QEMU)",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "off",
+			.badExample = "v6",
+		},
+		.handler = handleBool<&Config::ipv6, &ParseState::haveIpv6>,
+	},
+	Row{
+		.spec = {
+			.key = "ipv6-net",
+			.metavar = "ADDR[/LEN]",
+			.defaultText = "fec0::/64",
+			.help = "guest IPv6 prefix",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "fd00:1::/64",
+			.badExample = "fd00::/127",
+		},
+		.handler = handleIpv6Net,
+	},
+	Row{
+		.spec = {
+			.key = "ipv6-host",
+			.metavar = "ADDR",
+			.defaultText = "PREFIX::2",
+			.help = "IPv6 address of the gateway",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "fec0::2",
+			.badExample = "fec0::zz",
+		},
+		.handler = handleV6<&Config::ipv6Host, &ParseState::haveIpv6Host>,
+	},
+	Row{
+		.spec = {
+			.key = "ipv6-dns",
+			.metavar = "ADDR",
+			.defaultText = "PREFIX::3",
+			.help = "IPv6 address of the virtual DNS server",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "fec0::3",
+			.badExample = "10.0.2.3",
+		},
+		.handler = handleV6<&Config::ipv6Dns, &ParseState::haveIpv6Dns>,
+	},
+	Row{
+		.spec = {
+			.key = "mtu",
+			.metavar = "N",
+			.defaultText = "1500",
+			.help = "MTU of the guest link (68-65520); frames up to MTU+14 bytes",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "9000",
+			.badExample = "70000",
+		},
+		.handler = handleMtu<&Config::mtu>,
+	},
+	Row{
+		.spec = {
+			.key = "mru",
+			.metavar = "N",
+			.defaultText = "= mtu",
+			.help = "largest IP packet accepted from the guest (68-65520)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "9000",
+			.badExample = "12",
+		},
+		.handler = handleMtu<&Config::mru, &ParseState::haveMru>,
+	},
+	Row{
+		.spec = {
+			.key = "pcap",
+			.metavar = "FILE",
+			.defaultText = "none",
+			.help = "record every frame in both directions to FILE (classic pcap, mode 0600)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "/tmp/slirpnet-test.pcap",
+			.badExample = "/nonexistent/dir/x.pcap",
+		},
+		.handler = handlePcapFile,
+	},
+	Row{
+		.spec = {
+			.key = "pcap-filter",
+			.metavar = "EXPR",
+			.defaultText = "none",
+			.help = "record only frames matching this BPF expression (libpcap syntax)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "icmp or arp",
+			.badExample = "(icmp",
+		},
+		.handler = handlePcapFilter,
+	},
+	Row{
+		.spec = {
+			.key = "snaplen",
+			.metavar = "N",
+			.defaultText = "65535",
+			.help = "bytes kept of each recorded frame (14-262144)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "128",
+			.badExample = "10",
+		},
+		.handler = handleSnaplen,
+	},
+	Row{
+		.spec = {
+			.key = "sndbuf",
+			.metavar = "BYTES",
+			.defaultText = "4194304",
+			.help = "send buffer of the sockets to the emulator and to the helper: bursts it absorbs "
+			        "before pacing (SO_SNDBUFFORCE as root, else capped by net.core.wmem_max)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "212992",
+			.badExample = "1k",
+		},
+		.handler = handleSndbuf,
+	},
+	Row{
+		.spec = {
+			.key = "busy-poll",
+			.metavar = "USEC",
+			.defaultText = "50",
+			.help = "after work, poll for up to this long before sleeping, so that replies arriving "
+			        "meanwhile skip a wake-up: lower latency for a little CPU, as QEMU's iothread "
+			        "poll-max-ns; only while polling catches work, and always yielding to other processes; "
+			        "0 = sleep at once",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "0",
+			.badExample = "20000",
+		},
+		.handler = handleBusyPoll,
+	},
+	Row{
+		.spec = {
+			.key = "control",
+			.metavar = "PATH",
+			.defaultText = "none",
+			.help = "serve the JSON control interface on this UNIX socket (see slirpnet-ctl)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "/tmp/slirpnet-test.sock",
+			.badExample = "/nonexistent/dir/ctl.sock",
+		},
+		.handler = handleControl,
+	},
 };
 
 const std::array<OptionSpec, kRows.size()> kSpecs = [] {
@@ -446,7 +765,8 @@ bool finish(ParseState &st, std::string &error)
 	std::string net = formatAddr(c.net) + "/" + formatAddr(c.mask);
 	auto checkIn = [&](const char *key, in_addr a) {
 		if (!inNet(a, c) || !hostPart(a, c))
-			return failWith(error, std::string(key) + ": " + q(formatAddr(a)) + " is not a host address in " + net);
+			return failWith(error, std::string(key) + ": " + q(formatAddr(a)) +
+						       " is not a host address in " + net);
 		return true;
 	};
 	if (!st.haveHost)
@@ -474,7 +794,8 @@ bool finish(ParseState &st, std::string &error)
 	if (!st.haveMru)
 		c.mru = c.mtu;
 	if (c.ipv6 && c.mtu < 1280)
-		return failWith(error, "mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)");
+		return failWith(error,
+				"mtu: '" + std::to_string(c.mtu) + "' is below IPv6's minimum of 1280 (set ipv6=off)");
 
 	for (auto &f : c.hostFwds)
 		if (!resolveHostFwd(f, c, error))

@@ -1,4 +1,4 @@
-// virtio_net.hpp - the virtio-net header and offload feature bits shared by libslirpnet and the helper (wire version 2).
+// virtio_net.hpp - the virtio-net header and offload bits shared by libslirpnet and the helper (wire version 2).
 #pragma once
 
 #include <cstddef>

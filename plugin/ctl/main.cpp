@@ -41,7 +41,8 @@ struct CliOption {
 };
 
 const CliOption kOptions[] = {
-	{ Opt::Socket, "socket", 's', "PATH", "the helper's control socket (its control=PATH option); default: $SLIRPNET_CONTROL" },
+	{ Opt::Socket, "socket", 's', "PATH",
+	  "the helper's control socket (its control=PATH option); default: $SLIRPNET_CONTROL" },
 	{ Opt::Json, "json", 'j', nullptr, "print the reply as the helper sent it: JSON, errors too (on stdout)" },
 	{ Opt::Timeout, "timeout", 0, "SEC", "give up when no reply came within SEC seconds (default: 5)" },
 	{ Opt::Help, "help", 'h', nullptr, "print this help and exit" },
@@ -70,7 +71,8 @@ const ArgSpec kHostFwdRemoveArgs[] = {
 
 const ArgSpec kCaptureStartArgs[] = {
 	{ "file", ArgType::String, true, "pcap file to create (relative to the helper's directory)" },
-	{ "filter", ArgType::String, false, "BPF expression (default: the helper's pcap-filter option; \"\" for none)" },
+	{ "filter", ArgType::String, false,
+	  "BPF expression (default: the helper's pcap-filter option; \"\" for none)" },
 	{ "snaplen", ArgType::Integer, false, "bytes kept per frame (default: the helper's snaplen option)" },
 };
 
@@ -86,7 +88,8 @@ const CliCommand kCommands[] = {
 	{ "hostfwd-add", "RULE\nproto=P host_addr=A host_port=N [guest_addr=A] guest_port=N", "rule",
 	  "forward a host port to the guest; prints the rule and its id", kHostFwdAddArgs },
 	{ "hostfwd-remove", "RULE\nid=N\n[proto=P] [host_addr=A] host_port=N", "rule",
-	  "remove a forwarding rule: by its text (as QEMU's hostfwd_remove), its id or its fields", kHostFwdRemoveArgs },
+	  "remove a forwarding rule: by its text (as QEMU's hostfwd_remove), its id or its fields",
+	  kHostFwdRemoveArgs },
 	{ "hostfwd-list", "", nullptr, "the forwarding rules in effect: from the options and added since", {} },
 	{ "info-usernet", "", nullptr, "the connection table, as QEMU's 'info usernet' prints it", {} },
 	{ "stats", "", nullptr, "frames and bytes each way, drops by reason, connections, capture", {} },
@@ -149,7 +152,8 @@ std::string argumentsText()
 	std::vector<std::string> integers, bare;
 	for (const auto &c : kCommands) {
 		for (const auto &a : c.args)
-			if (a.type == ArgType::Integer && std::find(integers.begin(), integers.end(), a.name) == integers.end())
+			if (a.type == ArgType::Integer &&
+			    std::find(integers.begin(), integers.end(), a.name) == integers.end())
 				integers.push_back(a.name);
 		if (c.bareKey)
 			bare.push_back(std::string("the ") + c.bareKey + " of " + c.name);
@@ -226,17 +230,19 @@ std::string usageText()
 std::string manPage()
 {
 	std::vector<ManSection> sections;
-	sections.push_back({ "DESCRIPTION",
-			     std::string(kDescription) +
-				     "\n\nThe socket speaks a QMP-like JSON protocol, one request per line:\n\n"
-				     "\t{\"execute\": \"hostfwd-add\", \"arguments\": {\"rule\": \"tcp::2222-:22\"}}\n\n"
-				     "answered by one line {\"return\": ...} or {\"error\": {\"class\": ..., \"desc\": ...}}. "
-				     "Any client may speak it; slirpnet-ctl builds the request from its command line "
-				     "and prints the reply readably.",
-			     {} });
+	sections.push_back(
+		{ "DESCRIPTION",
+		  std::string(kDescription) +
+			  "\n\nThe socket speaks a QMP-like JSON protocol, one request per line:\n\n"
+			  "\t{\"execute\": \"hostfwd-add\", \"arguments\": {\"rule\": \"tcp::2222-:22\"}}\n\n"
+			  "answered by one line {\"return\": ...} or {\"error\": {\"class\": ..., \"desc\": ...}}. "
+			  "Any client may speak it; slirpnet-ctl builds the request from its command line "
+			  "and prints the reply readably.",
+		  {} });
 	ManSection options{ "OPTIONS", "", {} };
 	for (const auto &o : kOptions)
-		options.options.push_back({ optionFlags(o), o.metavar ? o.metavar : "", std::string(o.help) + ".", {} });
+		options.options.push_back(
+			{ optionFlags(o), o.metavar ? o.metavar : "", std::string(o.help) + ".", {} });
 	sections.push_back(std::move(options));
 	ManSection commands{ "COMMANDS", argumentsText(), {} };
 	for (const auto &c : kCommands) {
@@ -491,8 +497,8 @@ bool printHuman(const std::string &command, JsonNode *ret)
 		printStats(o);
 	} else if (command == "capture-start" && o) {
 		std::string f = str(o, "filter");
-		printf("capturing to %s (snaplen %" G_GINT64_FORMAT "%s%s)\n", str(o, "file").c_str(), num(o, "snaplen"),
-		       f.empty() ? "" : ", filter ", f.c_str());
+		printf("capturing to %s (snaplen %" G_GINT64_FORMAT "%s%s)\n", str(o, "file").c_str(),
+		       num(o, "snaplen"), f.empty() ? "" : ", filter ", f.c_str());
 	} else if (command == "capture-stop" && o) {
 		printf("capture %s stopped: %" G_GINT64_FORMAT " frames, %" G_GINT64_FORMAT " bytes, %" G_GINT64_FORMAT
 		       " filtered out\n",
@@ -545,7 +551,8 @@ int main(int argc, char **argv)
 			// A short option is named by optopt; a long one (optopt 0 or its val) only by argv.
 			bool isShort = optopt > 0 && optopt < 0x100;
 			std::string arg = argv[optind - 1];
-			std::string given = isShort ? std::string("-") + static_cast<char>(optopt) : arg.substr(0, arg.find('='));
+			std::string given = isShort ? std::string("-") + static_cast<char>(optopt)
+						    : arg.substr(0, arg.find('='));
 			if (c == ':')
 				return usage("option " + q(given) + " needs a value");
 			if (!isShort && arg.find('=') != std::string::npos && optopt)

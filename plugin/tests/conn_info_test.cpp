@@ -56,7 +56,8 @@ TEST(ConnInfo, ParsesEveryRowKind)
 TEST(ConnInfo, HeaderOnlyAndEmpty)
 {
 	size_t skipped = 99;
-	EXPECT_TRUE(parseConnectionInfo("  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n", &skipped).empty());
+	const char *header = "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n";
+	EXPECT_TRUE(parseConnectionInfo(header, &skipped).empty());
 	EXPECT_EQ(skipped, 0u);
 	EXPECT_TRUE(parseConnectionInfo("", &skipped).empty());
 	EXPECT_EQ(skipped, 0u);
@@ -64,7 +65,8 @@ TEST(ConnInfo, HeaderOnlyAndEmpty)
 
 TEST(ConnInfo, NegativeExpiryAndNoTrailingNewline)
 {
-	auto rows = parseConnectionInfo("  UDP[-3 sec]        16       10.0.2.15 35061        10.0.2.2  5353     0     0");
+	auto rows = parseConnectionInfo(
+		"  UDP[-3 sec]        16       10.0.2.15 35061        10.0.2.2  5353     0     0");
 	ASSERT_EQ(rows.size(), 1u);
 	EXPECT_EQ(*rows[0].expiresSec, -3);
 }

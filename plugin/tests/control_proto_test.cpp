@@ -102,7 +102,8 @@ TEST(ControlArguments, TypesRangesRequiredUnknown)
 	EXPECT_NE(argsFail(R"({})").desc.find("missing argument 'file'"), std::string::npos);
 	EXPECT_NE(argsFail(R"({"file":"f","colour":1})").desc.find("unexpected argument 'colour'"), std::string::npos);
 	EXPECT_NE(argsFail(R"({"file":1})").desc.find("'file' must be a string, not an integer"), std::string::npos);
-	EXPECT_NE(argsFail(R"({"file":"f","id":"5"})").desc.find("'id' must be an integer, not a string"), std::string::npos);
+	EXPECT_NE(argsFail(R"({"file":"f","id":"5"})").desc.find("'id' must be an integer, not a string"),
+		  std::string::npos);
 	EXPECT_NE(argsFail(R"({"file":"f","id":1.5})").desc.find("fractional"), std::string::npos);
 	EXPECT_NE(argsFail(R"({"file":"f","id":0})").desc.find("expected 1-100"), std::string::npos);
 	EXPECT_NE(argsFail(R"({"file":"f","id":101})").desc.find("101"), std::string::npos);
@@ -132,7 +133,8 @@ TEST(ControlReply, OneLineEachWithId)
 	JsonNodePtr id(json_node_new(JSON_NODE_VALUE));
 	json_node_set_int(id.get(), 7);
 	std::string e = encodeError({ "GenericError", "bad \"thing\"\nsecond line" }, id.get());
-	EXPECT_EQ(e, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"bad \\\"thing\\\"\\nsecond line\"},\"id\":7}\n");
+	EXPECT_EQ(e,
+		  "{\"error\":{\"class\":\"GenericError\",\"desc\":\"bad \\\"thing\\\"\\nsecond line\"},\"id\":7}\n");
 	EXPECT_EQ(encodeReturn(nullptr, nullptr), "{\"return\":{}}\n");
 	JsonObjectPtr o(json_object_new());
 	json_object_set_int_member(o.get(), "n", 1);

@@ -1,4 +1,4 @@
-// man_page_test.cpp - the roff renderer: escaping, tags, paragraphs and examples, the option table's section; groff's verdict.
+// man_page_test.cpp - the roff renderer: escaping, tags, paragraphs, examples, the options section; groff's verdict.
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <gtest/gtest.h>
@@ -35,7 +35,8 @@ const char kNasty[] = ".leading dot\n'leading quote\nback\\slash \\fB not bold, 
 std::string nastyPage()
 {
 	std::vector<ManSection> sections = {
-		{ "DESCRIPTION", std::string(kNasty) + "\n\nSecond paragraph.\n\n\t.example line\n\t  indented more\nAfter.",
+		{ "DESCRIPTION",
+		  std::string(kNasty) + "\n\nSecond paragraph.\n\n\t.example line\n\t  indented more\nAfter.",
 		  {} },
 		{ "OPTIONS",
 		  "",
@@ -43,12 +44,15 @@ std::string nastyPage()
 			  { "-s, --socket", "PATH", "the socket.\n\n.second paragraph", {} },
 			  { "net=", "ADDR[/MASK]", kNasty, {} },
 			  { "restrict", "[=on|off]", "bare means on", {} },
-			  { "hostfwd-add", "", "with arguments\n\tslirpnet-test hostfwd-add RULE", { { "rule=", "string", "the rule", {} } } },
+			  { "hostfwd-add",
+			    "",
+			    "with arguments\n\tslirpnet-test hostfwd-add RULE",
+			    { { "rule=", "string", "the rule", {} } } },
 		  } },
 		{ "SEE ALSO", "slirpnet(1)", {} },
 	};
-	return renderManPage("slirpnet-test", 1, "a page - to test", "slirpnet-test [-s PATH] [--json] COMMAND [ARG...]\nslirpnet-test --man",
-			     sections);
+	return renderManPage("slirpnet-test", 1, "a page - to test",
+			     "slirpnet-test [-s PATH] [--json] COMMAND [ARG...]\nslirpnet-test --man", sections);
 }
 
 } // namespace
@@ -77,7 +81,8 @@ TEST(ManPage, HeaderNameSynopsis)
 	EXPECT_TRUE(contains(page, ".SH \"NAME\"\nslirpnet\\-test \\- a page \\- to test\n") ||
 		    contains(page, ".SH NAME\nslirpnet\\-test \\- a page \\- to test\n"))
 		<< page;
-	EXPECT_TRUE(contains(page, "\\fBslirpnet\\-test\\fR [\\-s \\fIPATH\\fR] [\\-\\-json] \\fICOMMAND\\fR [\\fIARG\\fR...]\n.br\n"
+	EXPECT_TRUE(contains(page, "\\fBslirpnet\\-test\\fR [\\-s \\fIPATH\\fR] [\\-\\-json] "
+				   "\\fICOMMAND\\fR [\\fIARG\\fR...]\n.br\n"
 				   "\\fBslirpnet\\-test\\fR \\-\\-man\n"))
 		<< page;
 	EXPECT_TRUE(contains(page, ".SH \"SEE ALSO\"\n")) << page;
@@ -86,23 +91,28 @@ TEST(ManPage, HeaderNameSynopsis)
 TEST(ManPage, TagsParagraphsExamples)
 {
 	std::string page = nastyPage();
-	EXPECT_TRUE(contains(page, ".TP\n\\fB\\-s\\fR, \\fB\\-\\-socket\\fR \\fIPATH\\fR\nthe socket.\n.IP\n\\&.second paragraph\n"))
+	EXPECT_TRUE(contains(page, ".TP\n\\fB\\-s\\fR, \\fB\\-\\-socket\\fR \\fIPATH\\fR\n"
+				   "the socket.\n.IP\n\\&.second paragraph\n"))
 		<< page;
 	EXPECT_TRUE(contains(page, ".TP\n\\fBnet\\fR=\\fIADDR[/MASK]\\fR\n")) << page;
 	EXPECT_TRUE(contains(page, ".TP\n\\fBrestrict\\fR[=\\fIon|off\\fR]\n")) << page;
 	// In an entry, a literal block first reaches the entry's indent (.RS), then its own.
-	EXPECT_TRUE(contains(page, "with arguments\n.IP\n.RS\n.RS 4\n.nf\nslirpnet\\-test hostfwd\\-add RULE\n.fi\n.RE\n.RE\n"
+	EXPECT_TRUE(contains(page, "with arguments\n.IP\n.RS\n.RS 4\n.nf\n"
+				   "slirpnet\\-test hostfwd\\-add RULE\n.fi\n.RE\n.RE\n"
 				   ".RS\n.TP\n\\fBrule\\fR=\\fIstring\\fR\nthe rule\n.RE\n"))
 		<< page;
 	// A paragraph after the first gets .PP; an indented block is kept line for line.
-	EXPECT_TRUE(contains(page, "\n.PP\nSecond paragraph.\n.PP\n.RS 4\n.nf\n\\&.example line\n  indented more\n.fi\n.RE\n.PP\nAfter.\n"))
+	EXPECT_TRUE(contains(page, "\n.PP\nSecond paragraph.\n.PP\n"
+				   ".RS 4\n.nf\n\\&.example line\n  indented more\n.fi\n.RE\n.PP\nAfter.\n"))
 		<< page;
 }
 
 TEST(ManPage, NoStrayRequests)
 {
 	// Every line that roff reads as a request is one the renderer meant.
-	const std::set<std::string> macros = { ".\\\"", ".TH", ".SH", ".PP", ".IP", ".TP", ".RS", ".RE", ".nf", ".fi", ".br", ".nh", ".ad" };
+	const std::set<std::string> macros = {
+		".\\\"", ".TH", ".SH", ".PP", ".IP", ".TP", ".RS", ".RE", ".nf", ".fi", ".br", ".nh", ".ad",
+	};
 	for (const auto &l : lines(nastyPage())) {
 		if (l.starts_with('.')) {
 			EXPECT_TRUE(macros.count(l.substr(0, l.find(' ')))) << l;
@@ -184,8 +194,8 @@ TEST(ManPage, GroffRendersWithoutWarnings)
 	args.push_back(nullptr);
 	gchar *out = nullptr, *err = nullptr;
 	gint status = 0;
-	ASSERT_TRUE(g_spawn_sync(nullptr, const_cast<gchar **>(args.data()), nullptr, G_SPAWN_SEARCH_PATH, nullptr, nullptr,
-				 &out, &err, &status, nullptr));
+	ASSERT_TRUE(g_spawn_sync(nullptr, const_cast<gchar **>(args.data()), nullptr, G_SPAWN_SEARCH_PATH, nullptr,
+				 nullptr, &out, &err, &status, nullptr));
 	g_unlink(tmp);
 	g_free(tmp);
 	std::string text = out ? out : "", warnings = err ? err : "";

@@ -1,4 +1,4 @@
-// network_test.cpp - the Network on its own: frames through libslirp to a fake link, the checks and counters on the way, hostfwd rules.
+// network_test.cpp - the Network alone: frames through libslirp to a fake link, checks and counters, hostfwd rules.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -55,7 +55,8 @@ void fixChecksums(std::vector<uint8_t> &f)
 	put16(f, 24, static_cast<uint16_t>(~referenceSum(f, 14, 34)));
 	if (f[23] == 6) {
 		put16(f, 50, 0);
-		put16(f, 50, static_cast<uint16_t>(~referenceSum(f, 34, kEthHeaderLen + total, tcpPseudo(f, total - 20))));
+		put16(f, 50,
+		      static_cast<uint16_t>(~referenceSum(f, 34, kEthHeaderLen + total, tcpPseudo(f, total - 20))));
 	}
 }
 
