@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // busy_poll_loop.hpp - runs a GMainContext, polling without sleeping for a while after each burst of work.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // fd_watch.cpp - bhyve-mevent-style fd watches on a GLib main context.
 #include "fd_watch.hpp"
 
@@ -35,8 +36,8 @@ FdWatch::~FdWatch()
 	g_mutex_clear(&lock_);
 }
 
-std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition events,
-					 Callback callback, bool mayRecurse)
+std::unique_ptr<FdWatch> FdWatch::create(GMainContext *ctx, int fd, GIOCondition events, Callback callback,
+					 bool mayRecurse)
 {
 	std::unique_ptr<FdWatch> w(new FdWatch(fd, events, std::move(callback)));
 	GSource *s = g_source_new(&funcs_, sizeof(Source));

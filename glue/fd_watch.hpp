@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // fd_watch.hpp - bhyve-mevent-style fd watches on a GLib main context.
 #pragma once
 
@@ -27,8 +28,8 @@ public:
 	// mayRecurse: the callback never iterates ctx itself, so GLib need not block the
 	// source while it runs (which saves a wakeup per dispatch). Pass false when the
 	// callback is someone else's (the plugin's rx callback belongs to the emulator).
-	static std::unique_ptr<FdWatch> create(GMainContext *ctx, int fd, GIOCondition events,
-					       Callback callback, bool mayRecurse = true);
+	static std::unique_ptr<FdWatch> create(GMainContext *ctx, int fd, GIOCondition events, Callback callback,
+					       bool mayRecurse = true);
 	~FdWatch();
 	FdWatch(const FdWatch &) = delete;
 	FdWatch &operator=(const FdWatch &) = delete;

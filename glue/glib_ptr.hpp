@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // glib_ptr.hpp - std::unique_ptr aliases that free GLib objects with the right function.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // log.hpp - the helper's g_log writer: one "slirpnet[PID]: LEVEL: text" line per message on stderr.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // slirp_driver.cpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
 #include "slirp_driver.hpp"
 
@@ -10,7 +11,6 @@ struct SlirpDriver::Source {
 	GSource base;
 	SlirpDriver *driver;
 };
-
 
 GSourceFuncs SlirpDriver::funcs_ = {
 	&SlirpDriver::prepare, &SlirpDriver::check, &SlirpDriver::dispatch, nullptr, nullptr, nullptr,
@@ -88,15 +88,15 @@ const SlirpCb SlirpDriver::callbacks_ = {
 };
 
 SlirpDriver::SlirpDriver(GMainContext *ctx, PacketSink sink, Clock clock)
-	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
-	  sink_(std::move(sink)), clock_(std::move(clock))
+	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), sink_(std::move(sink)),
+	  clock_(std::move(clock))
 {
 	if (!clock_)
 		clock_ = [] { return g_get_monotonic_time() * 1000; };
 }
 
-std::unique_ptr<SlirpDriver> SlirpDriver::create(const SlirpConfig &cfg, GMainContext *ctx,
-						 PacketSink sink, std::string &error, Clock clock)
+std::unique_ptr<SlirpDriver> SlirpDriver::create(const SlirpConfig &cfg, GMainContext *ctx, PacketSink sink,
+						 std::string &error, Clock clock)
 {
 	std::unique_ptr<SlirpDriver> d(new SlirpDriver(ctx, std::move(sink), std::move(clock)));
 	Slirp *s = slirp_new(&cfg, &callbacks_, d.get());

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // slirp_driver.hpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
 #pragma once
 
@@ -37,9 +38,8 @@ public:
 	 * cfg must be a complete SlirpConfig (version 4); ctx NULL means the thread default.
 	 * Returns nullptr and sets error if libslirp refuses the configuration.
 	 */
-	static std::unique_ptr<SlirpDriver> create(const SlirpConfig &cfg, GMainContext *ctx,
-						   PacketSink sink, std::string &error,
-						   Clock clock = nullptr);
+	static std::unique_ptr<SlirpDriver> create(const SlirpConfig &cfg, GMainContext *ctx, PacketSink sink,
+						   std::string &error, Clock clock = nullptr);
 	~SlirpDriver();
 	SlirpDriver(const SlirpDriver &) = delete;
 	SlirpDriver &operator=(const SlirpDriver &) = delete;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unique_fd.hpp - RAII owner of a POSIX file descriptor.
 #pragma once
 
@@ -8,7 +9,8 @@
 namespace slirpnet {
 
 // Owns one fd; closes it on destruction. Move-only, like std::unique_ptr.
-class UniqueFd {
+class UniqueFd
+{
 public:
 	UniqueFd() = default;
 	explicit UniqueFd(int fd) : fd_(fd) {}

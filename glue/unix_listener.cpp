@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unix_listener.cpp - a listening UNIX stream socket at a path that accepts from a GMainContext.
 #include "unix_listener.hpp"
 
@@ -15,8 +16,8 @@ UnixListener::UnixListener(GMainContext *ctx, const UnixListenerOptions &options
 }
 
 std::unique_ptr<UnixListener> UnixListener::create(const std::string &path, GMainContext *ctx,
-						   const UnixListenerOptions &options,
-						   AcceptCallback onAccept, std::string &error)
+						   const UnixListenerOptions &options, AcceptCallback onAccept,
+						   std::string &error)
 {
 	std::unique_ptr<UnixListener> l(new UnixListener(ctx, options, std::move(onAccept)));
 	l->socket_ = UnixSocketFile::listen(path, options.backlog, options.mode, error);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unix_listener.hpp - a listening UNIX stream socket at a path that accepts from a GMainContext.
 #pragma once
 
@@ -59,8 +60,8 @@ public:
 	static constexpr unsigned kWarnIntervalSec = 10;
 
 	static std::unique_ptr<UnixListener> create(const std::string &path, GMainContext *ctx,
-						    const UnixListenerOptions &options,
-						    AcceptCallback onAccept, std::string &error);
+						    const UnixListenerOptions &options, AcceptCallback onAccept,
+						    std::string &error);
 	~UnixListener();
 	UnixListener(const UnixListener &) = delete;
 	UnixListener &operator=(const UnixListener &) = delete;

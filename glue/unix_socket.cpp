@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unix_socket.cpp - a UNIX socket bound to a path that the process owns: stale files replaced, ours unlinked.
 #include "unix_socket.hpp"
 
@@ -65,8 +66,7 @@ static bool claimPath(const std::string &path, const sockaddr_un &sa, int type, 
 	return true;
 }
 
-std::unique_ptr<UnixSocketFile> UnixSocketFile::bind(const std::string &path, int type, mode_t mode,
-						     std::string &error)
+std::unique_ptr<UnixSocketFile> UnixSocketFile::bind(const std::string &path, int type, mode_t mode, std::string &error)
 {
 	sockaddr_un sa;
 	if (!makeUnixAddr(path, sa, error) || !claimPath(path, sa, type, error))

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unix_socket.hpp - a UNIX socket bound to a path that the process owns: stale files replaced, ours unlinked.
 #pragma once
 
@@ -40,8 +41,7 @@ bool makeUnixAddr(const std::string &path, sockaddr_un &sa, std::string &error);
 class UnixSocketFile
 {
 public:
-	static std::unique_ptr<UnixSocketFile> bind(const std::string &path, int type, mode_t mode,
-						    std::string &error);
+	static std::unique_ptr<UnixSocketFile> bind(const std::string &path, int type, mode_t mode, std::string &error);
 	// A listening SOCK_STREAM socket: bind(), then listen(backlog).
 	static std::unique_ptr<UnixSocketFile> listen(const std::string &path, int backlog, mode_t mode,
 						      std::string &error);

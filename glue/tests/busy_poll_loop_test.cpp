@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // busy_poll_loop_test.cpp - the helper's main loop: dispatches, polls for a while after work, sleeps when idle, quits.
 #include <gtest/gtest.h>
 
@@ -16,12 +17,13 @@ struct Ctx {
 };
 
 // Attach a one-shot timeout that calls fn after ms.
-template<typename F>
+template <typename F>
 void after(GMainContext *ctx, guint ms, F *fn)
 {
 	GSource *s = g_timeout_source_new(ms);
 	g_source_set_callback(
-		s, [](gpointer p) -> gboolean {
+		s,
+		[](gpointer p) -> gboolean {
 			(*static_cast<F *>(p))();
 			return G_SOURCE_REMOVE;
 		},

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // fd_watch_test.cpp - fd watches: created disabled, enable/disable, cross-thread wake-up, removal.
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // slirp_driver_test.cpp - the libslirp bridge: callbacks, timers on a fake clock, sockets through GLib.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -88,12 +89,13 @@ struct Fixture : ::testing::Test {
 	std::unique_ptr<SlirpDriver> make(bool ipv6, bool fakeClock)
 	{
 		std::string err;
-		auto d = SlirpDriver::create(config(ipv6), ctx.get(),
-					     [this](const uint8_t *f, size_t n) {
-						     out.emplace_back(f, f + n);
-						     return static_cast<ssize_t>(n);
-					     },
-					     err, fakeClock ? SlirpDriver::Clock([this] { return fakeNs; }) : nullptr);
+		auto d = SlirpDriver::create(
+			config(ipv6), ctx.get(),
+			[this](const uint8_t *f, size_t n) {
+				out.emplace_back(f, f + n);
+				return static_cast<ssize_t>(n);
+			},
+			err, fakeClock ? SlirpDriver::Clock([this] { return fakeNs; }) : nullptr);
 		EXPECT_TRUE(d) << err;
 		return d;
 	}

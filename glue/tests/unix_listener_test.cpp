@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // unix_listener_test.cpp - the UNIX listener: bind rules, accepted fds' flags, batches, the pause after EMFILE, unlink.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,8 +37,8 @@ struct Fixture : ::testing::Test {
 	}
 	std::unique_ptr<UnixListener> listen(const UnixListenerOptions &o, std::string &error)
 	{
-		return UnixListener::create(path, ctx.get(), o,
-					    [this](UniqueFd fd) { accepted.push_back(std::move(fd)); }, error);
+		return UnixListener::create(
+			path, ctx.get(), o, [this](UniqueFd fd) { accepted.push_back(std::move(fd)); }, error);
 	}
 	std::unique_ptr<UnixListener> listen(const UnixListenerOptions &o = {})
 	{
@@ -205,7 +206,8 @@ TEST_F(Fixture, OutOfDescriptorsPausesInsteadOfSpinning)
 TEST_F(Fixture, PathTooLongIsAnError)
 {
 	std::string error;
-	auto l = UnixListener::create(dir + "/" + std::string(200, 'x'), ctx.get(), {}, [](UniqueFd) {}, error);
+	auto l = UnixListener::create(
+		dir + "/" + std::string(200, 'x'), ctx.get(), {}, [](UniqueFd) {}, error);
 	EXPECT_FALSE(l);
 	EXPECT_NE(error.find("too long"), std::string::npos) << error;
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // byte_order.hpp - big-endian loads and stores for the wire formats (length prefixes, IP headers).
 #pragma once
 

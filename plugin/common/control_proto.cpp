@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control_proto.cpp - the control socket's JSON protocol: request parsing, argument checks, replies.
 #include "control_proto.hpp"
 
@@ -167,22 +168,23 @@ bool checkArguments(JsonObject *args, std::span<const ArgSpec> specs, ControlErr
 			std::string known;
 			for (const auto &s : specs)
 				known += (known.empty() ? "" : ", ") + std::string(s.name);
-			err = { errorclass::kInvalidArgument, "unexpected argument " + q(name) +
-				(known.empty() ? " (this command takes none)" : " (expected " + known + ")") };
+			err = { errorclass::kInvalidArgument,
+				"unexpected argument " + q(name) +
+					(known.empty() ? " (this command takes none)" : " (expected " + known + ")") };
 			return false;
 		}
 		if (!isType(member, spec->type)) {
-			err = { errorclass::kInvalidArgument, "argument " + q(name) + " must be " +
-				withArticle(argTypeName(spec->type)) + ", not " + nodeKind(member) + " (" +
-				lineText(member) + ")" };
+			err = { errorclass::kInvalidArgument,
+				"argument " + q(name) + " must be " + withArticle(argTypeName(spec->type)) + ", not " +
+					nodeKind(member) + " (" + lineText(member) + ")" };
 			return false;
 		}
 		if (spec->type == ArgType::Integer) {
 			int64_t v = json_node_get_int(member);
 			if (v < spec->min || v > spec->max) {
-				err = { errorclass::kInvalidArgument, "argument " + q(name) + " is " +
-					std::to_string(v) + ", expected " + std::to_string(spec->min) + "-" +
-					std::to_string(spec->max) };
+				err = { errorclass::kInvalidArgument,
+					"argument " + q(name) + " is " + std::to_string(v) + ", expected " +
+						std::to_string(spec->min) + "-" + std::to_string(spec->max) };
 				return false;
 			}
 		}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control_proto.hpp - the control socket's JSON protocol: request parsing, argument checks, replies.
 #pragma once
 
@@ -73,7 +74,6 @@ enum class ArgType { String, Integer };
 
 // "string" or "integer": the "type" of query-commands' reply and the CLI's docs.
 const char *argTypeName(ArgType t);
-
 
 struct ArgSpec {
 	const char *name;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // ethernet.hpp - Ethernet, IP, TCP and UDP header sizes and a frame's EtherType, shared by libslirpnet and the helper.
 #pragma once
 
@@ -24,8 +25,8 @@ constexpr size_t kIpv4MinHeaderLen = sizeof(struct ip); // without options
 constexpr size_t kIpv6HeaderLen = sizeof(struct ip6_hdr); // without extension headers
 constexpr size_t kTcpMinHeaderLen = sizeof(struct tcphdr); // without options
 constexpr size_t kUdpHeaderLen = sizeof(struct udphdr);
-static_assert(kEthHeaderLen == 14 && kIpv4MinHeaderLen == 20 && kIpv6HeaderLen == 40 &&
-	      kTcpMinHeaderLen == 20 && kUdpHeaderLen == 8);
+static_assert(kEthHeaderLen == 14 && kIpv4MinHeaderLen == 20 && kIpv6HeaderLen == 40 && kTcpMinHeaderLen == 20 &&
+	      kUdpHeaderLen == 8);
 
 // The EtherType of a frame of at least kEthHeaderLen bytes (no VLAN tags: neither side
 // makes them), in host order, to compare with ETHERTYPE_*.

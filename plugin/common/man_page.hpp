@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // man_page.hpp - renders manual pages (roff, man macros) from the tables that drive the programs.
 #pragma once
 

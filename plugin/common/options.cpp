@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // options.cpp - the one option table: QEMU -netdev user keys (plus bhyve's forms), parsing and help.
 #include "options.hpp"
 #include "quote.hpp"
@@ -193,7 +194,7 @@ bool handleString(ParseState &st, std::string_view v, std::string &error)
 		return failWith(error, "empty value");
 	if (v.size() > MaxLen)
 		return failWith(error, "value " + q(v.substr(0, 32)) + "... is too long (" + std::to_string(v.size()) +
-		                       " > " + std::to_string(MaxLen) + " bytes)");
+					       " > " + std::to_string(MaxLen) + " bytes)");
 	st.cfg.*Field = std::string(v);
 	return true;
 }
@@ -246,7 +247,7 @@ bool handleMtu(ParseState &st, std::string_view v, std::string &error)
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n < kMtuMin || n > kMtuMax)
 		return failWith(error, "bad value " + q(v) + " (expected " + std::to_string(kMtuMin) + "-" +
-		                       std::to_string(kMtuMax) + ")");
+					       std::to_string(kMtuMax) + ")");
 	st.cfg.*Field = static_cast<unsigned>(n);
 	if constexpr (Given != nullptr)
 		st.*Given = true;
@@ -306,7 +307,7 @@ bool handleSnaplen(ParseState &st, std::string_view v, std::string &error)
 	unsigned long n;
 	if (!parseUnsigned(v, n) || n < kSnaplenMin || n > kSnaplenMax)
 		return failWith(error, "bad value " + q(v) + " (expected " + std::to_string(kSnaplenMin) + "-" +
-		                       std::to_string(kSnaplenMax) + ")");
+					       std::to_string(kSnaplenMax) + ")");
 	st.cfg.snaplen = static_cast<unsigned>(n);
 	return true;
 }
@@ -336,7 +337,7 @@ bool handleControl(ParseState &st, std::string_view v, std::string &error)
 	constexpr size_t kMaxSocketPath = 107;
 	if (v.size() > kMaxSocketPath)
 		return failWith(error, "socket path " + q(v) + " is too long (" + std::to_string(v.size()) + " > " +
-		                       std::to_string(kMaxSocketPath) + " bytes)");
+					       std::to_string(kMaxSocketPath) + " bytes)");
 	if (!checkParentDir(v, error))
 		return false;
 	st.cfg.controlPath = std::string(v);

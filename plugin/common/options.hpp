@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // options.hpp - the one option table: QEMU -netdev user keys (plus bhyve's forms), parsing and help.
 #pragma once
 

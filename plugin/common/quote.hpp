@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // quote.hpp - how every message of slirpnet quotes a value: 'v'.
 #pragma once
 

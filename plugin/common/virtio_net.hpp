@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // virtio_net.hpp - the virtio-net header and offload bits shared by libslirpnet and the helper (wire version 2).
 #pragma once
 
@@ -50,7 +51,7 @@ constexpr uint64_t kFeatGuestTso4 = 1ull << 7;
 constexpr uint64_t kFeatGuestTso6 = 1ull << 8;
 constexpr uint64_t kFeatHostTso4 = 1ull << 11;
 constexpr uint64_t kFeatHostTso6 = 1ull << 12;
-constexpr uint64_t kOffloadFeatures =
-	kFeatCsum | kFeatGuestCsum | kFeatGuestTso4 | kFeatGuestTso6 | kFeatHostTso4 | kFeatHostTso6;
+constexpr uint64_t kOffloadFeatures = kFeatCsum | kFeatGuestCsum | kFeatGuestTso4 | kFeatGuestTso6 | kFeatHostTso4 |
+				      kFeatHostTso6;
 
 } // namespace slirpnet

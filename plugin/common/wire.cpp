@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // wire.cpp - the plugin⇄helper control messages (config and status) as serialized GVariants.
 #include "wire.hpp"
 
@@ -19,8 +20,7 @@ static std::vector<uint8_t> serialize(GVariant *v)
 static GVariantPtr deserialize(const char *type, const uint8_t *data, size_t len)
 {
 	GBytes *bytes = g_bytes_new(data, len);
-	GVariantPtr v(g_variant_ref_sink(
-		g_variant_new_from_bytes(G_VARIANT_TYPE(type), bytes, FALSE)));
+	GVariantPtr v(g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE(type), bytes, FALSE)));
 	g_bytes_unref(bytes);
 	if (!g_variant_is_normal_form(v.get()))
 		return nullptr;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // wire.hpp - the plugin⇄helper control messages (config and status) as serialized GVariants.
 #pragma once
 
@@ -18,8 +19,7 @@ constexpr size_t kMaxControlMessage = 256 * 1024;
 
 // Config: GVariant "(ua(ss))" = (version, options). See PROTOCOL.md.
 std::vector<uint8_t> encodeConfig(const OptionList &opts, uint32_t version = kWireVersionVnetHdr);
-bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string &error,
-		  uint32_t *version = nullptr);
+bool decodeConfig(const uint8_t *data, size_t len, OptionList &opts, std::string &error, uint32_t *version = nullptr);
 
 // Status: GVariant "(bs)" = (ready, error text).
 std::vector<uint8_t> encodeStatus(bool ok, const std::string &message);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // main.cpp - slirpnet-ctl: sends one command to a helper's control socket and prints the reply.
 #include <getopt.h>
 #include <poll.h>
@@ -329,8 +330,7 @@ bool parseArg(const std::string &command, const std::string &arg, JsonObject *ar
 }
 
 // Send line, read one reply line (bounded by timeoutMs overall).
-bool exchange(const std::string &path, const std::string &line, int timeoutMs, std::string &reply,
-	      std::string &error)
+bool exchange(const std::string &path, const std::string &line, int timeoutMs, std::string &reply, std::string &error)
 {
 	sockaddr_un sa{};
 	sa.sun_family = AF_UNIX;

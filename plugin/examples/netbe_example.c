@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* netbe_example.c - the README's example: ask the slirp backend for the gateway's MAC (C, not C++). */
 #include <glib.h>
 #include <stdio.h>
@@ -24,8 +25,8 @@ static void on_rx(int fd, void *param)
 		/* EtherType 0x0806 (ARP), opcode 2 (reply), sender IP 10.0.2.2 */
 		if (n >= 42 && frame[12] == 0x08 && frame[13] == 0x06 && frame[21] == 2 &&
 		    memcmp(frame + 28, "\x0a\x00\x02\x02", 4) == 0) {
-			printf("gateway 10.0.2.2 is at %02x:%02x:%02x:%02x:%02x:%02x\n", frame[22],
-			       frame[23], frame[24], frame[25], frame[26], frame[27]);
+			printf("gateway 10.0.2.2 is at %02x:%02x:%02x:%02x:%02x:%02x\n", frame[22], frame[23],
+			       frame[24], frame[25], frame[26], frame[27]);
 			st->got_reply = 1;
 		}
 	}
@@ -35,12 +36,14 @@ static void on_rx(int fd, void *param)
 
 int main(void)
 {
+	/* clang-format off: one row per header field */
 	static const unsigned char arp_request[42] = {
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
-		0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,	/* Ethernet/IPv4, request */
-		0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15, /* sender: the guest */
-		0, 0, 0, 0, 0, 0, 10, 0, 2, 2,			/* target: the gateway */
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34,
+		0x56, 0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6,    4,    0x00, 0x01, /* Ethernet/IPv4, request */
+		0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10,   0,    2,    15, /* sender: the guest */
+		0,    0,    0,    0,    0,    0,    10,   0,    2,    2, /* target: the gateway */
 	};
+	/* clang-format on */
 	struct rx_state st = { NULL, 0 };
 	char *err = NULL;
 	GMainContext *ctx = g_main_context_new();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // frame_observer.hpp - something that sees every frame crossing the guest link (the pcap capture), without a say in it.
 #pragma once
 

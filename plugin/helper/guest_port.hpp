@@ -1,4 +1,5 @@
-// guest_port.hpp - the network as a guest link sees it: where frames from the guest go, and the back-pressure it reports.
+// SPDX-License-Identifier: BSD-2-Clause
+// guest_port.hpp - the network as a guest link sees it: where guest frames go, back-pressure.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // host_fwd_table.cpp - the host forwarding rules in effect: ids, libslirp's listeners, add and remove.
 #include "host_fwd_table.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // host_fwd_table.hpp - the host forwarding rules in effect: ids, libslirp's listeners, add and remove.
 #pragma once
 

@@ -1,9 +1,10 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // main.cpp - the slirpnet helper: options, the guest link, and the GLib loop around libslirp.
 #include <fcntl.h>
+#include <glib-unix.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <glib-unix.h>
 
 #include <csignal>
 #include <cstdio>
@@ -107,13 +108,19 @@ int parseCommandLine(int argc, char **argv)
 
 	GOptionEntry mainEntries[] = {
 		{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.socketPath,
-		  "listen on the UNIX stream socket PATH for QEMU's -netdev stream,server=off,addr.type=unix,addr.path=PATH", "PATH" },
+		  "listen on the UNIX stream socket PATH for QEMU's "
+		  "-netdev stream,server=off,addr.type=unix,addr.path=PATH",
+		  "PATH" },
 		{ "dgram", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.dgramPath,
-		  "bind the UNIX datagram socket PATH for QEMU's -netdev dgram,...,remote.type=unix,remote.path=PATH", "PATH" },
+		  "bind the UNIX datagram socket PATH for QEMU's -netdev dgram,...,remote.type=unix,remote.path=PATH",
+		  "PATH" },
 		{ "fd", 0, 0, G_OPTION_ARG_INT, &gCmd.fd,
-		  "serve the inherited connected socket N (stream: length-prefixed frames; dgram/seqpacket: one frame per message)", "N" },
+		  "serve the inherited connected socket N "
+		  "(stream: length-prefixed frames; dgram/seqpacket: one frame per message)",
+		  "N" },
 		{ "seqpacket-fd", 'S', 0, G_OPTION_ARG_INT, &gCmd.seqpacketFd,
-		  "serve the plugin on the inherited SOCK_SEQPACKET socket FD (config arrives as the first message)", "FD" },
+		  "serve the plugin on the inherited SOCK_SEQPACKET socket FD (config arrives as the first message)",
+		  "FD" },
 		{ "pid", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.pidFile,
 		  "write the helper's PID to FILE once it is ready (removed at exit)", "FILE" },
 		{ "one-off", 0, 0, G_OPTION_ARG_NONE, &gCmd.oneOff,
@@ -125,17 +132,20 @@ int parseCommandLine(int argc, char **argv)
 		{ "print-capabilities", 0, 0, G_OPTION_ARG_NONE, &gCmd.printCapabilities,
 		  "print the features for libvirt's slirp_helper as JSON and exit", nullptr },
 		{ "options", 'o', 0, G_OPTION_ARG_CALLBACK, reinterpret_cast<gpointer>(onCommaOptions),
-		  "options in the comma form of -netdev user, e.g. 'net=10.0.2.0/24,hostfwd=tcp::2222-:22'", "K=V,..." },
+		  "options in the comma form of -netdev user, e.g. 'net=10.0.2.0/24,hostfwd=tcp::2222-:22'",
+		  "K=V,..." },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &gCmd.verbose, "log debug messages", nullptr },
 		{ "version", 0, 0, G_OPTION_ARG_NONE, &gCmd.version, "print the version and exit", nullptr },
-		{ "man", 0, 0, G_OPTION_ARG_NONE, &gCmd.man, "print the manual page slirpnet(1) as roff and exit", nullptr },
+		{ "man", 0, 0, G_OPTION_ARG_NONE, &gCmd.man, "print the manual page slirpnet(1) as roff and exit",
+		  nullptr },
 		{ nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr },
 	};
 
 	GOptionContext *ctx = g_option_context_new("- user-mode networking for virtual machines (libslirp helper)");
 	g_option_context_add_main_entries(ctx, mainEntries, nullptr);
-	GOptionGroup *group = g_option_group_new("network", "Network options (QEMU -netdev user keys; also usable with -o):",
-						 "Show the network options", nullptr, nullptr);
+	GOptionGroup *group = g_option_group_new(
+		"network", "Network options (QEMU -netdev user keys; also usable with -o):", "Show the network options",
+		nullptr, nullptr);
 	g_option_group_add_entries(group, entries.data());
 	g_option_context_add_group(ctx, group);
 	std::string desc = "Network options in the comma form (-o, plugin spec), with defaults:\n" + optionsHelp();
@@ -202,23 +212,25 @@ struct Loop {
 
 // SIGTERM/SIGINT end the loop with status 0; SIGUSR1 logs the counters. Installed before
 // anything else can deliver them (--exit-with-parent), dispatched once the loop runs.
+gboolean onQuitSignal(gpointer loop)
+{
+	g_debug("SIGTERM or SIGINT; exiting");
+	static_cast<Loop *>(loop)->quit(0);
+	return G_SOURCE_CONTINUE;
+}
+
+gboolean onStatsSignal(gpointer loop)
+{
+	if (Network *net = static_cast<Loop *>(loop)->net)
+		g_message("stats: %s", net->stats().format().c_str());
+	return G_SOURCE_CONTINUE;
+}
+
 void addSignalHandlers(Loop &loop)
 {
-	g_unix_signal_add(SIGTERM, [](gpointer l) -> gboolean {
-		g_debug("SIGTERM; exiting");
-		static_cast<Loop *>(l)->quit(0);
-		return G_SOURCE_CONTINUE;
-	}, &loop);
-	g_unix_signal_add(SIGINT, [](gpointer l) -> gboolean {
-		static_cast<Loop *>(l)->quit(0);
-		return G_SOURCE_CONTINUE;
-	}, &loop);
-	g_unix_signal_add(SIGUSR1, [](gpointer l) -> gboolean {
-		Network *net = static_cast<Loop *>(l)->net;
-		if (net)
-			g_message("stats: %s", net->stats().format().c_str());
-		return G_SOURCE_CONTINUE;
-	}, &loop);
+	g_unix_signal_add(SIGTERM, onQuitSignal, &loop);
+	g_unix_signal_add(SIGINT, onQuitSignal, &loop);
+	g_unix_signal_add(SIGUSR1, onStatsSignal, &loop);
 }
 
 // The pid file (--pid), written once the helper is ready and removed at exit.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // network.cpp - one libslirp network built from a Config: guest frames in, frames out to a guest link.
 #include "network.hpp"
 
@@ -24,8 +25,7 @@ static bool isDhcpServerReply(const uint8_t *f, size_t len)
 }
 
 Network::Network(const Config &cfg, GMainContext *ctx)
-	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
-	  dhcpBuf_(cfg.maxFrame())
+	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), dhcpBuf_(cfg.maxFrame())
 {
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // network.hpp - one libslirp network built from a Config: guest frames in, frames out to a guest link.
 #pragma once
 

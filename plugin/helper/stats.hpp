@@ -1,4 +1,5 @@
-// stats.hpp - the helper's frame and drop counters: one table gives their names for the log line, the control socket and the docs.
+// SPDX-License-Identifier: BSD-2-Clause
+// stats.hpp - the helper's counters: one table names them for the log, control socket and docs.
 #pragma once
 
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // backend.hpp - the backend interface behind the C ABI, and the registry of backends by name.
 #pragma once
 

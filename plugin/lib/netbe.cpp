@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // netbe.cpp - the C ABI of libslirpnet: picks a backend by name and forwards every call; no exception crosses it.
 #include <cerrno>
 #include <cstdio>
@@ -39,7 +40,7 @@ static void setError(char **errmsg, const char *msg) noexcept
  * long iovec array, in practice) becomes -1 with errno ENOMEM, as netbe.h promises,
  * instead of unwinding into the emulator's C frames.
  */
-template<typename F>
+template <typename F>
 static auto guarded(F f) noexcept -> decltype(f())
 {
 	try {
@@ -58,8 +59,8 @@ static auto guarded(F f) noexcept -> decltype(f())
 
 // Find the backend named by spec (up to the first comma) and create it; throws only
 // std::bad_alloc.
-static int createBackend(struct slirpnet_netbe **be, std::string_view spec, slirpnet_rxeof_t cb,
-			 void *param, GMainContext *ctx, char **errmsg)
+static int createBackend(struct slirpnet_netbe **be, std::string_view spec, slirpnet_rxeof_t cb, void *param,
+			 GMainContext *ctx, char **errmsg)
 {
 	size_t comma = spec.find(',');
 	std::string_view name = spec.substr(0, comma);
@@ -88,9 +89,8 @@ static int createBackend(struct slirpnet_netbe **be, std::string_view spec, slir
 	return 0;
 }
 
-SLIRPNET_API int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec,
-				     slirpnet_rxeof_t cb, void *param, GMainContext *ctx,
-				     char **errmsg)
+SLIRPNET_API int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec, slirpnet_rxeof_t cb, void *param,
+				     GMainContext *ctx, char **errmsg)
 {
 	if (errmsg)
 		*errmsg = nullptr;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // slirp_backend.cpp - the "slirp" backend: spawns the slirpnet helper and moves frames over SEQPACKET.
 #include <poll.h>
 #include <signal.h>
@@ -135,10 +136,7 @@ private:
 class SlirpBackend final : public NetBackend
 {
 public:
-	SlirpBackend(slirpnet_rxeof_t cb, void *param, size_t maxFrame)
-		: cb_(cb), param_(param), maxFrame_(maxFrame)
-	{
-	}
+	SlirpBackend(slirpnet_rxeof_t cb, void *param, size_t maxFrame) : cb_(cb), param_(param), maxFrame_(maxFrame) {}
 	~SlirpBackend() override;
 
 	bool start(const std::string &options, GMainContext *ctx, std::string &error);
@@ -204,9 +202,8 @@ bool SlirpBackend::spawnHelper(int childEnd, std::string &error)
 	GError *err = nullptr;
 	// GLib closes every other fd in the child and maps the socket to fd 3; stdout and
 	// stderr are inherited so the helper's log lines reach the emulator's stderr.
-	if (!g_spawn_async_with_pipes_and_fds(nullptr, argv, nullptr, G_SPAWN_DO_NOT_REAP_CHILD,
-					      nullptr, nullptr, -1, -1, -1, source, target, 1, &pid_,
-					      nullptr, nullptr, nullptr, &err)) {
+	if (!g_spawn_async_with_pipes_and_fds(nullptr, argv, nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, -1,
+					      -1, -1, source, target, 1, &pid_, nullptr, nullptr, nullptr, &err)) {
 		error = "cannot start the slirpnet helper '" + path + "': " + err->message +
 			(env ? "" : " (set SLIRPNET_HELPER to its path)");
 		g_error_free(err);
@@ -284,8 +281,9 @@ bool SlirpBackend::start(const std::string &options, GMainContext *ctx, std::str
 
 	// Created disabled, as bhyve's mevent_add_disabled: the emulator enables rx. Not
 	// recursion-safe: the callback is the emulator's, which may iterate the context.
-	watch_ = FdWatch::create(ctx, sock_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
-				 [this](int fd, GIOCondition c) { onEvent(fd, c); }, false);
+	watch_ = FdWatch::create(
+		ctx, sock_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+		[this](int fd, GIOCondition c) { onEvent(fd, c); }, false);
 	return true;
 }
 

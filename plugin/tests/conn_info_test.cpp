@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // conn_info_test.cpp - the parser of libslirp's connection table (info-usernet rows).
 #include <gtest/gtest.h>
 
@@ -6,14 +7,13 @@
 using namespace slirpnet;
 
 // Verbatim shape of slirp_connection_info(): "%-19s %3d %15s %5d %15s %5d %5d %5d".
-static const char kTable[] =
-	"  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n"
-	"  TCP[HOST_FORWARD]   13       127.0.0.1  2222       10.0.2.15    22     0     0\n"
-	"  TCP[ESTABLISHED]    14       10.0.2.15 40120        10.0.2.2  8080    12   345\n"
-	"  TCP[SYN_SENT]       -1       10.0.2.15 40121        10.0.2.2  8081     0     0\n"
-	"  UDP[HOST_FORWARD]   15               *  5353       10.0.2.15    53     0     0\n"
-	"  UDP[236 sec]        16       10.0.2.15 35061        10.0.2.2  5353     0     0\n"
-	"  ICMP[0 sec]         17       10.0.2.15  -            10.0.2.2  -        0     0\n";
+static const char kTable[] = "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n"
+			     "  TCP[HOST_FORWARD]   13       127.0.0.1  2222       10.0.2.15    22     0     0\n"
+			     "  TCP[ESTABLISHED]    14       10.0.2.15 40120        10.0.2.2  8080    12   345\n"
+			     "  TCP[SYN_SENT]       -1       10.0.2.15 40121        10.0.2.2  8081     0     0\n"
+			     "  UDP[HOST_FORWARD]   15               *  5353       10.0.2.15    53     0     0\n"
+			     "  UDP[236 sec]        16       10.0.2.15 35061        10.0.2.2  5353     0     0\n"
+			     "  ICMP[0 sec]         17       10.0.2.15  -            10.0.2.2  -        0     0\n";
 
 TEST(ConnInfo, ParsesEveryRowKind)
 {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control_proto_test.cpp - the control protocol: request validation, argument checks, reply encoding.
 #include <gtest/gtest.h>
 

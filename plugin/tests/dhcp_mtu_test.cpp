@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // dhcp_mtu_test.cpp - option 26 added to DHCP OFFER/ACK frames, and only to them.
 #include <gtest/gtest.h>
 
@@ -21,8 +22,9 @@ std::vector<uint8_t> reply(std::vector<uint8_t> options, uint8_t op = 2, size_t 
 	bootp.insert(bootp.end(), options.begin(), options.end());
 	size_t udpLen = 8 + bootp.size(), ipLen = 20 + udpLen;
 	std::vector<uint8_t> f = { 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x52, 0x55, 10, 0, 2, 2, 0x08, 0x00 };
-	f.insert(f.end(), { 0x45, 0, uint8_t(ipLen >> 8), uint8_t(ipLen), 0, 0, 0, 0, 64, 17, 0, 0,
-			    10, 0, 2, 2, 255, 255, 255, 255 });
+	f.insert(f.end(),
+		 { 0x45, 0,  uint8_t(ipLen >> 8), uint8_t(ipLen), 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 2, 255, 255,
+		   255,  255 });
 	f.insert(f.end(), { 0, 67, 0, 68, uint8_t(udpLen >> 8), uint8_t(udpLen), 0xab, 0xcd });
 	f.insert(f.end(), bootp.begin(), bootp.end());
 	return f;

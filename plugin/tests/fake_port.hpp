@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // fake_port.hpp - a GuestPort that records what a link hands it, for the links' unit tests.
 #pragma once
 
@@ -41,7 +42,7 @@ public:
 };
 
 // Run ctx until cond() holds or about a second has passed.
-template<typename Cond>
+template <typename Cond>
 bool iterateUntil(GMainContext *ctx, Cond cond)
 {
 	for (int i = 0; i < 1000 && !cond(); i++)

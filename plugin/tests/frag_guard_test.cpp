@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // frag_guard_test.cpp - which IPv4 fragments may reach libslirp 4.7's reassembly.
 #include <gtest/gtest.h>
 
@@ -23,8 +24,7 @@ void setChecksum(uint8_t *ip)
 }
 
 // An Ethernet + IPv4 header with 8 bytes of payload, valid as libslirp checks it.
-std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t proto = 17,
-			  uint8_t lastSrcByte = 15)
+std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t proto = 17, uint8_t lastSrcByte = 15)
 {
 	std::vector<uint8_t> f(kEthHeaderLen + kIpv4MinHeaderLen + 8, 0);
 	f[12] = 0x08;

@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // links_test.cpp - each guest link on its own against a fake port: framing, oversize, padding, close, back-pressure.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,13 +10,13 @@
 #include <vector>
 
 #include "byte_order.hpp"
-#include "virtio_net.hpp"
 #include "fake_port.hpp"
 #include "link/dgram_link.hpp"
 #include "link/link_factory.hpp"
 #include "link/seqpacket_link.hpp"
 #include "link/stream_link.hpp"
 #include "unique_fd.hpp"
+#include "virtio_net.hpp"
 
 using namespace slirpnet;
 
@@ -120,7 +121,10 @@ TEST(SeqpacketLink, VnetHeaderLinkCutsLargeFramesWithoutGuestTso)
 	std::vector<uint8_t> f(14 + 20 + 8 + 2958, 0);
 	f[12] = 0x08;
 	f[14] = 0x45;
-	{ uint16_t v_ = htons(static_cast<uint16_t>(f.size() - 14)); memcpy(f.data() + 16, &v_, 2); }
+	{
+		uint16_t v_ = htons(static_cast<uint16_t>(f.size() - 14));
+		memcpy(f.data() + 16, &v_, 2);
+	}
 	f[14 + 8] = 64;
 	f[14 + 9] = 17;
 	EXPECT_EQ(link->sendFrame(f.data(), f.size()), static_cast<ssize_t>(f.size()));

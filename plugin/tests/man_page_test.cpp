@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // man_page_test.cpp - the roff renderer: escaping, tags, paragraphs, examples, the options section; groff's verdict.
 #include <glib.h>
 #include <glib/gstdio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // netbe_test.cpp - the C ABI of libslirpnet: an allocation failure inside a call is -1/ENOMEM, never an exception.
 #include <gtest/gtest.h>
 
@@ -43,12 +44,13 @@ struct FailAllocations {
 };
 
 // An ARP request from the guest (10.0.2.15) for the gateway (10.0.2.2).
+// clang-format off: one row per header field
 const unsigned char kArpRequest[42] = {
 	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
-	0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,
-	0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,
-	0, 0, 0, 0, 0, 0, 10, 0, 2, 2,
+	0x00, 0x01, 0x08, 0x00, 6,    4,    0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
+	10,   0,    2,    15,   0,    0,    0,    0,    0,    0,    10,   0,    2,    2,
 };
+// clang-format on
 
 // More iovecs than libslirpnet keeps on its stack (64), so that it allocates: one per
 // byte of buf, then empty ones.
@@ -65,7 +67,8 @@ struct Backend {
 	Backend()
 	{
 		char *err = nullptr;
-		int r = slirpnet_netbe_init(&be, "slirp,restrict=on", [](int, void *) {}, nullptr, nullptr, &err);
+		int r = slirpnet_netbe_init(
+			&be, "slirp,restrict=on", [](int, void *) {}, nullptr, nullptr, &err);
 		EXPECT_EQ(r, 0) << (err ? err : "");
 		free(err);
 	}
@@ -82,7 +85,8 @@ TEST(NetbeAbi, InitOutOfMemoryIsMinusOneEnomem)
 	{
 		FailAllocations fail;
 		errno = 0;
-		r = slirpnet_netbe_init(&be, "slirp,restrict=on", [](int, void *) {}, nullptr, nullptr, &err);
+		r = slirpnet_netbe_init(
+			&be, "slirp,restrict=on", [](int, void *) {}, nullptr, nullptr, &err);
 		e = errno;
 	}
 	EXPECT_EQ(r, -1);

@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // network_test.cpp - the Network alone: frames through libslirp to a fake link, checks and counters, hostfwd rules.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -45,7 +46,10 @@ std::vector<uint8_t> arpForGateway()
 	std::vector<uint8_t> f(42, 0);
 	memset(f.data(), 0xff, 6);
 	memcpy(f.data() + 6, kGuestMac, 6);
-	{ uint16_t v_ = htons(0x0806); memcpy(f.data() + 12, &v_, 2); }
+	{
+		uint16_t v_ = htons(0x0806);
+		memcpy(f.data() + 12, &v_, 2);
+	}
 	const uint8_t arp[] = { 0, 1, 8, 0, 6, 4, 0, 1 };
 	memcpy(f.data() + 14, arp, sizeof(arp));
 	memcpy(f.data() + 22, kGuestMac, 6);

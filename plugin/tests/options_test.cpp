@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // options_test.cpp - the option table: every key with a good and a bad value, QEMU defaults, hostfwd forms.
 #include <gtest/gtest.h>
 
@@ -31,8 +32,14 @@ std::string mustFail(const std::string &text)
 	return err;
 }
 
-std::string a4(in_addr a) { return formatAddr(a); }
-std::string a6(const in6_addr &a) { return formatAddr(a); }
+std::string a4(in_addr a)
+{
+	return formatAddr(a);
+}
+std::string a6(const in6_addr &a)
+{
+	return formatAddr(a);
+}
 
 } // namespace
 

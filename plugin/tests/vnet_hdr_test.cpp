@@ -1,11 +1,12 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // vnet_hdr_test.cpp - the offload helpers: checksums, MSS raising, GSO marking, cutting frames to the link MTU.
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <vector>
 
-#include "ethernet.hpp"
 #include "byte_order.hpp"
+#include "ethernet.hpp"
 #include "packet/checksum.hpp"
 #include "packet/vnet_hdr.hpp"
 
@@ -221,5 +222,7 @@ TEST(VnetHdr, FragmentsOtherIpv4AndStopsWithoutRoom)
 		  1);
 
 	f[20] |= 0x40; // DF: cannot be fragmented
-	EXPECT_EQ(splitForLink(f.data(), f.size(), 1500, [&]() { return buf.data(); }, [](size_t) {}), -1);
+	EXPECT_EQ(splitForLink(
+			  f.data(), f.size(), 1500, [&]() { return buf.data(); }, [](size_t) {}),
+		  -1);
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // wire_test.cpp - config and status messages: round trips, and malformed bytes rejected.
 #include <glib.h>
 #include <gtest/gtest.h>

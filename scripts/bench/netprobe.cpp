@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // netprobe.cpp - benchmark probes: TCP request/response latency and connection rate, with their echo server.
 //
 //   slirpnet-netprobe serve ADDR PORT
@@ -230,8 +231,8 @@ int crr(const sockaddr_in &dst, double seconds, const char *src)
 		ok++;
 	}
 	double elapsed = now - start;
-	printf("{\"connections\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"per_sec\": %.1f%s%s%s}\n", ok,
-	       failed, elapsed, static_cast<double>(ok) / elapsed, lastError.empty() ? "" : ", \"last_error\": \"",
+	printf("{\"connections\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"per_sec\": %.1f%s%s%s}\n", ok, failed,
+	       elapsed, static_cast<double>(ok) / elapsed, lastError.empty() ? "" : ", \"last_error\": \"",
 	       lastError.c_str(), lastError.empty() ? "" : "\"");
 	return ok ? 0 : 1;
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // tapbridge.cpp - benchmark "emulator": moves frames between a tap in a netns and slirpnet's ABI or a stream socket.
 //
 // The benchmark uses the Linux kernel's TCP stack as the guest: a tap device inside a network
@@ -66,9 +67,9 @@ constexpr uint8_t kVnetGsoNone = 0; // VIRTIO_NET_HDR_GSO_NONE
 // 65535 + a little.
 constexpr size_t kMaxFrame = kVnetHdrLen + 14 + 65535 + 4096;
 // Offloads a virtio NIC would ask for: checksums and TCP segmentation in both directions.
-constexpr uint64_t kWantedFeatures = SLIRPNET_NETBE_F_CSUM | SLIRPNET_NETBE_F_GUEST_CSUM |
-				     SLIRPNET_NETBE_F_HOST_TSO4 | SLIRPNET_NETBE_F_HOST_TSO6 |
-				     SLIRPNET_NETBE_F_GUEST_TSO4 | SLIRPNET_NETBE_F_GUEST_TSO6;
+constexpr uint64_t kWantedFeatures = SLIRPNET_NETBE_F_CSUM | SLIRPNET_NETBE_F_GUEST_CSUM | SLIRPNET_NETBE_F_HOST_TSO4 |
+				     SLIRPNET_NETBE_F_HOST_TSO6 | SLIRPNET_NETBE_F_GUEST_TSO4 |
+				     SLIRPNET_NETBE_F_GUEST_TSO6;
 // Frames read from the tap per dispatch: bounded so the rx direction is never starved.
 constexpr int kTapBatch = 64;
 // How long --stream waits for the backend's socket to appear.
@@ -126,8 +127,7 @@ guint addFdWatch(int fd, GIOCondition cond, GUnixFDSourceFunc fn)
 {
 	GSource *s = g_unix_fd_source_new(fd, cond);
 	g_source_set_can_recurse(s, TRUE);
-	g_source_set_callback(s, reinterpret_cast<GSourceFunc>(reinterpret_cast<void (*)()>(fn)), nullptr,
-			      nullptr);
+	g_source_set_callback(s, reinterpret_cast<GSourceFunc>(reinterpret_cast<void (*)()>(fn)), nullptr, nullptr);
 	guint id = g_source_attach(s, nullptr);
 	g_source_unref(s);
 	return id;
@@ -186,8 +186,7 @@ int openTapIn(const char *nsPath, const char *name, unsigned vnetHdrLen, unsigne
 		ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdrLen ? IFF_VNET_HDR : 0);
 		g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
 		step = "TUNSETIFF";
-		if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
-		    (step = configureTap(fd, vnetHdrLen, tunOffload)) != nullptr) {
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0 || (step = configureTap(fd, vnetHdrLen, tunOffload)) != nullptr) {
 			err = errno;
 			close(fd);
 			fd = -1;
@@ -279,9 +278,8 @@ void negotiateOffloads()
 	}
 	gBridge.features = want;
 	gBridge.vnetHdrLen = kVnetHdrLen;
-	fprintf(stderr,
-		"tapbridge: offloads: features=0x%" PRIx64 " (get_cap = 0x%" PRIx64 ") vnet_hdr_len=%u\n",
-		want, caps, kVnetHdrLen);
+	fprintf(stderr, "tapbridge: offloads: features=0x%" PRIx64 " (get_cap = 0x%" PRIx64 ") vnet_hdr_len=%u\n", want,
+		caps, kVnetHdrLen);
 }
 
 // TUNSETOFFLOAD's flags for the negotiated features: what the tap's kernel may send us.
@@ -317,8 +315,7 @@ bool pluginSend(const uint8_t *frame, size_t len)
 		gBridge.heldLen = len;
 		pauseTap();
 		if (!gBridge.writableSource)
-			gBridge.writableSource = addFdWatch(slirpnet_netbe_fd(gBridge.be), G_IO_OUT,
-							    onPluginWritable);
+			gBridge.writableSource = addFdWatch(slirpnet_netbe_fd(gBridge.be), G_IO_OUT, onPluginWritable);
 		return false;
 	}
 	if (errno == ECONNRESET || errno == EPIPE) {
@@ -586,8 +583,7 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr, "tapbridge: offloads: off (--no-offload): plain frames, "
 					"no vnet header\n");
-		gBridge.tapFd =
-			openTapIn(nsPath, tap, gBridge.vnetHdrLen, tunOffloadFor(gBridge.features));
+		gBridge.tapFd = openTapIn(nsPath, tap, gBridge.vnetHdrLen, tunOffloadFor(gBridge.features));
 		if (gBridge.tapFd < 0) {
 			slirpnet_netbe_cleanup(gBridge.be);
 			return 1;
@@ -614,14 +610,13 @@ int main(int argc, char **argv)
 	const Counters &c = gBridge.c;
 	// Bytes include the vnet header when there is one. All values decimal: one k=N format.
 	fprintf(stderr,
-		"tapbridge: stats: to_backend_frames=%" PRIu64 " to_backend_bytes=%" PRIu64
-		" to_guest_frames=%" PRIu64 " to_guest_bytes=%" PRIu64 " backend_full=%" PRIu64
-		" tap_write_errors=%" PRIu64 " send_errors=%" PRIu64 " rx_too_big=%" PRIu64
-		" features=%" PRIu64 " vnet_hdr_len=%u to_backend_gso=%" PRIu64
+		"tapbridge: stats: to_backend_frames=%" PRIu64 " to_backend_bytes=%" PRIu64 " to_guest_frames=%" PRIu64
+		" to_guest_bytes=%" PRIu64 " backend_full=%" PRIu64 " tap_write_errors=%" PRIu64 " send_errors=%" PRIu64
+		" rx_too_big=%" PRIu64 " features=%" PRIu64 " vnet_hdr_len=%u to_backend_gso=%" PRIu64
 		" to_backend_csum=%" PRIu64 " to_guest_gso=%" PRIu64 " to_guest_csum=%" PRIu64 "\n",
-		c.toBackendFrames, c.toBackendBytes, c.toGuestFrames, c.toGuestBytes, c.backendFull,
-		c.tapWriteErrors, c.sendErrors, c.rxTooBig, gBridge.features, gBridge.vnetHdrLen,
-		c.toBackendGso, c.toBackendCsum, c.toGuestGso, c.toGuestCsum);
+		c.toBackendFrames, c.toBackendBytes, c.toGuestFrames, c.toGuestBytes, c.backendFull, c.tapWriteErrors,
+		c.sendErrors, c.rxTooBig, gBridge.features, gBridge.vnetHdrLen, c.toBackendGso, c.toBackendCsum,
+		c.toGuestGso, c.toGuestCsum);
 	if (gBridge.be)
 		slirpnet_netbe_cleanup(gBridge.be);
 	if (gBridge.sockFd >= 0)

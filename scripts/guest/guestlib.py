@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Real-guest test rig for slirpnet: boot a tiny Linux guest under QEMU and
 collect the results of its network checks.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """arp: the guest resolves the gateway and the DNS address; a gratuitous ARP goes unanswered."""
 
 from harness import ARP, arp_who_has, gratuitous_arp

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """dhcp: DISCOVER, OFFER, REQUEST, ACK from libslirp's DHCP server."""
 
 import socket

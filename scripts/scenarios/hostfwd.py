@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """hostfwd: a host client on 127.0.0.1:PORT reaches the guest's port 8080 (hostfwd=tcp:127.0.0.1:PORT-:8080)."""
 
 from harness import hostfwd_exchange

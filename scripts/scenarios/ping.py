@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """ping: three ICMP echo requests to the gateway, answered inside libslirp."""
 
 from harness import icmp_echo, icmp_echo_reply_from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """restrict: with restrict=on the guest's TCP and UDP go nowhere; ping to the gateway and DHCP still work."""
 
 from harness import TCP, UDP, TcpConn, dhcp_lease, dhcp_options, icmp_echo, icmp_echo_reply_from, udp_to

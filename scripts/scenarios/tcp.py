@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """tcp: a guest connection to the gateway reaches a TCP echo server on 127.0.0.1: handshake, data, FIN."""
 
 from harness import TcpConn

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """udp: datagrams to the gateway reach an echo server on the host's 127.0.0.1 and come back."""
 
 from harness import UDP, udp_to

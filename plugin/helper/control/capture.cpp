@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control/capture.cpp - records the guest's frames to a classic pcap file with libpcap's dump API.
 #include "control/capture.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control/capture.hpp - records the guest's frames to a classic pcap file with libpcap's dump API.
 #pragma once
 
@@ -51,8 +52,7 @@ public:
 	 * the file header. Refuses FIFOs and sockets, whose reader could block the data path.
 	 * ctx (NULL: the thread default) runs the flush timer.
 	 */
-	static std::unique_ptr<Capture> open(const CaptureSettings &s, GMainContext *ctx,
-					     std::string &error);
+	static std::unique_ptr<Capture> open(const CaptureSettings &s, GMainContext *ctx, std::string &error);
 	~Capture();
 	Capture(const Capture &) = delete;
 	Capture &operator=(const Capture &) = delete;

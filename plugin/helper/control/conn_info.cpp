@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // control/conn_info.cpp - libslirp's connection table text (slirp_connection_info) as structured rows.
 #include "control/conn_info.hpp"
 

@@ -1,4 +1,5 @@
-// control/control_commands.cpp - the control socket's commands (hostfwd, info-usernet, stats, capture, version) on a Network.
+// SPDX-License-Identifier: BSD-2-Clause
+// control/control_commands.cpp - the control socket's commands (hostfwd, info-usernet, stats, capture...).
 #include "control/control_commands.hpp"
 
 #include <pcap/pcap.h>
@@ -149,7 +150,8 @@ bool hostfwdAdd(ControlContext &c, JsonObject *args, Action &action, std::string
 	} else {
 		auto hp = intArg(args, "host_port"), gp = intArg(args, "guest_port");
 		if (!hp || !gp) {
-			error = std::string("missing argument '") + (hp ? "guest_port" : "host_port") + "' (or give 'rule')";
+			error = std::string("missing argument '") + (hp ? "guest_port" : "host_port") +
+				"' (or give 'rule')";
 			return false;
 		}
 		text = stringArg(args, "proto").value_or("tcp") + ":" +
@@ -187,7 +189,8 @@ bool hostfwdRemove(ControlContext &c, JsonObject *args, Action &action, std::str
 	auto id = intArg(args, "id");
 	auto hp = intArg(args, "host_port");
 	int forms = (rule ? 1 : 0) + (id ? 1 : 0) + (hp ? 1 : 0);
-	if (forms != 1 || (!hp && (json_object_has_member(args, "proto") || json_object_has_member(args, "host_addr")))) {
+	if (forms != 1 ||
+	    (!hp && (json_object_has_member(args, "proto") || json_object_has_member(args, "host_addr")))) {
 		error = "give exactly one of 'rule', 'id', or 'host_port' (with proto, host_addr)";
 		return false;
 	}
@@ -195,15 +198,16 @@ bool hostfwdRemove(ControlContext &c, JsonObject *args, Action &action, std::str
 	if (!id) {
 		std::string text = rule ? *rule
 					: stringArg(args, "proto").value_or("tcp") + ":" +
-						  ruleAddr(stringArg(args, "host_addr").value_or("")) + ":" +
-						  std::to_string(*hp);
+						   ruleAddr(stringArg(args, "host_addr").value_or("")) + ":" +
+						   std::to_string(*hp);
 		if (!parseHostFwdKey(text, key, error))
 			return false;
 	}
 	action = [&c, id, key](JsonNodePtr &result, std::string &error) {
 		HostFwdTable &table = c.net.hostFwds();
 		HostFwdEntry removed;
-		if (!(id ? table.remove(static_cast<unsigned>(*id), removed, error) : table.remove(key, removed, error)))
+		if (!(id ? table.remove(static_cast<unsigned>(*id), removed, error)
+			 : table.remove(key, removed, error)))
 			return false;
 		result = fwdNode(removed);
 		g_message("control: hostfwd %u removed: %s", removed.id, formatHostFwd(removed.fwd).c_str());
@@ -314,9 +318,9 @@ bool stats(ControlContext &ctx, JsonNodePtr &result, std::string &)
 	Obj o;
 	for (const auto &c : kStatsCounters)
 		o.num(c.name, static_cast<int64_t>(s.*c.member));
-	result = o
-			 .num("connections", tcp + udp + icmp)
-			 .node("connections_by_protocol", Obj().num("tcp", tcp).num("udp", udp).num("icmp", icmp).done())
+	result = o.num("connections", tcp + udp + icmp)
+			 .node("connections_by_protocol",
+			       Obj().num("tcp", tcp).num("udp", udp).num("icmp", icmp).done())
 			 .num("hostfwd_listeners", listeners)
 			 .num("hostfwd_rules", static_cast<int64_t>(net.hostFwds().entries().size()))
 			 .node("capture", std::move(capture))
@@ -330,7 +334,8 @@ bool stats(ControlContext &ctx, JsonNodePtr &result, std::string &)
 const ArgSpec kCaptureStartArgs[] = {
 	{ "file", ArgType::String, true, "pcap file to create (relative to the helper's directory)" },
 	{ "filter", ArgType::String, false, "BPF expression (default: the pcap-filter option; \"\" for none)" },
-	{ "snaplen", ArgType::Integer, false, "bytes kept per frame (default: the snaplen option)", kSnaplenMin, kSnaplenMax },
+	{ "snaplen", ArgType::Integer, false, "bytes kept per frame (default: the snaplen option)", kSnaplenMin,
+	  kSnaplenMax },
 };
 
 bool captureStart(ControlContext &c, JsonObject *args, Action &action, std::string &error)
@@ -373,8 +378,7 @@ bool captureStop(ControlContext &c, JsonNodePtr &result, std::string &error)
 
 bool version(ControlContext &, JsonNodePtr &result, std::string &)
 {
-	result = Obj()
-			 .str("version", SLIRPNET_VERSION)
+	result = Obj().str("version", SLIRPNET_VERSION)
 			 .str("libslirp", slirp_version_string())
 			 .str("libpcap", pcap_lib_version())
 			 .str("json-glib", JSON_VERSION_S)
@@ -385,10 +389,18 @@ bool version(ControlContext &, JsonNodePtr &result, std::string &)
 bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &);
 
 const std::array kCommands = {
-	Command{ "hostfwd-add", "forward a host port to the guest; returns the rule with its id", kHostFwdAddArgs, hostfwdAdd },
-	Command{ "hostfwd-remove", "remove a forwarding rule (by rule text, id or fields); returns it", kHostFwdRemoveArgs, hostfwdRemove },
-	Command{ "hostfwd-list", "the forwarding rules in effect, from the config and added since", {}, atOnce<hostfwdList> },
-	Command{ "info-usernet", "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints", {}, atOnce<infoUsernet> },
+	Command{ "hostfwd-add", "forward a host port to the guest; returns the rule with its id", kHostFwdAddArgs,
+		 hostfwdAdd },
+	Command{ "hostfwd-remove", "remove a forwarding rule (by rule text, id or fields); returns it",
+		 kHostFwdRemoveArgs, hostfwdRemove },
+	Command{ "hostfwd-list",
+		 "the forwarding rules in effect, from the config and added since",
+		 {},
+		 atOnce<hostfwdList> },
+	Command{ "info-usernet",
+		 "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints",
+		 {},
+		 atOnce<infoUsernet> },
 	Command{ "stats", "frames and bytes each way, drops by reason, connections, capture", {}, atOnce<stats> },
 	Command{ "capture-start", "start recording frames to a pcap file", kCaptureStartArgs, captureStart },
 	Command{ "capture-stop", "stop the running capture; returns its counts", {}, atOnce<captureStop> },
@@ -402,15 +414,13 @@ bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &)
 	for (const auto &c : kCommands) {
 		JsonArrayPtr args(json_array_new());
 		for (const auto &a : c.args)
-			json_array_add_element(args.get(), Obj()
-								   .str("name", a.name)
+			json_array_add_element(args.get(), Obj().str("name", a.name)
 								   .str("type", argTypeName(a.type))
 								   .flag("required", a.required)
 								   .str("help", a.help)
 								   .done()
 								   .release());
-		json_array_add_element(cmds.get(), Obj()
-							   .str("name", c.name)
+		json_array_add_element(cmds.get(), Obj().str("name", c.name)
 							   .str("help", c.help)
 							   .node("arguments", JsonNodePtr(arrayNode(args.get())))
 							   .done()

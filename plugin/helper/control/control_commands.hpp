@@ -1,4 +1,5 @@
-// control/control_commands.hpp - the control socket's commands (hostfwd, info-usernet, stats, capture, version) on a Network.
+// SPDX-License-Identifier: BSD-2-Clause
+// control/control_commands.hpp - the control socket's commands (hostfwd, info-usernet, stats, capture...).
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,5 @@
-// control/control_server.cpp - the control socket: a UNIX stream listener serving line-delimited requests to many clients.
+// SPDX-License-Identifier: BSD-2-Clause
+// control/control_server.cpp - the control socket: line-delimited requests from many local clients.
 #include "control/control_server.hpp"
 
 #include <sys/socket.h>
@@ -14,8 +15,7 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 
 // One error line for clients refused before any request (same shape as encodeError's).
-const char kTooManyClients[] =
-	"{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
+const char kTooManyClients[] = "{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
 const char kLineTooLong[] =
 	"{\"error\":{\"class\":\"ParseError\",\"desc\":\"request line too long; disconnecting\"}}\n";
 
@@ -37,27 +37,26 @@ struct ControlServer::Client {
 };
 
 ControlServer::ControlServer(GMainContext *ctx, Handler handler, const Limits &limits)
-	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
-	  handler_(std::move(handler)), limits_(limits)
+	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), handler_(std::move(handler)),
+	  limits_(limits)
 {
 }
 
-std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx,
-						     Handler handler, std::string &error)
+std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx, Handler handler,
+						     std::string &error)
 {
 	return create(path, ctx, std::move(handler), error, Limits{});
 }
 
-std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx,
-						     Handler handler, std::string &error,
-						     const Limits &limits)
+std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx, Handler handler,
+						     std::string &error, const Limits &limits)
 {
 	std::unique_ptr<ControlServer> s(new ControlServer(ctx, std::move(handler), limits));
 	UnixListenerOptions o;
 	o.mode = 0600; // owner only: the socket can open ports on the host
 	ControlServer *self = s.get();
-	s->listener_ = UnixListener::create(path, s->ctx_.get(), o,
-					    [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
+	s->listener_ = UnixListener::create(
+		path, s->ctx_.get(), o, [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
 	if (!s->listener_) {
 		error = "control: " + error;
 		return nullptr;
@@ -121,8 +120,8 @@ void ControlServer::onReadable(Client &c, GIOCondition cond)
 		// A request may be up to maxLine bytes; whatever precedes its '\n' is bounded so.
 		size_t nl = c.in.find('\n');
 		if ((nl == std::string::npos ? c.in.size() : nl) > limits_.maxLine) {
-			g_warning("control: client %u sent a request line over %zu bytes; disconnecting",
-				  c.id, limits_.maxLine);
+			g_warning("control: client %u sent a request line over %zu bytes; disconnecting", c.id,
+				  limits_.maxLine);
 			(void)!send(c.fd.get(), kLineTooLong, sizeof(kLineTooLong) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			drop(c, "request line too long");
 			return;
@@ -160,8 +159,8 @@ void ControlServer::queueReply(Client &c, std::string reply)
 	if (reply.empty() || c.dead)
 		return;
 	if (c.unsent() + reply.size() > limits_.maxOutput) {
-		g_warning("control: client %u does not read its replies (%zu bytes unsent); disconnecting",
-			  c.id, c.unsent());
+		g_warning("control: client %u does not read its replies (%zu bytes unsent); disconnecting", c.id,
+			  c.unsent());
 		drop(c, "reply backlog too large");
 		return;
 	}

@@ -1,4 +1,5 @@
-// control/control_server.hpp - the control socket: a UNIX stream listener serving line-delimited requests to many clients.
+// SPDX-License-Identifier: BSD-2-Clause
+// control/control_server.hpp - the control socket: line-delimited requests from many local clients.
 #pragma once
 
 #include <glib.h>
@@ -50,11 +51,10 @@ public:
 	 * Listen on path (mode 0600). A stale socket file nobody listens on is replaced; a
 	 * live one, or a path that is not a socket, is an error naming the path.
 	 */
-	static std::unique_ptr<ControlServer> create(const std::string &path, GMainContext *ctx,
-						     Handler handler, std::string &error);
-	static std::unique_ptr<ControlServer> create(const std::string &path, GMainContext *ctx,
-						     Handler handler, std::string &error,
-						     const Limits &limits);
+	static std::unique_ptr<ControlServer> create(const std::string &path, GMainContext *ctx, Handler handler,
+						     std::string &error);
+	static std::unique_ptr<ControlServer> create(const std::string &path, GMainContext *ctx, Handler handler,
+						     std::string &error, const Limits &limits);
 	// Closes every client and removes the socket file (if it is still ours).
 	~ControlServer();
 	ControlServer(const ControlServer &) = delete;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/byte_ring.hpp - a fixed-size ring of bytes: the output queue of the stream and datagram links.
 #pragma once
 

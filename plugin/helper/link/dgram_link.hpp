@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/dgram_link.hpp - a link over datagrams: one Ethernet frame per datagram, no length prefix.
 #pragma once
 

@@ -1,4 +1,5 @@
-// link/guest_link.hpp - the one interface of every transport to the guest: frames in and out, back-pressure, offloads, counters.
+// SPDX-License-Identifier: BSD-2-Clause
+// link/guest_link.hpp - the one interface of every transport: frames both ways, back-pressure, offloads.
 #pragma once
 
 #include <glib.h>

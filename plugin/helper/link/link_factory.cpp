@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/link_factory.cpp - which guest link the command line asks for, checked, and the link built from it.
 #include "link/link_factory.hpp"
 
@@ -48,8 +49,7 @@ bool checkLinkRequest(LinkRequest &req, std::string &error)
 	return true;
 }
 
-std::unique_ptr<GuestLink> createLink(const LinkRequest &req, GuestPort &port, GMainContext *ctx,
-				      std::string &error)
+std::unique_ptr<GuestLink> createLink(const LinkRequest &req, GuestPort &port, GMainContext *ctx, std::string &error)
 {
 	switch (req.kind) {
 	case LinkRequest::Kind::Plugin:

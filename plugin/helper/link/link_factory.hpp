@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/link_factory.hpp - which guest link the command line asks for, checked, and the link built from it.
 #pragma once
 
@@ -40,7 +41,6 @@ bool checkLinkRequest(LinkRequest &req, std::string &error);
  * connect as soon as this returns). For Plugin and Fd the link takes ownership of the fd.
  * Returns nullptr with error set.
  */
-std::unique_ptr<GuestLink> createLink(const LinkRequest &req, GuestPort &port, GMainContext *ctx,
-				      std::string &error);
+std::unique_ptr<GuestLink> createLink(const LinkRequest &req, GuestPort &port, GMainContext *ctx, std::string &error);
 
 } // namespace slirpnet

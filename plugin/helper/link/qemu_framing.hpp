@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/qemu_framing.hpp - limits of QEMU's socket netdevs that the stream and datagram links share.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/seqpacket_link.cpp - the plugin's link: a SOCK_SEQPACKET socketpair, one Ethernet frame per record.
 #include "link/seqpacket_link.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/stream_link.cpp - a link over a byte stream: a 4-byte big-endian length, then the frame.
 #include "link/stream_link.hpp"
 #include "byte_order.hpp"
@@ -65,7 +66,8 @@ bool StreamLink::parseInput()
 		uint32_t len = loadBe32(in_.data() + off);
 		if (len > kQemuMaxFrame) {
 			g_warning("stream peer announced a %u-byte frame (limit %zu): the framing is lost, "
-				  "closing the connection", len, kQemuMaxFrame);
+				  "closing the connection",
+				  len, kQemuMaxFrame);
 			closeLink("oversized frame length", true);
 			return false;
 		}

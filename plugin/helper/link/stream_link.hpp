@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // link/stream_link.hpp - a link over a byte stream: a 4-byte big-endian length, then the frame.
 #pragma once
 

@@ -1,4 +1,5 @@
-// link/stream_server.cpp - the --socket link: listen on a UNIX stream socket and serve one QEMU -netdev stream client at a time.
+// SPDX-License-Identifier: BSD-2-Clause
+// link/stream_server.cpp - the --socket link: one QEMU -netdev stream client at a time.
 #include "link/stream_server.hpp"
 
 namespace slirpnet {
@@ -15,8 +16,8 @@ std::unique_ptr<StreamServer> StreamServer::create(const std::string &path, Gues
 	UnixListenerOptions opts;
 	opts.backlog = 4; // one client is served, the others are turned away
 	StreamServer *self = s.get();
-	s->listener_ = UnixListener::create(path, ctx, opts, [self](UniqueFd fd) { self->onAccept(std::move(fd)); },
-					    error);
+	s->listener_ = UnixListener::create(
+		path, ctx, opts, [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
 	if (!s->listener_)
 		return nullptr;
 	return s;
@@ -54,11 +55,12 @@ void StreamServer::onClientClosed(const std::string &why, bool error)
 	}
 	g_message("client left (%s); listening again on '%s'", why.c_str(), name().c_str());
 	if (!reaper_) {
-		GSource *s = g_idle_source_new();
-		g_source_set_callback(s, [](gpointer self) -> gboolean {
+		auto onIdle = [](gpointer self) -> gboolean {
 			static_cast<StreamServer *>(self)->retire();
 			return G_SOURCE_REMOVE;
-		}, this, nullptr);
+		};
+		GSource *s = g_idle_source_new();
+		g_source_set_callback(s, onIdle, this, nullptr);
 		g_source_attach(s, ctx_);
 		reaper_.reset(s);
 	}

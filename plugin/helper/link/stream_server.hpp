@@ -1,4 +1,5 @@
-// link/stream_server.hpp - the --socket link: listen on a UNIX stream socket and serve one QEMU -netdev stream client at a time.
+// SPDX-License-Identifier: BSD-2-Clause
+// link/stream_server.hpp - the --socket link: one QEMU -netdev stream client at a time.
 #pragma once
 
 #include <glib.h>

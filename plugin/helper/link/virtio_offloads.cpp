@@ -1,4 +1,5 @@
-// link/virtio_offloads.cpp - a link's virtio-net header side: guest records taken apart, libslirp's frames given whole (GSO) or cut to the link MTU.
+// SPDX-License-Identifier: BSD-2-Clause
+// link/virtio_offloads.cpp - a link's virtio-net header side: records in, frames out whole (GSO) or cut.
 #include "link/virtio_offloads.hpp"
 
 #include <endian.h>
@@ -40,7 +41,10 @@ void vnetRecordFromGuest(GuestPort &port, uint64_t features, uint8_t *rec, size_
 		bool v6 = etherType(frame) == ETHERTYPE_IPV6;
 		unsigned mtu = std::min(port.slirpMtu(), port.config().slirpMru());
 		if (features & (v6 ? kFeatGuestTso6 : kFeatGuestTso4))
-			raiseSynMss(frame, flen, static_cast<uint16_t>(std::min<size_t>(65535u, mtu - (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen) - kTcpMinHeaderLen)));
+			raiseSynMss(
+				frame, flen,
+				static_cast<uint16_t>(std::min<size_t>(
+					65535u, mtu - (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen) - kTcpMinHeaderLen)));
 	}
 	port.fromGuest(frame, flen, gso != kGsoNone);
 }

@@ -1,4 +1,5 @@
-// link/virtio_offloads.hpp - a link's virtio-net header side: guest records taken apart, libslirp's frames given whole (GSO) or cut to the link MTU.
+// SPDX-License-Identifier: BSD-2-Clause
+// link/virtio_offloads.hpp - a link's virtio-net header side: records in, frames out whole (GSO) or cut.
 #pragma once
 
 #include <glib.h>
@@ -38,9 +39,8 @@ void vnetRecordFromGuest(GuestPort &port, uint64_t features, uint8_t *rec, size_
  * 0 when there was no room (the link counted it), -1 when the frame was dropped because
  * it is above the link MTU and can be neither sent whole nor cut (counted).
  */
-template<typename Room, typename Commit>
-int vnetFrameToGuest(GuestPort &port, uint64_t features, const uint8_t *frame, size_t len, Room room,
-		     Commit commit)
+template <typename Room, typename Commit>
+int vnetFrameToGuest(GuestPort &port, uint64_t features, const uint8_t *frame, size_t len, Room room, Commit commit)
 {
 	Stats &st = port.stats();
 	unsigned linkMtu = port.config().mtu;
@@ -87,8 +87,7 @@ int vnetFrameToGuest(GuestPort &port, uint64_t features, const uint8_t *frame, s
 		// IPv6 other than TCP (libslirp never fragments IPv6) or IPv4 with DF: what
 		// libslirp at the link MTU would have sent is above the link MTU too.
 		st.dropToGuestError++;
-		g_debug("dropped a %zu-byte frame to the guest: above the link MTU %u and cannot be cut", len,
-			linkMtu);
+		g_debug("dropped a %zu-byte frame to the guest: above the link MTU %u and cannot be cut", len, linkMtu);
 		return -1;
 	}
 	return 0;

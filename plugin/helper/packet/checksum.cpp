@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // packet/checksum.cpp - the Internet checksum (RFC 1071) of IP, TCP and UDP headers and data.
 #include "packet/checksum.hpp"
 

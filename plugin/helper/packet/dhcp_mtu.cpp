@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // packet/dhcp_mtu.cpp - announces the link MTU in libslirp's DHCP replies (option 26), as passt does.
 #include "packet/dhcp_mtu.hpp"
 

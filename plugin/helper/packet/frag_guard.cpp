@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // packet/frag_guard.cpp - keeps IPv4 fragments that would crash libslirp 4.7's reassembly away from it.
 #include "packet/frag_guard.hpp"
 

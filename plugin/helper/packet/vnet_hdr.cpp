@@ -1,4 +1,5 @@
-// packet/vnet_hdr.cpp - virtio-net header offloads on the plugin wire: partial checksums, TSO in, GSO out, MSS, fragments.
+// SPDX-License-Identifier: BSD-2-Clause
+// packet/vnet_hdr.cpp - TCP parsing, partial checksums, MSS, GSO marking, cutting to the link MTU.
 #include "packet/vnet_hdr.hpp"
 
 #include <arpa/inet.h>
@@ -70,7 +71,8 @@ bool completeChecksum(uint8_t *frame, size_t len, size_t start, size_t offset)
 {
 	if (start >= len || offset > len - start || len - start - offset < 2)
 		return false;
-	storeChecksum(frame + start + offset, static_cast<uint16_t>(~checksumFold(checksumAdd(0, frame + start, len - start))));
+	storeChecksum(frame + start + offset,
+		      static_cast<uint16_t>(~checksumFold(checksumAdd(0, frame + start, len - start))));
 	return true;
 }
 
@@ -92,7 +94,8 @@ bool parseTcpFrame(const uint8_t *frame, size_t len, TcpFrame &t)
 		t.l4 = kEthHeaderLen + ihl;
 		t.end = kEthHeaderLen + total;
 	} else if (type == ETHERTYPE_IPV6) {
-		if (len < kEthHeaderLen + kIpv6HeaderLen + kTcpMinHeaderLen || (ip[0] >> 4) != 6 || ip[6] != IPPROTO_TCP)
+		if (len < kEthHeaderLen + kIpv6HeaderLen + kTcpMinHeaderLen || (ip[0] >> 4) != 6 ||
+		    ip[6] != IPPROTO_TCP)
 			return false; // extension headers: neither libslirp nor TSO makes them
 		size_t payload = loadBe16(ip + 4);
 		if (payload < kTcpMinHeaderLen || kEthHeaderLen + kIpv6HeaderLen + payload > len)

@@ -1,4 +1,5 @@
-// packet/vnet_hdr.hpp - virtio-net header offloads on the plugin wire: partial checksums, TSO in, GSO out, MSS, fragments.
+// SPDX-License-Identifier: BSD-2-Clause
+// packet/vnet_hdr.hpp - TCP parsing, partial checksums, MSS, GSO marking, cutting to the link MTU.
 #pragma once
 
 #include <cstddef>
@@ -56,7 +57,7 @@ bool markGso(uint8_t *frame, size_t len, unsigned linkMtu, bool partialCsum, Vne
  * stop) and then emit(len). Returns the number of frames emitted, or -1 when the frame
  * can be cut neither way (IPv6 other than TCP, DF set, malformed).
  */
-template<typename Room, typename Emit>
+template <typename Room, typename Emit>
 int splitForLink(const uint8_t *frame, size_t len, unsigned linkMtu, Room room, Emit emit);
 
 // The steps of splitForLink.
@@ -70,7 +71,7 @@ struct SplitPlan {
 bool planSplit(const uint8_t *frame, size_t len, unsigned linkMtu, SplitPlan &plan);
 size_t writeSplit(const uint8_t *frame, const SplitPlan &plan, size_t offset, size_t index, uint8_t *out);
 
-template<typename Room, typename Emit>
+template <typename Room, typename Emit>
 int splitForLink(const uint8_t *frame, size_t len, unsigned linkMtu, Room room, Emit emit)
 {
 	SplitPlan plan;

@@ -61,8 +61,8 @@ typedef void (*slirpnet_rxeof_t)(int fd, void *param);
  * naming the bad key and value, or the helper's own error; the caller free()s it.
  * On failure no process, fd or GLib source is left behind.
  */
-int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec, slirpnet_rxeof_t cb,
-                        void *param, struct _GMainContext *ctx, char **errmsg);
+int slirpnet_netbe_init(struct slirpnet_netbe **be, const char *spec, slirpnet_rxeof_t cb, void *param,
+			struct _GMainContext *ctx, char **errmsg);
 
 /*
  * Destroy a backend: called by the emulator when the NIC goes away, once no other call
