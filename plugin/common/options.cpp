@@ -344,6 +344,28 @@ bool handleControl(ParseState &st, std::string_view v, std::string &error)
 	return true;
 }
 
+bool handleSandbox(ParseState &st, std::string_view v, std::string &error)
+{
+	return handleBool<&Config::sandbox>(st, v, error);
+}
+
+// A POSIX portable user name ([A-Za-z0-9._-], not starting with '-'); whether it exists is
+// the helper's business (it looks it up as it starts), not the plugin's.
+bool handleUser(ParseState &st, std::string_view v, std::string &error)
+{
+	constexpr size_t kMaxUserName = 32;
+	if (v.size() > kMaxUserName)
+		return failWith(error, "user name " + q(v) + " is too long (" + std::to_string(v.size()) + " > " +
+					       std::to_string(kMaxUserName) + " bytes)");
+	for (char ch : v)
+		if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+			return failWith(error, "bad user name " + q(v));
+	if (v.front() == '-')
+		return failWith(error, "bad user name " + q(v));
+	st.cfg.user = std::string(v);
+	return true;
+}
+
 struct Row {
 	OptionSpec spec;
 	Handler handler;
@@ -692,6 +714,34 @@ const std::array kRows = {
 			.badExample = "/nonexistent/dir/ctl.sock",
 		},
 		.handler = handleControl,
+	},
+	Row{
+		.spec = {
+			.key = "sandbox",
+			.metavar = "on|off",
+			.defaultText = "on",
+			.help = "contain the helper (closed fds, no new privileges, user=, Landlock, seccomp); off is "
+				"for debugging only",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "off",
+			.badExample = "partly",
+		},
+		.handler = handleSandbox,
+	},
+	Row{
+		.spec = {
+			.key = "user",
+			.metavar = "NAME",
+			.defaultText = "slirpnet if that user exists, else nobody",
+			.help = "started as root, the helper becomes this user (no groups, no capabilities) once its "
+				"sockets are bound",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "nobody",
+			.badExample = "no body",
+		},
+		.handler = handleUser,
 	},
 };
 

@@ -60,6 +60,10 @@ struct Config {
 	unsigned sndbuf = 4u << 20; // send buffer of the link sockets (frames in flight)
 	unsigned busyPollUs = 50; // keep polling this long after work before sleeping (busy_poll_loop.hpp)
 
+	// The helper's sandbox (helper/sandbox/sandbox.hpp): on unless sandbox=off, which is for debugging.
+	bool sandbox = true;
+	std::string user; // who a helper started as root becomes; "" = slirpnet if it exists, else nobody
+
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
 	// (virtio_net.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
 	// large) and runs with a large MTU of its own from the start (Network::create), while
