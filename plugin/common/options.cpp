@@ -50,6 +50,7 @@ struct ParseState {
 	bool haveHost = false, haveDhcpStart = false, haveDns = false;
 	bool haveIpv4 = false, haveIpv6 = false;
 	bool haveIpv6Host = false, haveIpv6Dns = false, haveMru = false;
+	bool haveLoopback = false;
 };
 
 // Each handler gets the value; false with error set to the reason (naming the value).
@@ -366,6 +367,115 @@ bool handleUser(ParseState &st, std::string_view v, std::string &error)
 	return true;
 }
 
+// dns= is QEMU's address of the virtual DNS server; on|off (slirpnet's) turns libslirp's
+// DNS forwarder on or off. Only the exact words: "0" or "no" are more likely typos.
+bool handleDns(ParseState &st, std::string_view v, std::string &error)
+{
+	if (v == "on" || v == "off") {
+		st.cfg.virtualDns = v == "on";
+		return true;
+	}
+	if (!parseV4(v, st.cfg.dns))
+		return failWith(error, "bad IPv4 address " + q(v) + " (or on|off)");
+	st.haveDns = true;
+	return true;
+}
+
+bool handleLoopback(ParseState &st, std::string_view v, std::string &error)
+{
+	st.haveLoopback = true;
+	return handleBool<&Config::hostLoopback>(st, v, error);
+}
+
+bool handleOutboundAddr(ParseState &st, std::string_view v, std::string &error)
+{
+	in_addr a;
+	if (!parseV4(v, a))
+		return failWith(error, "bad IPv4 address " + q(v));
+	st.cfg.outboundAddr = a;
+	return true;
+}
+
+bool handleOutboundAddr6(ParseState &st, std::string_view v, std::string &error)
+{
+	in6_addr a;
+	if (!parseV6(v, a))
+		return failWith(error, "bad IPv6 address " + q(v));
+	st.cfg.outboundAddr6 = a;
+	return true;
+}
+
+template <EgressVerdict Verdict>
+bool handleEgressRule(ParseState &st, std::string_view v, std::string &error)
+{
+	EgressRule r;
+	if (!parseEgressRule(v, Verdict, r, error))
+		return false;
+	st.cfg.egressRules.push_back(r);
+	return true;
+}
+
+bool handleEgressDefault(ParseState &st, std::string_view v, std::string &error)
+{
+	if (v != "allow" && v != "deny")
+		return failWith(error, "bad verdict " + q(v) + " (expected allow|deny)");
+	st.cfg.egressDefaultDeny = v == "deny";
+	return true;
+}
+
+bool handlePolicy(ParseState &st, std::string_view v, std::string &error)
+{
+	if (v != "open" && v != "strict")
+		return failWith(error, "bad policy " + q(v) + " (expected open|strict)");
+	st.cfg.policyStrict = v == "strict";
+	return true;
+}
+
+// A group name (POSIX portable characters) or a numeric gid; the helper looks it up as it
+// binds its sockets, so the plugin need not know the host's groups.
+bool handleSocketGroup(ParseState &st, std::string_view v, std::string &error)
+{
+	constexpr size_t kMaxGroupName = 32;
+	if (v.empty() || v.size() > kMaxGroupName || v[0] == '-')
+		return failWith(error, "bad group " + q(v) + " (a group name or number)");
+	for (char ch : v)
+		if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+			return failWith(error, "bad group " + q(v) + " (a group name or number)");
+	st.cfg.socketGroup = std::string(v);
+	return true;
+}
+
+bool handlePeerUid(ParseState &st, std::string_view v, std::string &error)
+{
+	unsigned long n;
+	// (uid_t)-1 is "no uid" to the kernel, never a peer's.
+	if (!parseUnsigned(v, n) || n >= 0xffffffffu)
+		return failWith(error, "bad uid " + q(v) + " (a number, 0-4294967294)");
+	st.cfg.peerUids.push_back(static_cast<uid_t>(n));
+	return true;
+}
+
+bool handleDgramPeer(ParseState &st, std::string_view v, std::string &error)
+{
+	constexpr size_t kMaxSocketPath = 107; // sun_path with its NUL
+	if (v.empty() || v.size() > kMaxSocketPath)
+		return failWith(error, "socket path " + q(v) + " is empty or too long (at most " +
+					       std::to_string(kMaxSocketPath) + " bytes)");
+	st.cfg.dgramPeer = std::string(v);
+	return true;
+}
+
+bool handlePcapMax(ParseState &st, std::string_view v, std::string &error)
+{
+	// At least a file header and one small record; 0 is "no limit".
+	constexpr unsigned long kMin = 4096;
+	unsigned long n;
+	if (!parseUnsigned(v, n) || (n != 0 && n < kMin))
+		return failWith(error, "bad size " + q(v) + " (0 or at least " + std::to_string(kMin) + " bytes)");
+	st.cfg.pcapMax = n;
+	return true;
+}
+
 struct Row {
 	OptionSpec spec;
 	Handler handler;
@@ -415,15 +525,15 @@ const std::array kRows = {
 	Row{
 		.spec = {
 			.key = "dns",
-			.metavar = "ADDR",
-			.defaultText = "x.x.x.3",
-			.help = "address of the virtual DNS server",
+			.metavar = "ADDR|on|off",
+			.defaultText = "x.x.x.3, on",
+			.help = "address of the virtual DNS server, or off to turn it off (libslirp's disable_dns)",
 			.repeatable = false,
 			.isBool = false,
 			.goodExample = "10.0.2.3",
 			.badExample = "dns.example",
 		},
-		.handler = handleV4<&Config::dns, &ParseState::haveDns>,
+		.handler = handleDns,
 	},
 	Row{
 		.spec = {
@@ -635,6 +745,101 @@ const std::array kRows = {
 	},
 	Row{
 		.spec = {
+			.key = "loopback",
+			.metavar = "on|off",
+			.defaultText = "on",
+			.help = "the gateway's addresses reach the host's 127.0.0.1 and ::1 (libslirp's "
+			        "disable_host_loopback when off)",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "off",
+			.badExample = "local",
+		},
+		.handler = handleLoopback,
+	},
+	Row{
+		.spec = {
+			.key = "outbound-addr",
+			.metavar = "ADDR",
+			.defaultText = "none",
+			.help = "bind the guest's outgoing IPv4 connections to this host address",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "127.0.0.1",
+			.badExample = "127.0.0",
+		},
+		.handler = handleOutboundAddr,
+	},
+	Row{
+		.spec = {
+			.key = "outbound-addr6",
+			.metavar = "ADDR6",
+			.defaultText = "none",
+			.help = "bind the guest's outgoing IPv6 connections to this host address",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "::1",
+			.badExample = "::g",
+		},
+		.handler = handleOutboundAddr6,
+	},
+	Row{
+		.spec = {
+			.key = "allow",
+			.metavar = "[tcp/|udp/|icmp/]CIDR[:PORTS]",
+			.defaultText = "none",
+			.help = "egress rule: let the guest's new connections, datagrams and pings to CIDR through "
+			        "(IPv6 in brackets before :PORTS; PORTS is N or N-M); repeatable, first match wins",
+			.repeatable = true,
+			.isBool = false,
+			.goodExample = "tcp/192.0.2.0/24:443",
+			.badExample = "192.0.2.0/33",
+		},
+		.handler = handleEgressRule<EgressVerdict::Allow>,
+	},
+	Row{
+		.spec = {
+			.key = "deny",
+			.metavar = "[tcp/|udp/|icmp/]CIDR[:PORTS]",
+			.defaultText = "none",
+			.help = "egress rule: refuse them (TCP gets a RST, UDP and ICMP an ICMP administratively "
+			        "prohibited); repeatable, first match wins",
+			.repeatable = true,
+			.isBool = false,
+			.goodExample = "[2001:db8::/32]:1-1023",
+			.badExample = "198.51.100.0/24:90-80",
+		},
+		.handler = handleEgressRule<EgressVerdict::Deny>,
+	},
+	Row{
+		.spec = {
+			.key = "egress-default",
+			.metavar = "allow|deny",
+			.defaultText = "allow",
+			.help = "verdict for the guest's traffic no allow=/deny= rule matches",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "deny",
+			.badExample = "drop",
+		},
+		.handler = handleEgressDefault,
+	},
+	Row{
+		.spec = {
+			.key = "policy",
+			.metavar = "open|strict",
+			.defaultText = "open",
+			.help = "strict: loopback=off and deny the host through the gateway, 127.0.0.0/8, ::1, "
+			        "169.254.0.0/16 (cloud metadata) and fe80::/10, before any allow= rule",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "strict",
+			.badExample = "paranoid",
+		},
+		.handler = handlePolicy,
+	},
+	Row{
+		.spec = {
 			.key = "pcap",
 			.metavar = "FILE",
 			.defaultText = "none",
@@ -717,6 +922,61 @@ const std::array kRows = {
 	},
 	Row{
 		.spec = {
+			.key = "socket-group",
+			.metavar = "GROUP",
+			.defaultText = "none: mode 0600",
+			.help = "the --socket, --dgram and control= socket files are mode 0660 and owned by GROUP "
+			        "(a name or gid) instead of 0600",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "0",
+			.badExample = "-x",
+		},
+		.handler = handleSocketGroup,
+	},
+	Row{
+		.spec = {
+			.key = "peer-uid",
+			.metavar = "UID",
+			.defaultText = "the helper's uid and root",
+			.help = "also serve a --socket or --dgram peer running as UID (SO_PEERCRED, SCM_CREDENTIALS); "
+			        "repeatable",
+			.repeatable = true,
+			.isBool = false,
+			.goodExample = "65534",
+			.badExample = "nobody",
+		},
+		.handler = handlePeerUid,
+	},
+	Row{
+		.spec = {
+			.key = "dgram-peer",
+			.metavar = "PATH",
+			.defaultText = "the first sender",
+			.help = "with --dgram: take frames only from this address (QEMU's local.path); without it the "
+			        "first sender's address is the only one accepted",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "/tmp/qemu.sock",
+			.badExample = "",
+		},
+		.handler = handleDgramPeer,
+	},
+	Row{
+		.spec = {
+			.key = "pcap-max",
+			.metavar = "BYTES",
+			.defaultText = "0: no limit",
+			.help = "stop a capture (pcap= or capture-start) before its file grows beyond BYTES",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "1048576",
+			.badExample = "100",
+		},
+		.handler = handlePcapMax,
+	},
+	Row{
+		.spec = {
 			.key = "sandbox",
 			.metavar = "on|off",
 			.defaultText = "on",
@@ -742,6 +1002,34 @@ const std::array kRows = {
 			.badExample = "no body",
 		},
 		.handler = handleUser,
+	},
+	Row{
+		.spec = {
+			.key = "seccomp",
+			.metavar = "on|off",
+			.defaultText = "on",
+			.help = "with the sandbox: the helper may make only the system calls it needs once it serves (a "
+				"seccomp allowlist; others kill it); off is for debugging only",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "off",
+			.badExample = "strict",
+		},
+		.handler = handleBool<&Config::seccomp>,
+	},
+	Row{
+		.spec = {
+			.key = "seccomp-log",
+			.metavar = "on|off",
+			.defaultText = "off",
+			.help = "system calls outside the seccomp allowlist are allowed and logged by the kernel (audit, "
+				"dmesg) instead of killing the helper: for finding what a new libslirp or GLib needs",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "on",
+			.badExample = "loud",
+		},
+		.handler = handleBool<&Config::seccompLog>,
 	},
 };
 
@@ -851,10 +1139,52 @@ bool finish(ParseState &st, std::string &error)
 	for (auto &f : c.hostFwds)
 		if (!resolveHostFwd(f, c, error))
 			return false;
+
+	if (c.policyStrict) {
+		if (st.haveLoopback && c.hostLoopback)
+			return failWith(error, "loopback: 'on' contradicts policy=strict, which turns it off");
+		c.hostLoopback = false;
+	}
 	return true;
 }
 
 } // namespace
+
+std::vector<EgressRule> egressStrictRules(const Config &c)
+{
+	std::string net = formatAddr(c.net) + "/" + std::to_string(__builtin_popcount(c.mask.s_addr));
+	in6_addr prefix = c.ipv6Prefix; // ipv6-net= may carry host bits; a rule may not
+	for (unsigned i = c.ipv6PrefixLen; i < 128; i++)
+		prefix.s6_addr[i / 8] &= static_cast<uint8_t>(~(0x80u >> (i % 8)));
+	std::string net6 = formatAddr(prefix) + "/" + std::to_string(c.ipv6PrefixLen);
+	std::string host = formatAddr(c.host), dns = formatAddr(c.dns);
+	std::string host6 = formatAddr(c.ipv6Host), dns6 = formatAddr(c.ipv6Dns);
+	// libslirp maps every address of the guest network but the DNS one to the host's
+	// loopback, and itself serves DHCP and TFTP on the gateway: those stay open.
+	const std::string texts[] = {
+		"allow=" + dns + ":53",
+		"allow=[" + dns6 + "]:53",
+		"allow=udp/" + host + ":67",
+		"allow=udp/" + host + ":69",
+		"allow=udp/[" + host6 + "]:69",
+		"deny=tcp/" + net,
+		"deny=udp/" + net,
+		"deny=tcp/" + net6,
+		"deny=udp/" + net6,
+		"deny=127.0.0.0/8",
+		"deny=::1",
+		"deny=169.254.0.0/16",
+		"deny=fe80::/10",
+	};
+	std::vector<EgressRule> rules;
+	for (const auto &t : texts) {
+		EgressRule r;
+		std::string error;
+		if (parseEgressRuleText(t, r, error)) // always: built from a validated config
+			rules.push_back(r);
+	}
+	return rules;
+}
 
 std::span<const OptionSpec> optionTable()
 {

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "egress_rule.hpp"
+
 namespace slirpnet {
 
 // Options as given: (key, value) pairs in order; a bare keyword has an empty value.
@@ -60,9 +62,29 @@ struct Config {
 	unsigned sndbuf = 4u << 20; // send buffer of the link sockets (frames in flight)
 	unsigned busyPollUs = 50; // keep polling this long after work before sleeping (busy_poll_loop.hpp)
 
+	// Local sockets (README "Local sockets"): who may use --socket, --dgram and control=.
+	std::string socketGroup; // socket-group=: files 0660 owned by this group; empty: 0600, owner only
+	std::vector<uid_t> peerUids; // peer-uid=: allowed besides the helper's own uid and root
+	std::string dgramPeer; // dgram-peer=: the one address --dgram takes frames from (QEMU's local.path)
+	uint64_t pcapMax = 0; // pcap-max=: a capture stops before its file exceeds this; 0: no limit
+
+	// Egress (README "Egress policy"; the helper's packet/egress_policy.hpp applies it).
+	bool hostLoopback = true; // loopback=: the gateway's addresses reach the host's 127.0.0.1/::1
+	bool virtualDns = true; // dns=off: libslirp's DNS forwarder is off (its disable_dns)
+	std::optional<in_addr> outboundAddr; // bind outgoing IPv4 sockets to this address
+	std::optional<in6_addr> outboundAddr6;
+	std::vector<EgressRule> egressRules; // allow=/deny= in the order given; first match wins
+	bool egressDefaultDeny = false; // the verdict when no rule matches (QEMU: open)
+	bool policyStrict = false; // policy=strict: the rules of egressStrictRules() go first
+
 	// The helper's sandbox (helper/sandbox/sandbox.hpp): on unless sandbox=off, which is for debugging.
 	bool sandbox = true;
 	std::string user; // who a helper started as root becomes; "" = slirpnet if it exists, else nobody
+
+	// The seccomp allowlist (helper/sandbox/seccomp_filter.hpp), part of the sandbox: seccomp=off
+	// leaves it out; seccomp-log=on logs what it would refuse instead of killing the helper.
+	bool seccomp = true;
+	bool seccompLog = false;
 
 	// Not an option: set by -S when libslirpnet speaks the virtio-net header wire
 	// (virtio_net.hpp). libslirp then takes frames up to 64 KiB from the guest (its MRU is
@@ -133,6 +155,14 @@ bool resolveHostFwd(HostFwd &fwd, const Config &cfg, std::string &error);
 
 // The canonical text of a (resolved) rule, e.g. "tcp:127.0.0.1:2222-10.0.2.15:22".
 std::string formatHostFwd(const HostFwd &fwd);
+
+/*
+ * policy=strict's rules, which go before the user's (so an allow= cannot reopen them):
+ * the guest network's aliases of the host (all but DNS and libslirp's DHCP/TFTP) for TCP
+ * and UDP, 127.0.0.0/8, ::1, 169.254.0.0/16 and fe80::/10 for everything. Derived from the
+ * resolved config (its gateway, DNS and prefixes).
+ */
+std::vector<EgressRule> egressStrictRules(const Config &cfg);
 
 std::string formatAddr(const in_addr &a);
 std::string formatAddr(const in6_addr &a);
