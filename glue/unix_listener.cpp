@@ -20,7 +20,7 @@ std::unique_ptr<UnixListener> UnixListener::create(const std::string &path, GMai
 						   std::string &error)
 {
 	std::unique_ptr<UnixListener> l(new UnixListener(ctx, options, std::move(onAccept)));
-	l->socket_ = UnixSocketFile::listen(path, options.backlog, options.mode, error);
+	l->socket_ = UnixSocketFile::listen(path, options.backlog, SocketAccess{ options.mode, options.group }, error);
 	if (!l->socket_)
 		return nullptr;
 	UnixListener *self = l.get();

@@ -20,9 +20,10 @@ namespace slirpnet {
 // How a UnixListener listens; the defaults suit a socket served to a few local clients.
 struct UnixListenerOptions {
 	int backlog = 16;
-	// Applied to the socket file before listen(), so nobody connects under a wider mode.
-	// 0 leaves what the umask gave.
-	mode_t mode = 0;
+	// The socket file's mode, whatever the umask, and its group (-1: the creator's); set
+	// before the file can be connected to (UnixSocketFile). Owner only by default.
+	mode_t mode = 0600;
+	gid_t group = static_cast<gid_t>(-1);
 	// Connections accepted per wake-up: a burst of connects cannot starve the other
 	// sources of the context (the watch is level-triggered, the rest come next turn).
 	int acceptBatch = 16;
@@ -35,9 +36,10 @@ struct UnixListenerOptions {
  * socket). Its contract:
  *
  *  - create() binds path with UnixSocketFile (a stale socket file nobody listens on is
- *    replaced; a live one, or a path that is not a socket, is refused), applies
- *    options.mode, listens, and watches the socket on ctx (NULL: the thread's default
- *    context). When it returns, clients can connect. On failure it returns nullptr with
+ *    replaced; a live one, one it cannot probe, or a path that is not a socket, is
+ *    refused), creates it with options.mode and options.group, listens, and watches
+ *    the socket on ctx (NULL: the thread's default context). When it returns, clients
+ *    can connect. On failure it returns nullptr with
  *    error set; the text names the path.
  *  - Each connection is accept4()ed non-blocking and close-on-exec and handed to onAccept,
  *    which owns it from then on (dropping the UniqueFd closes it). onAccept runs on the

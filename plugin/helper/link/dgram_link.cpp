@@ -45,7 +45,7 @@ std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, GuestPor
 					       std::string &error)
 {
 	// Like QEMU's own dgram netdev, an existing socket file at path is taken over.
-	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, 0, error);
+	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, SocketAccess{}, error);
 	if (!bound)
 		return nullptr;
 	UniqueFd tx(socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
