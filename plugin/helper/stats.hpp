@@ -25,6 +25,8 @@ struct Stats {
 	uint64_t fromGuestGso = 0;
 	uint64_t toGuestGso = 0;
 	uint64_t toGuestSplit = 0;
+	uint64_t refusedPeers = 0;
+	uint64_t dropForeignSender = 0;
 
 	// Every counter as "name=value" separated by spaces, in table order (the log line).
 	std::string format() const;
@@ -37,7 +39,7 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 14> kStatsCounters = { {
+inline constexpr std::array<StatsCounter, 16> kStatsCounters = { {
 	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
 	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
@@ -53,6 +55,10 @@ inline constexpr std::array<StatsCounter, 14> kStatsCounters = { {
 	{ "from_guest_gso", &Stats::fromGuestGso, "TSO segments from the guest taken whole" },
 	{ "to_guest_gso", &Stats::toGuestGso, "large segments to the guest marked for GSO" },
 	{ "to_guest_split", &Stats::toGuestSplit, "frames made by cutting libslirp's larger ones to the link MTU" },
+	{ "refused_peers", &Stats::refusedPeers,
+	  "--socket clients and --dgram datagrams refused: their uid is not allowed (peer-uid=)" },
+	{ "drop_foreign_sender", &Stats::dropForeignSender,
+	  "--dgram datagrams from another address than the peer's (dgram-peer=, else the first sender)" },
 } };
 
 inline std::string Stats::format() const
