@@ -10,6 +10,7 @@
 #include "ethernet.hpp"
 #include "link/guest_link.hpp"
 #include "packet/dhcp_mtu.hpp"
+#include "packet/reject.hpp"
 #include "packet/vnet_hdr.hpp"
 
 namespace slirpnet {
@@ -25,7 +26,8 @@ static bool isDhcpServerReply(const uint8_t *f, size_t len)
 }
 
 Network::Network(const Config &cfg, GMainContext *ctx)
-	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), dhcpBuf_(cfg.maxFrame())
+	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), egress_(cfg),
+	  dhcpBuf_(cfg.maxFrame())
 {
 }
 
@@ -90,6 +92,18 @@ bool Network::startSlirp(unsigned mtu, std::string &error)
 	sc.if_mtu = mtu;
 	sc.if_mru = c.slirpMru();
 	sc.enable_emu = false;
+	sc.disable_host_loopback = !c.hostLoopback;
+	sc.disable_dns = !c.virtualDns;
+	if (c.outboundAddr) {
+		outboundAddr_.sin_family = AF_INET;
+		outboundAddr_.sin_addr = *c.outboundAddr;
+		sc.outbound_addr = &outboundAddr_;
+	}
+	if (c.outboundAddr6) {
+		outboundAddr6_.sin6_family = AF_INET6;
+		outboundAddr6_.sin6_addr = *c.outboundAddr6;
+		sc.outbound_addr6 = &outboundAddr6_;
+	}
 
 	driver_ = SlirpDriver::create(
 		sc, ctx_.get(), [this](const uint8_t *frame, size_t len) { return toGuest(frame, len); }, error);
@@ -185,6 +199,10 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 		g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
 		return;
 	}
+	// Before the fragment guard: fragments that follow a refused first one are then dropped
+	// there, as fragments whose first was never seen.
+	if (!egress_.open() && !egressAdmits(frame, len))
+		return;
 	if (!fragGuard_.admit(frame, len, driver_->nowMs())) {
 		stats_.dropFragment++;
 		g_debug("dropped an IPv4 fragment whose first fragment was not seen");
@@ -194,6 +212,50 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 	stats_.fromGuestBytes += len;
 	stats_.fromGuestGso += tsoSegment;
 	driver_->input(frame, len);
+}
+
+void Network::inputBatchDone()
+{
+	driver_->flushInput();
+	// A batch of refused packets only never starts libslirp's dispatch, whose end flushes.
+	if (rejectPending_) {
+		rejectPending_ = false;
+		if (link_)
+			link_->flush();
+	}
+}
+
+bool Network::egressAdmits(const uint8_t *frame, size_t len)
+{
+	EgressPacket p;
+	EgressClass c = classifyEgress(frame, len, cfg_.host, p);
+	if (c == EgressClass::Exempt)
+		return true;
+	if (c == EgressClass::Drop) {
+		stats_.dropEgressIcmp++;
+		g_debug("egress: dropped an IPv4 first fragment too short to show its ports");
+		return false;
+	}
+	if (egress_.decide(p) == EgressVerdict::Allow)
+		return true;
+	(p.proto == kEgressTcp   ? stats_.dropEgressTcp
+	 : p.proto == kEgressUdp ? stats_.dropEgressUdp
+				 : stats_.dropEgressIcmp)++;
+	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
+		char dst[INET6_ADDRSTRLEN];
+		inet_ntop(p.v6 ? AF_INET6 : AF_INET, p.dst, dst, sizeof(dst));
+		g_debug("egress: refused %s to %s port %u",
+			p.proto == kEgressTcp   ? "TCP"
+			: p.proto == kEgressUdp ? "UDP"
+						: "ICMP echo",
+			dst, p.port);
+	}
+	// Answered as libslirp's own frames are, so the capture and the link's counters see it.
+	if (buildReject(frame, len, p, cfg_.host, cfg_.ipv6Host, rejectBuf_)) {
+		toGuest(rejectBuf_.data(), rejectBuf_.size());
+		rejectPending_ = true;
+	}
+	return false;
 }
 
 } // namespace slirpnet

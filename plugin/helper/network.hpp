@@ -13,6 +13,7 @@
 #include "guest_port.hpp"
 #include "host_fwd_table.hpp"
 #include "options.hpp"
+#include "packet/egress_policy.hpp"
 #include "packet/frag_guard.hpp"
 #include "slirp_driver.hpp"
 #include "stats.hpp"
@@ -47,7 +48,7 @@ public:
 
 	// GuestPort: what the link calls.
 	void fromGuest(const uint8_t *frame, size_t len, bool tsoSegment = false) override;
-	void inputBatchDone() override { driver_->flushInput(); }
+	void inputBatchDone() override;
 	void droppedOversize(size_t len) override;
 	void toGuestBackpressure(size_t queued, size_t capacity) override;
 	Stats &stats() override { return stats_; }
@@ -59,6 +60,9 @@ public:
 
 	// Host forwarding rules (their listeners are libslirp's).
 	HostFwdTable &hostFwds() { return *fwds_; }
+
+	// The egress rules (allow=/deny=, policy=, control egress-*), checked in fromGuest.
+	EgressPolicy &egress() { return egress_; }
 
 	// At most one capture at a time; stopCapture flushes and closes it.
 	bool startCapture(const CaptureSettings &s, std::string &error);
@@ -73,6 +77,8 @@ private:
 	Network(const Config &cfg, GMainContext *ctx);
 	bool startSlirp(unsigned mtu, std::string &error);
 	ssize_t toGuest(const uint8_t *frame, size_t len);
+	// The egress policy's verdict on a guest frame; false: refused (answered, counted).
+	bool egressAdmits(const uint8_t *frame, size_t len);
 	void notify(FrameDirection dir, const uint8_t *frame, size_t len)
 	{
 		for (FrameObserver *o : observers_)
@@ -83,6 +89,11 @@ private:
 	GMainContextPtr ctx_;
 	Stats stats_;
 	FragGuard fragGuard_;
+	EgressPolicy egress_;
+	std::vector<uint8_t> rejectBuf_; // the RST or ICMP error answering a denied packet
+	bool rejectPending_ = false; // a reject was sent outside libslirp's dispatch: flush the link
+	sockaddr_in outboundAddr_{}; // libslirp's outbound_addr/outbound_addr6 point here
+	sockaddr_in6 outboundAddr6_{};
 	std::vector<uint8_t> dhcpBuf_; // a DHCP reply rewritten with the MTU option (maxFrame)
 	std::vector<FrameObserver *> observers_;
 	std::unique_ptr<Capture> capture_; // outlives driver_, whose sink writes to it

@@ -27,6 +27,9 @@ struct Stats {
 	uint64_t toGuestSplit = 0;
 	uint64_t refusedPeers = 0;
 	uint64_t dropForeignSender = 0;
+	uint64_t dropEgressTcp = 0;
+	uint64_t dropEgressUdp = 0;
+	uint64_t dropEgressIcmp = 0;
 
 	// Every counter as "name=value" separated by spaces, in table order (the log line).
 	std::string format() const;
@@ -39,7 +42,7 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 16> kStatsCounters = { {
+inline constexpr std::array<StatsCounter, 19> kStatsCounters = { {
 	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
 	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
@@ -59,6 +62,12 @@ inline constexpr std::array<StatsCounter, 16> kStatsCounters = { {
 	  "--socket clients and --dgram datagrams refused: their uid is not allowed (peer-uid=)" },
 	{ "drop_foreign_sender", &Stats::dropForeignSender,
 	  "--dgram datagrams from another address than the peer's (dgram-peer=, else the first sender)" },
+	{ "drop_egress_tcp", &Stats::dropEgressTcp, "TCP connections the egress policy refused (answered with a RST)" },
+	{ "drop_egress_udp", &Stats::dropEgressUdp,
+	  "UDP datagrams the egress policy refused (answered with an ICMP unreachable)" },
+	{ "drop_egress_icmp", &Stats::dropEgressIcmp,
+	  "ICMP echo requests the egress policy refused (answered with an ICMP unreachable), and IPv4 first "
+	  "fragments too short to show their ports" },
 } };
 
 inline std::string Stats::format() const

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// packet/egress_policy.cpp - the guest's egress rules: an ordered table, first match wins, and a default.
+#include "egress_policy.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ethernet.hpp"
+#include "quote.hpp"
+
+namespace slirpnet {
+
+namespace {
+
+constexpr uint8_t kTcpSyn = 0x02, kTcpAck = 0x10;
+constexpr uint8_t kIcmpEcho = 8, kIcmp6Echo = 128;
+
+uint16_t be16(const uint8_t *p)
+{
+	return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+
+// The L4 header at l4 (avail bytes of it in the frame): what the policy checks, if anything.
+EgressClass classifyL4(uint8_t proto, bool v6, const uint8_t *l4, size_t avail, in_addr gateway, EgressPacket &out)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		if (avail < 14) // ports and flags
+			return EgressClass::Exempt;
+		if ((l4[13] & (kTcpSyn | kTcpAck)) != kTcpSyn)
+			return EgressClass::Exempt; // only a new connection reaches out
+		out.proto = kEgressTcp;
+		out.port = be16(l4 + 2);
+		return EgressClass::Check;
+	case IPPROTO_UDP:
+		if (avail < kUdpHeaderLen)
+			return EgressClass::Exempt;
+		// Address configuration is libslirp's own and never leaves it: DHCP, DHCPv6.
+		if (!v6 && be16(l4 + 2) == 67 &&
+		    (std::memcmp(out.dst, &gateway, 4) == 0 || std::memcmp(out.dst, "\xff\xff\xff\xff", 4) == 0))
+			return EgressClass::Exempt;
+		if (v6 && be16(l4 + 2) == 547 && out.dst[0] == 0xff)
+			return EgressClass::Exempt;
+		out.proto = kEgressUdp;
+		out.port = be16(l4 + 2);
+		return EgressClass::Check;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if (avail < 1 || l4[0] != (v6 ? kIcmp6Echo : kIcmpEcho))
+			return EgressClass::Exempt; // NDP and errors stay on the link
+		out.proto = kEgressIcmp;
+		return EgressClass::Check;
+	default:
+		return EgressClass::Exempt; // libslirp drops other protocols
+	}
+}
+
+} // namespace
+
+EgressClass classifyEgress(const uint8_t *f, size_t len, in_addr gateway, EgressPacket &out)
+{
+	out = EgressPacket{};
+	out.l3 = kEthHeaderLen;
+	if (len < kEthHeaderLen)
+		return EgressClass::Exempt;
+	const uint8_t *ip = f + kEthHeaderLen;
+	size_t avail = len - kEthHeaderLen;
+	uint16_t type = etherType(f);
+	if (type == ETHERTYPE_IP) {
+		if (avail < kIpv4MinHeaderLen || (ip[0] >> 4) != 4)
+			return EgressClass::Exempt;
+		size_t ihl = (ip[0] & 0x0fu) * 4u;
+		if (ihl < kIpv4MinHeaderLen || avail < ihl)
+			return EgressClass::Exempt;
+		out.dst = ip + 16;
+		uint8_t proto = ip[9];
+		uint16_t frag = be16(ip + 6);
+		uint16_t offset = frag & 0x1fff;
+		bool more = frag & 0x2000;
+		if (offset != 0) {
+			// RFC 1858: a TCP fragment at offset 8 can only be rewriting the first one's flags.
+			return proto == IPPROTO_TCP && offset == 1 ? EgressClass::Drop : EgressClass::Exempt;
+		}
+		size_t total = std::min<size_t>(be16(ip + 2), avail);
+		size_t l4avail = total > ihl ? total - ihl : 0;
+		EgressClass c = classifyL4(proto, false, ip + ihl, l4avail, gateway, out);
+		if (more && c == EgressClass::Exempt) {
+			size_t need = proto == IPPROTO_TCP ? 14 : proto == IPPROTO_UDP ? kUdpHeaderLen : 1;
+			bool policed = proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP;
+			if (policed && l4avail < need)
+				return EgressClass::Drop;
+		}
+		return c;
+	}
+	if (type == ETHERTYPE_IPV6) {
+		if (avail < kIpv6HeaderLen || (ip[0] >> 4) != 6)
+			return EgressClass::Exempt;
+		out.v6 = true;
+		out.dst = ip + 24;
+		// libslirp takes no extension headers: the next header is the transport or dropped.
+		size_t payload = std::min<size_t>(be16(ip + 4), avail - kIpv6HeaderLen);
+		return classifyL4(ip[6], true, ip + kIpv6HeaderLen, payload, gateway, out);
+	}
+	return EgressClass::Exempt;
+}
+
+EgressPolicy::EgressPolicy(const Config &cfg) : defaultDeny_(cfg.egressDefaultDeny)
+{
+	if (cfg.policyStrict)
+		for (const auto &r : egressStrictRules(cfg))
+			add(r, std::nullopt, "policy");
+	for (const auto &r : cfg.egressRules)
+		add(r, std::nullopt, "option");
+}
+
+EgressVerdict EgressPolicy::decide(const EgressPacket &p) const
+{
+	for (const auto &e : entries_)
+		if (e.rule.matches(p.proto, p.v6, p.dst, p.port))
+			return e.rule.verdict;
+	return defaultDeny_ ? EgressVerdict::Deny : EgressVerdict::Allow;
+}
+
+unsigned EgressPolicy::add(const EgressRule &rule, std::optional<size_t> position, const char *origin)
+{
+	size_t at = std::min(position.value_or(entries_.size()), entries_.size());
+	unsigned id = nextId_++;
+	entries_.insert(entries_.begin() + static_cast<std::ptrdiff_t>(at), EgressEntry{ id, rule, origin });
+	return id;
+}
+
+bool EgressPolicy::remove(unsigned id, std::string &error)
+{
+	auto it = std::find_if(entries_.begin(), entries_.end(), [id](const EgressEntry &e) { return e.id == id; });
+	if (it == entries_.end()) {
+		error = "egress: no rule with id " + q(std::to_string(id));
+		return false;
+	}
+	entries_.erase(it);
+	return true;
+}
+
+} // namespace slirpnet
