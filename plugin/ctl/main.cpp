@@ -70,6 +70,16 @@ const ArgSpec kHostFwdRemoveArgs[] = {
 	{ "host_port", ArgType::Integer, false, "host port" },
 };
 
+const ArgSpec kEgressAddArgs[] = {
+	{ "deny", ArgType::String, false, "[tcp/|udp/|icmp/]CIDR[:PORTS] to refuse, as the helper's deny= option" },
+	{ "allow", ArgType::String, false, "[tcp/|udp/|icmp/]CIDR[:PORTS] to let through, as its allow= option" },
+	{ "position", ArgType::Integer, false, "where in the list, 0 = first (default: last, before the default)" },
+};
+
+const ArgSpec kEgressRemoveArgs[] = {
+	{ "id", ArgType::Integer, true, "the id egress-add or egress-list gave" },
+};
+
 const ArgSpec kCaptureStartArgs[] = {
 	{ "file", ArgType::String, true, "pcap file to create (relative to the helper's directory)" },
 	{ "filter", ArgType::String, false,
@@ -92,6 +102,11 @@ const CliCommand kCommands[] = {
 	  "remove a forwarding rule: by its text (as QEMU's hostfwd_remove), its id or its fields",
 	  kHostFwdRemoveArgs },
 	{ "hostfwd-list", "", nullptr, "the forwarding rules in effect: from the options and added since", {} },
+	{ "egress-add", "deny=RULE [position=N]\nallow=RULE [position=N]", nullptr,
+	  "add an egress rule (first match wins; RULE as the helper's allow=/deny= options); prints it and its id",
+	  kEgressAddArgs },
+	{ "egress-remove", "ID\nid=N", "id", "remove an egress rule by its id", kEgressRemoveArgs },
+	{ "egress-list", "", nullptr, "the egress rules in the order they are tried, and the default verdict", {} },
 	{ "info-usernet", "", nullptr, "the connection table, as QEMU's 'info usernet' prints it", {} },
 	{ "stats", "", nullptr, "frames and bytes each way, drops by reason, connections, capture", {} },
 	{ "capture-start", "FILE [filter=EXPR] [snaplen=N]", "file", "start recording frames to a pcap file",
@@ -286,7 +301,7 @@ int usage(const std::string &why)
 	return 2;
 }
 
-bool parseArg(const std::string &command, const std::string &arg, JsonObject *args, std::string &error)
+bool parseArg(const std::string &command, std::string arg, JsonObject *args, std::string &error)
 {
 	const CliCommand *cmd = findCommand(command);
 	size_t eq = arg.find('=');
@@ -296,8 +311,9 @@ bool parseArg(const std::string &command, const std::string &arg, JsonObject *ar
 			error = "unexpected argument " + q(arg) + " (expected KEY=VALUE)";
 			return false;
 		}
-		json_object_set_string_member(args, key, arg.c_str());
-		return true;
+		// The bare word is that argument's value: a number where it is one ("egress-remove 3").
+		arg.insert(0, std::string(key) + "=");
+		eq = arg.find('=');
 	}
 	if (arg[eq - 1] == ':') {
 		// KEY:=JSON
@@ -491,6 +507,18 @@ bool printHuman(const std::string &command, JsonNode *ret)
 			       hostPort(str(r, "host_addr"), num(r, "host_port")).c_str(),
 			       hostPort(str(r, "guest_addr"), num(r, "guest_port")).c_str(), str(r, "origin").c_str());
 		}
+	} else if ((command == "egress-add" || command == "egress-remove") && o) {
+		printf("egress rule %" G_GINT64_FORMAT " %s: %s\n", num(o, "id"),
+		       command == "egress-add" ? "added" : "removed", str(o, "rule").c_str());
+	} else if (command == "egress-list" && o) {
+		JsonArray *a = json_object_get_array_member(o, "rules");
+		printf("%-4s %-40s %s\n", "ID", "RULE", "ORIGIN");
+		for (guint i = 0; a && i < json_array_get_length(a); i++) {
+			JsonObject *r = json_array_get_object_element(a, i);
+			printf("%-4" G_GINT64_FORMAT " %-40s %s\n", num(r, "id"), str(r, "rule").c_str(),
+			       str(r, "origin").c_str());
+		}
+		printf("default: %s (policy=%s)\n", str(o, "default").c_str(), str(o, "policy").c_str());
 	} else if (command == "info-usernet" && o) {
 		fputs(str(o, "text").c_str(), stdout);
 	} else if (command == "stats" && o) {

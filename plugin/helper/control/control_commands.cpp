@@ -227,6 +227,93 @@ bool hostfwdList(ControlContext &c, JsonNodePtr &result, std::string &)
 	return true;
 }
 
+// ---- egress-add / egress-remove / egress-list
+
+JsonNodePtr egressNode(const EgressEntry &e, size_t position)
+{
+	std::string text = formatEgressRule(e.rule);
+	return Obj()
+		.num("id", e.id)
+		.num("position", static_cast<int64_t>(position))
+		.str("rule", text)
+		.str("verdict", e.rule.verdict == EgressVerdict::Allow ? "allow" : "deny")
+		.str("origin", e.origin)
+		.done();
+}
+
+const ArgSpec kEgressAddArgs[] = {
+	{ "deny", ArgType::String, false, "[tcp/|udp/|icmp/]CIDR[:PORTS]: refuse it (as the deny= option)" },
+	{ "allow", ArgType::String, false, "[tcp/|udp/|icmp/]CIDR[:PORTS]: let it through (as the allow= option)" },
+	{ "rule", ArgType::String, false, "the rule as one text, allow=... or deny=..." },
+	{ "position", ArgType::Integer, false,
+	  "where in the list, 0 = first (default: last, before the default verdict)", 0, INT_MAX },
+};
+
+bool egressAdd(ControlContext &c, JsonObject *args, Action &action, std::string &error)
+{
+	auto deny = stringArg(args, "deny"), allow = stringArg(args, "allow"), rule = stringArg(args, "rule");
+	if ((deny ? 1 : 0) + (allow ? 1 : 0) + (rule ? 1 : 0) != 1) {
+		error = "give exactly one of 'deny', 'allow' or 'rule'";
+		return false;
+	}
+	std::string text = rule ? *rule : deny ? "deny=" + *deny : "allow=" + *allow;
+	EgressRule r;
+	if (!parseEgressRuleText(text, r, error))
+		return false;
+	std::optional<size_t> position;
+	if (auto p = intArg(args, "position"))
+		position = static_cast<size_t>(*p);
+	action = [&c, r, position](JsonNodePtr &result, std::string &) {
+		EgressPolicy &policy = c.net.egress();
+		unsigned id = policy.add(r, position);
+		const auto &entries = policy.entries();
+		for (size_t i = 0; i < entries.size(); i++)
+			if (entries[i].id == id)
+				result = egressNode(entries[i], i);
+		g_message("control: egress rule %u added: %s", id, formatEgressRule(r).c_str());
+		return true;
+	};
+	return true;
+}
+
+const ArgSpec kEgressRemoveArgs[] = {
+	{ "id", ArgType::Integer, true, "the id egress-add or egress-list gave", 1, UINT_MAX },
+};
+
+bool egressRemove(ControlContext &c, JsonObject *args, Action &action, std::string &)
+{
+	auto id = static_cast<unsigned>(*intArg(args, "id"));
+	action = [&c, id](JsonNodePtr &result, std::string &error) {
+		EgressPolicy &policy = c.net.egress();
+		const auto &entries = policy.entries();
+		auto it = std::find_if(entries.begin(), entries.end(),
+				       [id](const EgressEntry &e) { return e.id == id; });
+		if (it == entries.end())
+			return policy.remove(id, error); // names the id
+		JsonNodePtr node = egressNode(*it, static_cast<size_t>(it - entries.begin()));
+		std::string text = formatEgressRule(it->rule);
+		if (!policy.remove(id, error))
+			return false;
+		result = std::move(node);
+		g_message("control: egress rule %u removed: %s", id, text.c_str());
+		return true;
+	};
+	return true;
+}
+
+bool egressList(ControlContext &c, JsonNodePtr &result, std::string &)
+{
+	const EgressPolicy &policy = c.net.egress();
+	JsonArrayPtr a(json_array_new());
+	for (size_t i = 0; i < policy.entries().size(); i++)
+		json_array_add_element(a.get(), egressNode(policy.entries()[i], i).release());
+	result = Obj().node("rules", JsonNodePtr(arrayNode(a.get())))
+			 .str("default", policy.defaultDeny() ? "deny" : "allow")
+			 .str("policy", c.net.config().policyStrict ? "strict" : "open")
+			 .done();
+	return true;
+}
+
 // ---- info-usernet
 
 std::string connectionText(Network &net)
@@ -397,6 +484,13 @@ const std::array kCommands = {
 		 "the forwarding rules in effect, from the config and added since",
 		 {},
 		 atOnce<hostfwdList> },
+	Command{ "egress-add", "add an egress rule (first match wins); returns it with its id and position",
+		 kEgressAddArgs, egressAdd },
+	Command{ "egress-remove", "remove an egress rule by id; returns it", kEgressRemoveArgs, egressRemove },
+	Command{ "egress-list",
+		 "the egress rules in order (policy=strict's, the options', added since) and the default verdict",
+		 {},
+		 atOnce<egressList> },
 	Command{ "info-usernet",
 		 "libslirp's connection table: rows, and the text QEMU's 'info usernet' prints",
 		 {},
