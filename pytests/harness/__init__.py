@@ -88,7 +88,8 @@ They are named by direction (``STATS_COUNTERS``): ``from_guest_frames/bytes`` (f
 guest sent, handed to libslirp), ``to_guest_frames/bytes``, the drops ``drop_oversize``,
 ``drop_runt``, ``drop_fragment``, ``drop_to_guest_full``, ``drop_to_guest_error``,
 ``drop_vnet_hdr``, then ``pauses``, ``from_guest_gso``, ``to_guest_gso``,
-``to_guest_split``.  ``stats_delta(before, after)`` is what changed in between.
+``to_guest_split``, ``refused_peers``, ``drop_foreign_sender`` and the egress policy's
+``drop_egress_tcp``/``udp``/``icmp``.  ``stats_delta(before, after)`` is what changed in between.
 
 Helpers
 -------
