@@ -102,10 +102,10 @@ def test_plugin_socket_full_pauses_then_resumes(direct):
     assert st["drop_to_guest_full"] <= st["pauses"], st
 
 
-def test_dgram_new_peer_resumes_host_input(helpers, peers, workdir):
+def test_dgram_restarted_peer_resumes_host_input(helpers, peers, workdir):
     """--dgram: a peer that stopped reading filled the queue and paused host input; when
-    another peer (QEMU restarted elsewhere) takes over, the old queue is dropped and host
-    input resumes, so the new peer gets the host's traffic."""
+    QEMU restarts (binding the same path, the one address the helper serves), the old
+    queue is dropped and host input resumes, so the new QEMU gets the host's traffic."""
     port = free_port(socket.SOCK_DGRAM)
     path = os.path.join(workdir, "h.sock")
     h = helpers(["--dgram", path, SMALL_SNDBUF,
@@ -114,8 +114,10 @@ def test_dgram_new_peer_resumes_host_input(helpers, peers, workdir):
     arp_check(a)
     flood(port)                              # a reads nothing: the queue fills, input pauses
     assert settle(h)["pauses"] >= 1
-    b = peers(DgramPeer(bound_dgram(workdir, "qb.sock"), dest=path, helper=h))
-    arp_check(b)                             # the helper now answers b
+    a.close()
+    os.unlink(os.path.join(workdir, "qa.sock"))
+    b = peers(DgramPeer(bound_dgram(workdir, "qa.sock"), dest=path, helper=h))
+    arp_check(b)                             # the helper now answers the new QEMU
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b"after the switch", ("127.0.0.1", port))
     s.close()

@@ -232,7 +232,7 @@ def test_stream_stats_and_sigterm(stream_helper, peers):
 # --------------------------------------------------------------------------------------
 # --dgram PATH
 
-def test_dgram_replies_to_sender(helpers, peers, workdir):
+def test_dgram_locks_in_its_first_peer(helpers, peers, workdir):
     path = os.path.join(workdir, "h.sock")
     h = helpers(["--dgram", path])
     assert h.ready_line == "slirpnet: ready on " + path
@@ -240,10 +240,15 @@ def test_dgram_replies_to_sender(helpers, peers, workdir):
     arp_check(a)
     short_ping_check(a)
     ping_check(a)
-    # another sender takes over: replies follow the last one
+    # another sender is refused: it could otherwise inject frames and draw the replies
     b = peers(DgramPeer(bound_dgram(workdir, "qb.sock"), dest=path, helper=h))
-    ping_check(b, seq=5)
-    assert a.poll(ICMP, timeout=0.3) is None
+    before = h.stats()
+    b.send(icmp_echo(b, seq=5))
+    assert b.poll(ICMP, timeout=0.3) is None
+    st = h.stats()
+    assert st["drop_foreign_sender"] == before["drop_foreign_sender"] + 1, st
+    assert st["from_guest_frames"] == before["from_guest_frames"], st
+    assert "qb.sock" in h.log()
     ping_check(a, seq=6)
     assert h.stop() == 0
     assert not os.path.exists(path)
@@ -252,12 +257,12 @@ def test_dgram_replies_to_sender(helpers, peers, workdir):
 def test_dgram_drops_until_a_peer_is_known(helpers, peers, workdir):
     path = os.path.join(workdir, "h.sock")
     h = helpers(["--dgram", path])
-    # an unbound sender has no address: its frame is taken, the reply is dropped and counted
+    # an unbound sender has no address to reply to: it cannot be the peer, its frame is dropped
     anon = peers(DgramPeer(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), dest=path, helper=h))
     anon.send(arp_who_has(GW_IP, anon))
     assert anon.poll(ARP, timeout=0.3) is None
     st = h.stats()
-    assert st["from_guest_frames"] == 1 and st["to_guest_frames"] == 0 and st["drop_to_guest_error"] == 1, st
+    assert st["from_guest_frames"] == 0 and st["drop_foreign_sender"] == 1, st
     assert "unbound socket" in h.log()
     a = peers(DgramPeer(bound_dgram(workdir, "qa.sock"), dest=path, helper=h))
     arp_check(a)

@@ -44,10 +44,25 @@ void DgramLink::start(GMainContext *ctx)
 std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, GuestPort &port, GMainContext *ctx,
 					       std::string &error)
 {
-	// Like QEMU's own dgram netdev, an existing socket file at path is taken over.
-	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, SocketAccess{}, error);
+	const Config &cfg = port.config();
+	SocketAccess access;
+	if (!socketAccessForGroup(cfg.socketGroup, access, error))
+		return nullptr;
+	sockaddr_un locked{};
+	if (!cfg.dgramPeer.empty() && !makeUnixAddr(cfg.dgramPeer, locked, error)) {
+		error = "dgram-peer: " + error;
+		return nullptr;
+	}
+	// A stale socket file is replaced; one another process is bound to is refused.
+	auto bound = UnixSocketFile::bind(path, SOCK_DGRAM, access, error);
 	if (!bound)
 		return nullptr;
+	// Each datagram then carries its sender's credentials (SCM_CREDENTIALS).
+	int on = 1;
+	if (setsockopt(bound->fd(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0) {
+		error = std::string("SO_PASSCRED: ") + strerror(errno);
+		return nullptr;
+	}
 	UniqueFd tx(socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 	if (!tx) {
 		error = std::string("socket: ") + strerror(errno);
@@ -57,6 +72,13 @@ std::unique_ptr<DgramLink> DgramLink::bindPath(const std::string &path, GuestPor
 	l->bound_ = true;
 	l->boundSock_ = std::move(bound);
 	l->tx_ = std::move(tx);
+	l->peers_ = PeerPolicy(cfg.peerUids);
+	l->rx_ = RecordBatch(kBatch, l->rx_.slotSize(), true, true);
+	if (!cfg.dgramPeer.empty()) {
+		sockaddr_storage ss{};
+		memcpy(&ss, &locked, sizeof(locked));
+		l->lockPeer(ss, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + cfg.dgramPeer.size() + 1));
+	}
 	l->start(ctx);
 	return l;
 }
@@ -78,26 +100,54 @@ DgramLink::~DgramLink()
 	boundSock_.reset(); // unlinks the socket file if it is still ours
 }
 
-void DgramLink::notePeer(const sockaddr_storage &from, socklen_t len)
+// The path of a named AF_UNIX address ("@name" for the abstract namespace); "" if unnamed.
+static std::string unixPath(const sockaddr_storage &ss, socklen_t len)
 {
-	if (len <= static_cast<socklen_t>(offsetof(sockaddr_un, sun_path))) {
-		// An unbound sender has no address to reply to.
-		if (!unnamedLogged_)
-			g_warning("frames from an unbound socket on '%s': replies cannot reach it", name().c_str());
-		unnamedLogged_ = true;
-		return;
-	}
-	if (len == peerLen_ && memcmp(&from, &peer_, static_cast<size_t>(len)) == 0)
-		return;
-	g_message("dgram peer is now '%s'", describeAddr(from, len).c_str());
-	peer_ = from;
+	if (ss.ss_family != AF_UNIX || len <= static_cast<socklen_t>(offsetof(sockaddr_un, sun_path)))
+		return "";
+	return describeAddr(ss, len);
+}
+
+void DgramLink::lockPeer(const sockaddr_storage &addr, socklen_t len)
+{
+	peer_ = addr;
 	peerLen_ = len;
-	peerGoneLogged_ = false;
-	// Frames queued for the previous peer are not for this one.
-	txConnected_ = false;
-	out_.clear();
-	port_.toGuestBackpressure(0, out_.capacity());
-	writeWatch_->disable();
+	g_message("dgram peer is '%s'; frames from any other address are dropped", describeAddr(addr, len).c_str());
+}
+
+// Whether datagram i of the batch comes from the peer (locking the first one in).
+bool DgramLink::acceptSender(int i)
+{
+	uint64_t heldBack = 0;
+	// The uid first: a refused sender must not become the peer.
+	const ucred *cred = rx_.credentials(i);
+	if (!cred || !peers_.allows(cred->uid)) {
+		port_.stats().refusedPeers++;
+		if (refusedLog_.shouldLog(heldBack))
+			g_warning("dropped a datagram on '%s' from uid %d (pid %d): not allowed (see peer-uid=); "
+				  "%llu more since the last warning",
+				  name().c_str(), cred ? static_cast<int>(cred->uid) : -1,
+				  cred ? static_cast<int>(cred->pid) : -1, static_cast<unsigned long long>(heldBack));
+		return false;
+	}
+	const sockaddr_storage &from = rx_.sender(i);
+	socklen_t len = rx_.senderLen(i);
+	std::string path = unixPath(from, len);
+	if (path.empty() || (peerLen_ != 0 && path != unixPath(peer_, peerLen_))) {
+		port_.stats().dropForeignSender++;
+		if (foreignLog_.shouldLog(heldBack))
+			g_warning("dropped a datagram on '%s' from %s: the peer is %s; "
+				  "%llu more since the last warning",
+				  name().c_str(),
+				  path.empty() ? "an unbound socket (no address to reply to)"
+					       : ("'" + path + "'").c_str(),
+				  peerLen_ ? ("'" + unixPath(peer_, peerLen_) + "'").c_str() : "not known yet",
+				  static_cast<unsigned long long>(heldBack));
+		return false;
+	}
+	if (peerLen_ == 0)
+		lockPeer(from, len);
+	return true;
 }
 
 // Point the sending socket at the peer; false (logged once) while the peer is not there.
@@ -136,8 +186,8 @@ void DgramLink::onReadable(GIOCondition cond)
 			closeLink("peer closed the connection");
 			return;
 		}
-		if (bound_)
-			notePeer(rx_.sender(i), rx_.senderLen(i));
+		if (bound_ && !acceptSender(i))
+			continue;
 		if (rx_.truncated(i)) {
 			port_.droppedOversize(len); // only its length was read
 			continue;
@@ -246,6 +296,16 @@ void DgramLink::writeQueued()
 		iovec iov[2];
 		int count = out_.peek(sizeof(header), n, iov);
 		SendResult r = sendOne(iov, count);
+		if (r == SendResult::Failed && bound_) {
+			// QEMU restarted on the same path (the only address served): the queue
+			// goes to the new socket, as a network that delivers late would.
+			int err = errno;
+			txConnected_ = false;
+			if (connectTx())
+				r = sendOne(iov, count);
+			else
+				errno = err;
+		}
 		if (r == SendResult::Again)
 			return;
 		if (r == SendResult::Failed) {

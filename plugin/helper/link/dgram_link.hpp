@@ -20,10 +20,17 @@ namespace slirpnet {
 /*
  * Two uses:
  *  - bound (`--dgram PATH`, for -netdev dgram,local.type=unix,...,remote.path=PATH): the
- *    helper binds PATH and receives there; replies go to the address the last frame came
- *    from. Until a frame has arrived there is nobody to send to, so frames from libslirp
- *    are dropped (drop_to_guest_error). Datagrams carry no connection state, so QEMU and the
- *    helper may each restart without the other.
+ *    helper binds PATH (mode 0600, or 0660 with socket-group=) and receives there. It
+ *    serves one peer address: dgram-peer= (QEMU's local.path), else the first sender's,
+ *    locked in from then on. Datagrams from any other address, or from an unbound socket
+ *    (which has none), are dropped (drop_foreign_sender): any local writer could otherwise
+ *    inject frames and draw the replies to itself. Each datagram's sender uid
+ *    (SCM_CREDENTIALS) must be the helper's, root's or a peer-uid= one, else it is dropped
+ *    (refused_peers), before it could lock the address in. Both are logged at most once
+ *    per 10 s. Until the peer is known there is nobody to send to, so frames from libslirp
+ *    are dropped (drop_to_guest_error). Datagrams carry no connection state, so QEMU and
+ *    the helper may each restart without the other: QEMU restarting binds the same path,
+ *    which is the same address.
  *  - connected (`--fd N` of type SOCK_DGRAM or SOCK_SEQPACKET: -netdev socket,fd=,
  *    -netdev dgram,local.type=fd, libvirt's slirp helper socketpair): send()/recv().
  *
@@ -69,7 +76,8 @@ private:
 	SendResult sendOne(iovec *iov, int iovCount);
 	bool connectTx();
 	void peerFailed(int err);
-	void notePeer(const sockaddr_storage &from, socklen_t len);
+	bool acceptSender(int i);
+	void lockPeer(const sockaddr_storage &addr, socklen_t len);
 	int txFd() const { return bound_ ? tx_.get() : fd_.get(); }
 	int rxFd() const { return boundSock_ ? boundSock_->fd() : fd_.get(); }
 
@@ -84,9 +92,11 @@ private:
 	UniqueFd tx_; // unbound, connect()ed to peer_ when txConnected_
 	bool txConnected_ = false;
 	sockaddr_storage peer_{};
-	socklen_t peerLen_ = 0; // 0: no peer known yet
+	socklen_t peerLen_ = 0; // 0: no peer known yet; once set, it never changes
 	bool peerGoneLogged_ = false;
-	bool unnamedLogged_ = false;
+	PeerPolicy peers_;
+	WarningLimiter refusedLog_;
+	WarningLimiter foreignLog_;
 };
 
 } // namespace slirpnet

@@ -48,9 +48,9 @@ bool GuestLink::closeIfHungUp(int fd, GIOCondition cond)
 	return false;
 }
 
-RecordBatch::RecordBatch(size_t slots, size_t slotSize, bool withSenders)
+RecordBatch::RecordBatch(size_t slots, size_t slotSize, bool withSenders, bool withCredentials)
 	: slotSize_(slotSize), withSenders_(withSenders), buf_(slots * slotSize), iov_(slots), msgs_(slots),
-	  senders_(withSenders ? slots : 0)
+	  senders_(withSenders ? slots : 0), control_(withCredentials ? slots * CMSG_SPACE(sizeof(ucred)) : 0)
 {
 	for (size_t i = 0; i < slots; i++) {
 		iov_[i] = { buf_.data() + i * slotSize, slotSize };
@@ -67,11 +67,27 @@ int RecordBatch::read(int fd)
 			msgs_[i].msg_hdr.msg_name = &senders_[i];
 			msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
 		}
+		if (!control_.empty()) {
+			msgs_[i].msg_hdr.msg_control = control_.data() + i * CMSG_SPACE(sizeof(ucred));
+			msgs_[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(ucred));
+		}
 	}
 	int n = recvmmsg(fd, msgs_.data(), static_cast<unsigned>(msgs_.size()), MSG_DONTWAIT | MSG_TRUNC, nullptr);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	return n;
+}
+
+const ucred *RecordBatch::credentials(int i) const
+{
+	if (control_.empty())
+		return nullptr;
+	auto *m = const_cast<msghdr *>(&msgs_[i].msg_hdr);
+	for (cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(ucred)))
+			return reinterpret_cast<const ucred *>(CMSG_DATA(c));
+	return nullptr;
 }
 
 } // namespace slirpnet

@@ -115,7 +115,8 @@ private:
 class RecordBatch
 {
 public:
-	RecordBatch(size_t slots, size_t slotSize, bool withSenders);
+	// withCredentials: keep each record's SCM_CREDENTIALS (the socket needs SO_PASSCRED).
+	RecordBatch(size_t slots, size_t slotSize, bool withSenders, bool withCredentials = false);
 
 	// Read what is waiting: the number of records (0 when none), or -1 with errno set.
 	int read(int fd);
@@ -124,6 +125,8 @@ public:
 	bool truncated(int i) const { return msgs_[i].msg_len > slotSize_; }
 	const sockaddr_storage &sender(int i) const { return senders_[i]; }
 	socklen_t senderLen(int i) const { return msgs_[i].msg_hdr.msg_namelen; }
+	// The sender's credentials as the kernel attached them; nullptr when there are none.
+	const ucred *credentials(int i) const;
 	size_t slotSize() const { return slotSize_; }
 
 private:
@@ -133,6 +136,7 @@ private:
 	std::vector<iovec> iov_;
 	std::vector<mmsghdr> msgs_;
 	std::vector<sockaddr_storage> senders_;
+	std::vector<uint8_t> control_; // CMSG_SPACE(sizeof(ucred)) per slot, when withCredentials
 };
 
 } // namespace slirpnet

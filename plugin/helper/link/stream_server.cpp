@@ -15,6 +15,12 @@ std::unique_ptr<StreamServer> StreamServer::create(const std::string &path, Gues
 	std::unique_ptr<StreamServer> s(new StreamServer(path, port, ctx, oneOff));
 	UnixListenerOptions opts;
 	opts.backlog = 4; // one client is served, the others are turned away
+	SocketAccess access;
+	if (!socketAccessForGroup(port.config().socketGroup, access, error))
+		return nullptr;
+	opts.mode = access.mode;
+	opts.group = access.group;
+	s->peers_ = PeerPolicy(port.config().peerUids);
 	StreamServer *self = s.get();
 	s->listener_ = UnixListener::create(
 		path, ctx, opts, [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
@@ -32,6 +38,18 @@ StreamServer::~StreamServer()
 
 void StreamServer::onAccept(UniqueFd fd)
 {
+	// Before anything else: a refused peer must not disturb the client being served.
+	ucred cred{};
+	if (!peerCredentials(fd.get(), cred) || !peers_.allows(cred.uid)) {
+		port_.stats().refusedPeers++;
+		uint64_t heldBack = 0;
+		if (refusedLog_.shouldLog(heldBack))
+			g_warning("refused a client on '%s': uid %u (pid %d) is not allowed (see peer-uid=); "
+				  "%llu more refused since the last warning",
+				  name().c_str(), static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid),
+				  static_cast<unsigned long long>(heldBack));
+		return; // fd closes here
+	}
 	if (hasClient()) {
 		g_warning("refused a second client on '%s': one is already connected", name().c_str());
 		return; // fd closes here

@@ -23,6 +23,10 @@ namespace slirpnet {
  * link closes instead (error when the client broke the framing). Frames for the guest while
  * no client is connected are dropped (drop_to_guest_error). The socket file is unlinked on
  * destruction if it is still ours.
+ *
+ * Who may connect: the file is mode 0600 (0660 and the group of socket-group=), and a
+ * client whose uid (SO_PEERCRED) is not the helper's, root's or a peer-uid= one is closed
+ * at once, counted (refused_peers) and logged (at most one line per 10 s).
  */
 class StreamServer : public GuestLink
 {
@@ -54,6 +58,8 @@ private:
 	// destroying it is not allowed.
 	GSourcePtr reaper_;
 	uint64_t clients_ = 0;
+	PeerPolicy peers_;
+	WarningLimiter refusedLog_;
 };
 
 } // namespace slirpnet
