@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from harness import (ICMP, IP, TCP, UDP, Ether, IPv6, Raw, GW_IP, GW_IP6, ControlClient, ControlError,
-                     assert_alive, assert_alive6, free_port, read_pcap, stats_delta, udp_to)
+                     assert_alive, assert_alive6, read_pcap, stats_delta, udp_to)
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoRequest
 
 GW_MAC6 = "52:56:00:00:00:02"   # the MAC libslirp answers for GW_IP6 with
@@ -352,3 +352,21 @@ def test_truncated_headers_do_not_crash(direct, ipv6):
     # truncated ones libslirp dropped itself, as without a policy
     assert after["drop_egress_tcp"] == before["drop_egress_tcp"]
     assert after["drop_egress_udp"] == before["drop_egress_udp"]
+
+
+def test_loopback_off_keeps_the_host_loopback_out(peer, udp_echo, tcp_echo):
+    p = peer("loopback=off")
+    p.send(udp_to(p, udp_echo.port, b"to the host?", sport=47040))
+    p.expect_none(lambda x: UDP in x and x[UDP].dport == 47040, timeout=1.0, desc="UDP echo from the host")
+    p.send(syn(p, GW_IP, tcp_echo.port, sport=47041))
+    p.expect_none(lambda x: TCP in x and x[TCP].dport == 47041 and x[TCP].flags == "SA", timeout=1.0,
+                  desc="SYN-ACK from the host")
+    assert udp_echo.received == [] and tcp_echo.accepted == 0
+    assert_alive(p)          # the gateway itself still answers
+
+
+def test_outbound_addr_binds_outgoing_sockets(direct, udp_echo):
+    p = direct("outbound-addr=127.0.0.1,outbound-addr6=::1")
+    p.send(udp_to(p, udp_echo.port, b"bound", sport=47050))
+    p.expect(lambda x: UDP in x and x[UDP].dport == 47050, desc="UDP echo")
+    assert udp_echo.received[0][1][0] == "127.0.0.1"

@@ -388,3 +388,25 @@ TEST(Reject, AdministrativelyProhibitedForUdpAndEcho)
 	EXPECT_EQ(0, std::memcmp(ip + 8, &gw6, 16));
 	EXPECT_EQ(out.size(), kEthHeaderLen + 40 + 8 + 40 + 16);
 }
+
+TEST(EgressOptions, LibslirpSwitches)
+{
+	Config cfg = parsed("dns=off,loopback=off,outbound-addr=127.0.0.1,outbound-addr6=::1");
+	EXPECT_FALSE(cfg.virtualDns);
+	EXPECT_FALSE(cfg.hostLoopback);
+	ASSERT_TRUE(cfg.outboundAddr && cfg.outboundAddr6);
+	EXPECT_EQ(formatAddr(*cfg.outboundAddr), "127.0.0.1");
+	EXPECT_EQ(formatAddr(*cfg.outboundAddr6), "::1");
+	// dns= is still QEMU's address of the virtual DNS server.
+	Config addr = parsed("dns=10.0.2.4");
+	EXPECT_TRUE(addr.virtualDns);
+	EXPECT_EQ(formatAddr(addr.dns), "10.0.2.4");
+	Config defaults = parsed("restrict=off");
+	EXPECT_TRUE(defaults.virtualDns && defaults.hostLoopback && !defaults.outboundAddr && !defaults.policyStrict);
+	EXPECT_FALSE(defaults.egressDefaultDeny);
+	OptionList list;
+	std::string error;
+	ASSERT_TRUE(splitOptions("dns=no", list, error));
+	EXPECT_FALSE(parseConfig(list, defaults, error)) << "only the words on and off";
+	EXPECT_NE(error.find("'no'"), std::string::npos) << error;
+}
