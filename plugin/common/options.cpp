@@ -476,51 +476,6 @@ bool handlePcapMax(ParseState &st, std::string_view v, std::string &error)
 	return true;
 }
 
-// A group name (POSIX portable characters) or a numeric gid; the helper looks it up as it
-// binds its sockets, so the plugin need not know the host's groups.
-bool handleSocketGroup(ParseState &st, std::string_view v, std::string &error)
-{
-	constexpr size_t kMaxGroupName = 32;
-	if (v.empty() || v.size() > kMaxGroupName || v[0] == '-')
-		return failWith(error, "bad group " + q(v) + " (a group name or number)");
-	for (char ch : v)
-		if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
-			return failWith(error, "bad group " + q(v) + " (a group name or number)");
-	st.cfg.socketGroup = std::string(v);
-	return true;
-}
-
-bool handlePeerUid(ParseState &st, std::string_view v, std::string &error)
-{
-	unsigned long n;
-	// (uid_t)-1 is "no uid" to the kernel, never a peer's.
-	if (!parseUnsigned(v, n) || n >= 0xffffffffu)
-		return failWith(error, "bad uid " + q(v) + " (a number, 0-4294967294)");
-	st.cfg.peerUids.push_back(static_cast<uid_t>(n));
-	return true;
-}
-
-bool handleDgramPeer(ParseState &st, std::string_view v, std::string &error)
-{
-	constexpr size_t kMaxSocketPath = 107; // sun_path with its NUL
-	if (v.empty() || v.size() > kMaxSocketPath)
-		return failWith(error, "socket path " + q(v) + " is empty or too long (at most " +
-					       std::to_string(kMaxSocketPath) + " bytes)");
-	st.cfg.dgramPeer = std::string(v);
-	return true;
-}
-
-bool handlePcapMax(ParseState &st, std::string_view v, std::string &error)
-{
-	// At least a file header and one small record; 0 is "no limit".
-	constexpr unsigned long kMin = 4096;
-	unsigned long n;
-	if (!parseUnsigned(v, n) || (n != 0 && n < kMin))
-		return failWith(error, "bad size " + q(v) + " (0 or at least " + std::to_string(kMin) + " bytes)");
-	st.cfg.pcapMax = n;
-	return true;
-}
-
 struct Row {
 	OptionSpec spec;
 	Handler handler;
@@ -1005,61 +960,6 @@ const std::array kRows = {
 			.goodExample = "/tmp/qemu.sock",
 			.badExample = "/tmp/a-path-longer-than-sun-path-allows/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 				      "xxxxxxxxxxxxxxxxxxxxxxxx.sock",
-		},
-		.handler = handleDgramPeer,
-	},
-	Row{
-		.spec = {
-			.key = "pcap-max",
-			.metavar = "BYTES",
-			.defaultText = "0: no limit",
-			.help = "stop a capture (pcap= or capture-start) before its file grows beyond BYTES",
-			.repeatable = false,
-			.isBool = false,
-			.goodExample = "1048576",
-			.badExample = "100",
-		},
-		.handler = handlePcapMax,
-	},
-	Row{
-		.spec = {
-			.key = "socket-group",
-			.metavar = "GROUP",
-			.defaultText = "none: mode 0600",
-			.help = "the --socket, --dgram and control= socket files are mode 0660 and owned by GROUP "
-			        "(a name or gid) instead of 0600",
-			.repeatable = false,
-			.isBool = false,
-			.goodExample = "0",
-			.badExample = "-x",
-		},
-		.handler = handleSocketGroup,
-	},
-	Row{
-		.spec = {
-			.key = "peer-uid",
-			.metavar = "UID",
-			.defaultText = "the helper's uid and root",
-			.help = "also serve a --socket or --dgram peer running as UID (SO_PEERCRED, SCM_CREDENTIALS); "
-			        "repeatable",
-			.repeatable = true,
-			.isBool = false,
-			.goodExample = "65534",
-			.badExample = "nobody",
-		},
-		.handler = handlePeerUid,
-	},
-	Row{
-		.spec = {
-			.key = "dgram-peer",
-			.metavar = "PATH",
-			.defaultText = "the first sender",
-			.help = "with --dgram: take frames only from this address (QEMU's local.path); without it the "
-			        "first sender's address is the only one accepted",
-			.repeatable = false,
-			.isBool = false,
-			.goodExample = "/tmp/qemu.sock",
-			.badExample = "",
 		},
 		.handler = handleDgramPeer,
 	},

@@ -68,12 +68,6 @@ struct Config {
 	std::string dgramPeer; // dgram-peer=: the one address --dgram takes frames from (QEMU's local.path)
 	uint64_t pcapMax = 0; // pcap-max=: a capture stops before its file exceeds this; 0: no limit
 
-	// Local sockets (README "Local sockets"): who may use --socket, --dgram and control=.
-	std::string socketGroup; // socket-group=: files 0660 owned by this group; empty: 0600, owner only
-	std::vector<uid_t> peerUids; // peer-uid=: allowed besides the helper's own uid and root
-	std::string dgramPeer; // dgram-peer=: the one address --dgram takes frames from (QEMU's local.path)
-	uint64_t pcapMax = 0; // pcap-max=: a capture stops before its file exceeds this; 0: no limit
-
 	// Egress (README "Egress policy"; the helper's packet/egress_policy.hpp applies it).
 	bool hostLoopback = true; // loopback=: the gateway's addresses reach the host's 127.0.0.1/::1
 	bool virtualDns = true; // dns=off: libslirp's DNS forwarder is off (its disable_dns)
