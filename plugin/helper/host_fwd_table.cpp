@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/sandbox.hpp"
+
 namespace slirpnet {
 
 static socklen_t addrLen(const sockaddr_storage &ss)
@@ -36,8 +38,11 @@ bool HostFwdTable::add(HostFwd f, bool fromConfig, unsigned &id, std::string &er
 	if (slirp_add_hostxfwd(slirp_, reinterpret_cast<const sockaddr *>(&f.host), addrLen(f.host),
 			       reinterpret_cast<const sockaddr *>(&f.guest), addrLen(f.guest),
 			       f.udp ? SLIRP_HOSTFWD_UDP : 0) != 0) {
+		int err = errno;
+		unsigned port = ntohs(reinterpret_cast<const sockaddr_in *>(&f.host)->sin_port); // same place in v6
 		error = "hostfwd: could not set up '" + f.rule + "'" +
-			(errno ? std::string(": ") + strerror(errno) : std::string());
+			(err ? std::string(": ") + strerror(err) : std::string()) +
+			(err == EACCES ? privilegedPortHint(port) : std::string());
 		return false;
 	}
 	id = nextId_++;

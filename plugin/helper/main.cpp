@@ -22,6 +22,8 @@
 #include "man_page.hpp"
 #include "network.hpp"
 #include "options.hpp"
+#include "pid_file.hpp"
+#include "sandbox/sandbox.hpp"
 #include "unique_fd.hpp"
 #include "wire.hpp"
 
@@ -35,8 +37,7 @@ namespace {
 
 // What --print-capabilities reports to libvirt (qemu_slirp.c): only what works. ipv4/ipv6
 // are --net/--net6, tftp and restrict are table options; no D-Bus, so no migration.
-constexpr const char *kCapabilities =
-	"{\"features\": [\"ipv4\", \"ipv6\", \"tftp\", \"restrict\", \"exit-with-parent\"]}";
+constexpr const char *kFeatures[] = { "ipv4", "ipv6", "tftp", "restrict", "exit-with-parent" };
 
 constexpr const char *kManDescription =
 	"slirpnet runs libslirp, the user-mode TCP/IP stack of QEMU's -netdev user, in a process of its own and "
@@ -61,6 +62,7 @@ struct CommandLine {
 };
 
 CommandLine gCmd;
+pid_t gParentAtStart = 0; // --exit-with-parent watches it
 
 gboolean onTableOption(const gchar *name, const gchar *value, gpointer, GError **)
 {
@@ -226,39 +228,26 @@ gboolean onStatsSignal(gpointer loop)
 	return G_SOURCE_CONTINUE;
 }
 
+constexpr int kHandledSignals[] = { SIGTERM, SIGINT, SIGUSR1 };
+
+// Held pending from the start until the handlers exist: GLib's handlers start a worker
+// thread, which must be started after Landlock is in force so that it is confined too.
+void blockHandledSignals(int how)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	for (int sig : kHandledSignals)
+		sigaddset(&set, sig);
+	sigprocmask(how, &set, nullptr);
+}
+
 void addSignalHandlers(Loop &loop)
 {
 	g_unix_signal_add(SIGTERM, onQuitSignal, &loop);
 	g_unix_signal_add(SIGINT, onQuitSignal, &loop);
 	g_unix_signal_add(SIGUSR1, onStatsSignal, &loop);
+	blockHandledSignals(SIG_UNBLOCK); // what arrived meanwhile is dispatched by the loop
 }
-
-// The pid file (--pid), written once the helper is ready and removed at exit.
-class PidFile
-{
-public:
-	bool write(const char *path, std::string &error)
-	{
-		if (!path)
-			return true;
-		std::string text = std::to_string(getpid()) + "\n";
-		UniqueFd fd(open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-		if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-			error = std::string("writing the pid file '") + path + "': " + strerror(errno);
-			return false;
-		}
-		path_ = path;
-		return true;
-	}
-	~PidFile()
-	{
-		if (!path_.empty())
-			unlink(path_.c_str());
-	}
-
-private:
-	std::string path_;
-};
 
 // The control socket (control=PATH), served from the top level: it acts on the network.
 class ControlEndpoint
@@ -306,6 +295,26 @@ LinkRequest linkRequest()
 	return req;
 }
 
+// What the sandbox must leave reachable once the helper serves.
+LockDownPlan lockDownPlan(const Config &cfg, const LinkRequest &req)
+{
+	LockDownPlan plan;
+	plan.tftpDir = cfg.tftpPath;
+	for (const std::string &f : { cfg.pcapFile, cfg.controlPath, std::string(gCmd.pidFile ? gCmd.pidFile : "") })
+		if (!f.empty())
+			plan.createFiles.push_back(f);
+	if (!req.path.empty())
+		plan.removeFiles.push_back(req.path); // --socket, --dgram: unlinked at exit
+	plan.parentDeathSignal = gCmd.exitWithParent ? SIGTERM : 0;
+	plan.parent = gParentAtStart;
+	plan.seccomp = cfg.seccomp;
+	plan.seccompLog = cfg.seccompLog;
+	plan.seccompNeeds.acceptsClients = req.kind == LinkRequest::Kind::Socket || !cfg.controlPath.empty();
+	plan.seccompNeeds.capture = !cfg.controlPath.empty(); // capture-start
+	plan.seccompNeeds.tftp = !cfg.tftpPath.empty();
+	return plan;
+}
+
 /*
  * The one path of every transport: options (for the plugin, with the ones of its config
  * record), the network, the link, the control socket, then the loop until the link closes
@@ -335,6 +344,12 @@ int serve(Loop &loop, LinkRequest req)
 	if (!parseConfig(opts, cfg, error))
 		return fail(plugin ? 1 : 2);
 	cfg.vnetHdr = plugin && version == kWireVersionVnetHdr;
+	if (cfg.sandbox) {
+		if (!hardenProcess(cfg, error))
+			return fail(1);
+	} else {
+		g_message("sandbox=off: the helper runs without its sandbox (meant for debugging only)");
+	}
 
 	auto net = Network::create(cfg, nullptr, error);
 	if (!net)
@@ -358,6 +373,13 @@ int serve(Loop &loop, LinkRequest req)
 	// Last, so that a failed start-up leaves no capture file behind (libslirp sends
 	// nothing before the loop runs).
 	if (!cfg.pcapFile.empty() && !net->startCapture({ cfg.pcapFile, cfg.pcapFilter, cfg.snaplen }, error))
+		return fail(1);
+	// Everything is bound and open: give up what serving does not need, then announce ready.
+	LockDownPlan plan = lockDownPlan(cfg, req);
+	if (cfg.sandbox && !lockDown(plan, error))
+		return fail(1);
+	addSignalHandlers(loop);
+	if (cfg.sandbox && !installSyscallFilter(plan, error))
 		return fail(1);
 	if (plugin) {
 		SeqpacketLink::sendStatus(req.fd, true, "");
@@ -398,7 +420,7 @@ bool watchParent(pid_t parentAtStart)
 
 int main(int argc, char **argv)
 {
-	pid_t parentAtStart = getppid();
+	pid_t parentAtStart = gParentAtStart = getppid();
 	// libslirp writes to its sockets; a peer that went away must not kill the helper.
 	signal(SIGPIPE, SIG_IGN);
 
@@ -411,7 +433,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (gCmd.printCapabilities) {
-		printf("%s\n", kCapabilities);
+		// The sandbox as a helper with these options would have it on this kernel.
+		Config cfg;
+		std::string ignored;
+		if (!parseConfig(gCmd.options, cfg, ignored))
+			cfg = Config{};
+		printf("%s\n", capabilitiesJson(kFeatures, sandboxProbe(cfg)).c_str());
 		return 0;
 	}
 
@@ -434,8 +461,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	// Nothing inherited stays open but the link (sandbox=off from the plugin's config comes
+	// too late for this; the plugin's spawn closes every other descriptor anyway).
+	if (!sandboxOffOnCommandLine(gCmd.options)) {
+		const int keep[] = { gCmd.seqpacketFd, gCmd.fd };
+		if (!closeInheritedFds(keep, error)) {
+			g_critical("sandbox: %s", error.c_str());
+			return 1;
+		}
+	}
+
 	Loop loop;
-	addSignalHandlers(loop);
+	blockHandledSignals(SIG_BLOCK); // serve() installs the handlers
 	if (gCmd.exitWithParent && !watchParent(parentAtStart))
 		return 0;
 	return serve(loop, linkRequest());

@@ -2,7 +2,9 @@
 // control/control_commands.cpp - the control socket's commands (hostfwd, info-usernet, stats, capture...).
 #include "control/control_commands.hpp"
 
+#include <fcntl.h>
 #include <pcap/pcap.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +16,7 @@
 #include "control/conn_info.hpp"
 #include "control_proto.hpp"
 #include "network.hpp"
+#include "sandbox/sandbox.hpp"
 
 #ifndef SLIRPNET_VERSION
 #define SLIRPNET_VERSION "0"
@@ -438,6 +441,9 @@ bool captureStart(ControlContext &c, JsonObject *args, Action &action, std::stri
 	}
 	if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, error))
 		return false;
+	// Said here, with the places allowed, rather than as Landlock's bare EACCES at the open.
+	if (!sandboxAllowsCreate(s.path, error))
+		return false;
 	action = [&c, s](JsonNodePtr &result, std::string &error) {
 		if (!c.net.startCapture(s, error))
 			return false;
@@ -469,9 +475,55 @@ bool version(ControlContext &, JsonNodePtr &result, std::string &)
 			 .str("libslirp", slirp_version_string())
 			 .str("libpcap", pcap_lib_version())
 			 .str("json-glib", JSON_VERSION_S)
+			 .node("sandbox", sandboxNode(sandboxReport()))
 			 .done();
 	return true;
 }
+
+#ifdef SLIRPNET_TEST_HOOKS
+// ---- debug-forbidden (meson -Dtest_hooks=true only): attempt what the sandbox forbids,
+// so that the tests see it refused by the kernel rather than trust the report.
+
+const ArgSpec kDebugForbiddenArgs[] = {
+	{ "what", ArgType::String, true, "execve (seccomp kills the helper), open-shadow, write-outside" },
+	{ "path", ArgType::String, false, "write-outside: the file to create (default /var/tmp/...)" },
+};
+
+bool debugForbidden(ControlContext &, JsonObject *args, Action &action, std::string &error)
+{
+	std::string what = *stringArg(args, "what");
+	std::string path = stringArg(args, "path").value_or("/var/tmp/slirpnet-debug-forbidden");
+	if (what != "execve" && what != "open-shadow" && what != "write-outside") {
+		error = "unknown 'what' " + q(what) + " (execve, open-shadow, write-outside)";
+		return false;
+	}
+	action = [what, path](JsonNodePtr &result, std::string &) {
+		g_warning("debug-forbidden: attempting %s", what.c_str());
+		int fd = -1;
+		if (what == "execve") {
+			const char *argv[] = { "/bin/true", nullptr };
+			execve(argv[0], const_cast<char **>(argv), environ);
+		} else if (what == "open-shadow") {
+			fd = open("/etc/shadow", O_RDONLY | O_CLOEXEC);
+		} else {
+			fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		}
+		int err = errno;
+		if (fd >= 0) {
+			close(fd);
+			if (what == "write-outside")
+				unlink(path.c_str());
+		}
+		result = Obj().str("what", what)
+				 .flag("refused", fd < 0)
+				 .num("errno", fd < 0 ? err : 0)
+				 .str("error", fd < 0 ? strerror(err) : "")
+				 .done();
+		return true;
+	};
+	return true;
+}
+#endif
 
 bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &);
 
@@ -500,6 +552,10 @@ const std::array kCommands = {
 	Command{ "capture-stop", "stop the running capture; returns its counts", {}, atOnce<captureStop> },
 	Command{ "version", "versions of slirpnet and its libraries", {}, atOnce<version> },
 	Command{ "query-commands", "this list", {}, atOnce<queryCommands> },
+#ifdef SLIRPNET_TEST_HOOKS
+	Command{ "debug-forbidden", "test builds only: attempt something the sandbox forbids", kDebugForbiddenArgs,
+		 debugForbidden },
+#endif
 };
 
 bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &)
@@ -525,6 +581,52 @@ bool queryCommands(ControlContext &, JsonNodePtr &result, std::string &)
 }
 
 } // namespace
+
+JsonNodePtr sandboxNode(const SandboxReport &r)
+{
+	Obj o;
+	o.flag("enabled", r.enabled)
+		.flag("fds_closed", r.fdsClosed)
+		.flag("no_new_privs", r.noNewPrivs)
+		.flag("dumpable", !r.notDumpable)
+		.flag("environment_scrubbed", r.environmentScrubbed);
+	if (r.maxFds)
+		o.num("max_fds", static_cast<int64_t>(r.maxFds));
+	else
+		o.null("max_fds");
+	o.str("user", r.user)
+		.num("uid", r.uid)
+		.num("gid", r.gid)
+		.flag("dropped_root", r.droppedRoot)
+		.flag("no_capabilities", r.noCapabilities);
+	if (r.landlockAbi)
+		o.num("landlock", r.landlockAbi);
+	else
+		o.flag("landlock", false).str("landlock_note", r.landlockNote);
+	if (r.seccomp)
+		o.str("seccomp", r.seccompLog ? "log" : "kill");
+	else
+		o.flag("seccomp", false);
+	if (r.tftpDir.empty())
+		o.null("tftp_dir");
+	else
+		o.str("tftp_dir", r.tftpDir);
+	JsonArrayPtr dirs(json_array_new());
+	for (const auto &d : r.createDirs)
+		json_array_add_string_element(dirs.get(), d.c_str());
+	return o.node("create_dirs", JsonNodePtr(arrayNode(dirs.get()))).done();
+}
+
+std::string capabilitiesJson(std::span<const char *const> features, const SandboxReport &sandbox)
+{
+	JsonArrayPtr a(json_array_new());
+	for (const char *f : features)
+		json_array_add_string_element(a.get(), f);
+	return toJson(Obj().node("features", JsonNodePtr(arrayNode(a.get())))
+			      .node("sandbox", sandboxNode(sandbox))
+			      .done()
+			      .get());
+}
 
 std::string handleControlRequest(ControlContext &ctx, std::string_view line)
 {

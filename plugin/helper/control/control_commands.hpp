@@ -3,12 +3,16 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
+
+#include "control_proto.hpp"
 
 namespace slirpnet {
 
 class Network;
+struct SandboxReport;
 
 // What the commands act on: the network, and how many control clients are connected.
 struct ControlContext {
@@ -22,5 +26,12 @@ struct ControlContext {
  * error reply (control_proto.hpp); nothing here ends the connection or the helper.
  */
 std::string handleControlRequest(ControlContext &ctx, std::string_view line);
+
+// The sandbox as the version reply shows it (what is in force) and --print-capabilities
+// (what would be): {"no_new_privs": true, "landlock": 7 or false, "seccomp": "kill", ...}.
+JsonNodePtr sandboxNode(const SandboxReport &report);
+
+// --print-capabilities for libvirt: {"features": [...], "sandbox": {...}}.
+std::string capabilitiesJson(std::span<const char *const> features, const SandboxReport &sandbox);
 
 } // namespace slirpnet
