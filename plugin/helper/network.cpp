@@ -152,7 +152,10 @@ bool Network::startCapture(const CaptureSettings &s, std::string &error)
 		error = "pcap: a capture to '" + capture_->settings().path + "' is already running";
 		return false;
 	}
-	capture_ = Capture::open(s, ctx_.get(), error);
+	CaptureSettings settings = s;
+	if (!settings.maxBytes)
+		settings.maxBytes = cfg_.pcapMax; // pcap-max= bounds pcap= and capture-start alike
+	capture_ = Capture::open(settings, ctx_.get(), error);
 	if (capture_)
 		addObserver(capture_.get());
 	return capture_ != nullptr;

@@ -20,6 +20,8 @@ namespace {
 
 // On-disk size of a record header (struct pcap_sf_pkthdr: 32-bit seconds and microseconds).
 constexpr size_t kRecordHeader = 16;
+// And of the file header (struct pcap_file_header).
+constexpr size_t kFileHeader = 24;
 
 } // namespace
 
@@ -82,13 +84,20 @@ std::unique_ptr<Capture> Capture::open(const CaptureSettings &s, GMainContext *c
 	// (/dev/null, a character device, is fine.)
 	auto writable = [](const struct stat &sb) { return S_ISREG(sb.st_mode) || S_ISCHR(sb.st_mode); };
 	struct stat sb;
+	if (lstat(s.path.c_str(), &sb) == 0 && S_ISLNK(sb.st_mode)) {
+		error = "pcap: " + q(s.path) + " is a symbolic link; not following it";
+		return nullptr;
+	}
 	if (stat(s.path.c_str(), &sb) == 0 && !writable(sb)) {
 		error = "pcap: " + q(s.path) + " is not a regular file";
 		return nullptr;
 	}
-	UniqueFd fd(::open(s.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600));
+	// O_NOFOLLOW: a link planted after the check above is refused too (ELOOP).
+	UniqueFd fd(::open(s.path.c_str(),
+			   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0600));
 	if (!fd) {
-		error = "pcap: cannot create " + q(s.path) + ": " + strerror(errno);
+		error = "pcap: cannot create " + q(s.path) + ": " +
+			(errno == ELOOP ? std::string("it is a symbolic link") : strerror(errno));
 		return nullptr;
 	}
 	if (fstat(fd.get(), &sb) < 0 || !writable(sb)) {
@@ -118,6 +127,7 @@ std::unique_ptr<Capture> Capture::open(const CaptureSettings &s, GMainContext *c
 		c->failed_ = true;
 		return nullptr;
 	}
+	c->fileBytes_ = kFileHeader;
 	g_message("capturing to %s%s%s (snaplen %u)", s.path.c_str(), s.filter.empty() ? "" : ", filter ",
 		  s.filter.c_str(), s.snaplen);
 	return c;
@@ -135,8 +145,10 @@ Capture::~Capture()
 
 void Capture::write(const uint8_t *frame, size_t len)
 {
-	if (failed_)
+	if (failed_ || *stopped_) {
+		unrecorded_++;
 		return;
+	}
 	pcap_pkthdr h{};
 	gint64 now = g_get_real_time();
 	h.ts.tv_sec = static_cast<time_t>(now / G_USEC_PER_SEC);
@@ -149,6 +161,15 @@ void Capture::write(const uint8_t *frame, size_t len)
 	}
 	h.caplen = static_cast<bpf_u_int32>(std::min<size_t>(len, settings_.snaplen));
 	size_t record = kRecordHeader + h.caplen;
+	if (settings_.maxBytes && fileBytes_ + record > settings_.maxBytes) {
+		stopped_ = "size limit";
+		unrecorded_++;
+		flush();
+		g_warning("pcap: %s reached pcap-max (%" G_GUINT64_FORMAT " bytes) after %" G_GUINT64_FORMAT
+			  " frames; capture stopped",
+			  settings_.path.c_str(), settings_.maxBytes, frames_);
+		return;
+	}
 	// Never let stdio write out a partial record when the buffer fills: flush first.
 	if (buffered_ + record >= bufferBytes_)
 		flush();
@@ -156,6 +177,7 @@ void Capture::write(const uint8_t *frame, size_t len)
 		return;
 	pcap_dump(reinterpret_cast<u_char *>(dumper_.get()), &h, frame);
 	buffered_ += record;
+	fileBytes_ += record;
 	frames_++;
 	bytes_ += len;
 	scheduleFlush();
@@ -169,6 +191,7 @@ void Capture::flush()
 	buffered_ = 0;
 	if (pcap_dump_flush(dumper_.get()) != 0) {
 		failed_ = true;
+		stopped_ = "write error";
 		g_warning("pcap: writing %s: %s; capture stopped", settings_.path.c_str(), strerror(errno));
 	}
 }

@@ -23,6 +23,8 @@ struct CaptureSettings {
 	std::string path;
 	std::string filter; // BPF expression in libpcap syntax; empty: every frame
 	unsigned snaplen = 65535;
+	// pcap-max=: the capture stops before the file would grow beyond this; 0: no limit.
+	uint64_t maxBytes = 0;
 };
 
 /*
@@ -37,6 +39,9 @@ struct CaptureSettings {
  * only for a write() into the page cache every kFlushIntervalMs or kBufferBytes.
  *
  * A write error (disk full, ...) is logged once and stops the capture; the network goes on.
+ * So does reaching settings().maxBytes: the record that would cross it is not written (the
+ * file stays a valid capture of whole records), stopped() says "size limit", and the
+ * frames seen from then on are counted (unrecorded()).
  */
 class Capture : public FrameObserver
 {
@@ -49,7 +54,9 @@ public:
 
 	/*
 	 * Create (truncate) s.path with mode 0600 - it holds the guest's traffic - and write
-	 * the file header. Refuses FIFOs and sockets, whose reader could block the data path.
+	 * the file header. Refuses FIFOs and sockets, whose reader could block the data path,
+	 * and a symbolic link (O_NOFOLLOW: the helper may run with more rights than whoever
+	 * could plant one).
 	 * ctx (NULL: the thread default) runs the flush timer.
 	 */
 	static std::unique_ptr<Capture> open(const CaptureSettings &s, GMainContext *ctx, std::string &error);
@@ -69,6 +76,10 @@ public:
 	uint64_t bytes() const { return bytes_; } // frame bytes of those records (before snaplen)
 	uint64_t filtered() const { return filtered_; } // frames the filter left out
 	bool failed() const { return failed_; }
+	// Why the capture stopped early: "" (it has not), "size limit" or "write error".
+	const char *stopped() const { return stopped_; }
+	uint64_t unrecorded() const { return unrecorded_; } // frames seen after it stopped
+	uint64_t fileBytes() const { return fileBytes_; } // the file's size (header and records)
 
 private:
 	struct PcapCloser {
@@ -95,7 +106,9 @@ private:
 	size_t buffered_ = 0; // bytes in the stdio buffer since the last flush
 	size_t bufferBytes_ = kBufferBytes;
 	uint64_t frames_ = 0, bytes_ = 0, filtered_ = 0;
+	uint64_t fileBytes_ = 0, unrecorded_ = 0;
 	bool failed_ = false;
+	const char *stopped_ = "";
 };
 
 } // namespace slirpnet

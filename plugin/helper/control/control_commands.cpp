@@ -402,7 +402,12 @@ bool stats(ControlContext &ctx, JsonNodePtr &result, std::string &)
 	}
 	JsonNodePtr capture;
 	if (const Capture *c = net.capture())
-		capture = captureObj(*c).flag("failed", c->failed()).done();
+		capture = captureObj(*c)
+				  .flag("failed", c->failed())
+				  .str("stopped", c->stopped()) // "", "size limit" (pcap-max=) or "write error"
+				  .num("unrecorded", static_cast<int64_t>(c->unrecorded()))
+				  .num("max_bytes", static_cast<int64_t>(c->settings().maxBytes))
+				  .done();
 	else
 		capture.reset(json_node_new(JSON_NODE_NULL));
 	Obj o;
