@@ -236,7 +236,7 @@ bool Network::egressAdmits(const uint8_t *frame, size_t len)
 		return true;
 	if (c == EgressClass::Drop) {
 		stats_.dropEgressIcmp++;
-		g_debug("egress: dropped an IPv4 first fragment too short to show its ports");
+		g_debug("egress: dropped an IPv4 fragment that hides or rewrites its ports");
 		return false;
 	}
 	if (egress_.decide(p) == EgressVerdict::Allow)

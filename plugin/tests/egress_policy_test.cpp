@@ -410,3 +410,16 @@ TEST(EgressOptions, LibslirpSwitches)
 	EXPECT_FALSE(parseConfig(list, defaults, error)) << "only the words on and off";
 	EXPECT_NE(error.find("'no'"), std::string::npos) << error;
 }
+
+TEST(Reject, NoErrorAboutAGroupPacket)
+{
+	std::vector<uint8_t> out;
+	in6_addr gw6{};
+	for (auto [v6, dst] : { std::pair{ false, "255.255.255.255" }, { false, "239.1.2.3" }, { true, "ff02::fb" } }) {
+		auto f = frame(v6, IPPROTO_UDP, dst, 8);
+		EgressPacket p;
+		ASSERT_EQ(classifyEgress(f.data(), f.size(), gateway(), p), EgressClass::Check) << dst;
+		EXPECT_FALSE(buildReject(f.data(), f.size(), p, gateway(), gw6, out)) << dst;
+		EXPECT_TRUE(out.empty());
+	}
+}

@@ -166,6 +166,11 @@ bool buildReject(const uint8_t *frame, size_t len, const EgressPacket &p, in_add
 		 std::vector<uint8_t> &out)
 {
 	out.clear();
+	// RFC 1122 3.2.2 and RFC 4443 2.4 (e): no error about a packet sent to a group.
+	bool group = p.v6 ? p.dst[0] == 0xff
+			  : (p.dst[0] & 0xf0) == 0xe0 || std::memcmp(p.dst, "\xff\xff\xff\xff", 4) == 0;
+	if (group)
+		return false;
 	bool ok = p.proto == kEgressTcp ? buildRst(frame, len, p, out) : buildUnreachable(frame, len, p, gw, gw6, out);
 	if (!ok)
 		out.clear();

@@ -19,7 +19,8 @@ namespace slirpnet {
  * ICMPv6 type 1 code 1) from the gateway (gw, gw6), the router that refused it, quoting the
  * packet as RFC 792 / RFC 4443 ask. The Ethernet addresses are the guest frame's swapped:
  * its destination is libslirp's gateway MAC, which is what libslirp itself sends from.
- * Returns false (out empty) if the frame is too short to answer.
+ * Returns false (out empty) if the frame is too short to answer or went to a multicast or
+ * broadcast address (refused all the same, unanswered).
  */
 bool buildReject(const uint8_t *frame, size_t len, const EgressPacket &p, in_addr gw, const in6_addr &gw6,
 		 std::vector<uint8_t> &out);
