@@ -145,4 +145,5 @@ def test_stats_delta():
     assert harness.stats_delta(before, after) == {"from_guest_frames": 1, "drop_runt": 2}
     assert harness.DROP_COUNTERS == ("drop_oversize", "drop_runt", "drop_fragment",
                                      "drop_to_guest_full", "drop_to_guest_error",
-                                     "drop_vnet_hdr")
+                                     "drop_vnet_hdr", "drop_foreign_sender", "drop_egress_tcp",
+                                     "drop_egress_udp", "drop_egress_icmp")
