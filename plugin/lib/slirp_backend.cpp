@@ -164,7 +164,9 @@ private:
 	bool awaitStatus(std::string &error);
 	void stopHelper();
 	void onEvent(int fd, GIOCondition cond);
-	bool acceptable(const VnetHdr &h) const noexcept;
+	bool acceptable(const VnetHdr &h, size_t frameLen) const noexcept;
+	bool wellFormed(const VnetHdr &h, size_t frameLen) const noexcept;
+	void countMalformed() noexcept;
 	ssize_t gone() noexcept
 	{
 		dead_ = true;
@@ -183,6 +185,8 @@ private:
 	// offloads. The wire always carries a 12-byte header (wire version 2).
 	std::atomic<unsigned> hdrLen_{ 0 };
 	std::atomic<uint64_t> features_{ 0 };
+	// Frames from the helper whose virtio-net header did not describe them (dropped).
+	std::atomic<uint64_t> malformed_{ 0 };
 };
 
 SlirpBackend::~SlirpBackend()
@@ -193,7 +197,9 @@ SlirpBackend::~SlirpBackend()
 
 bool SlirpBackend::spawnHelper(int childEnd, std::string &error)
 {
-	const char *env = getenv("SLIRPNET_HELPER");
+	// secure_getenv: in a set-uid or file-capability emulator the environment is the
+	// caller's, who must not pick the program this process runs.
+	const char *env = secure_getenv("SLIRPNET_HELPER");
 	std::string path = env && *env ? env : SLIRPNET_HELPER_PATH;
 	std::string fdArg = std::to_string(kHelperFd);
 	const gchar *argv[] = { path.c_str(), "-S", fdArg.c_str(), nullptr };
@@ -398,7 +404,7 @@ ssize_t SlirpBackend::peekRecvlen() noexcept
 			return errno == EAGAIN ? 0 : -1;
 		if (n == 0)
 			return gone(); // EOF: the helper never sends empty frames
-		if (n >= static_cast<ssize_t>(kVnetHdrLen) && acceptable(hdr))
+		if (n >= static_cast<ssize_t>(kVnetHdrLen) && acceptable(hdr, static_cast<size_t>(n) - kVnetHdrLen))
 			return n - static_cast<ssize_t>(kVnetHdrLen) + hdrLen_;
 		if (::recv(sock_.get(), nullptr, 0, MSG_TRUNC | MSG_DONTWAIT) == 0)
 			return gone();
@@ -406,13 +412,66 @@ ssize_t SlirpBackend::peekRecvlen() noexcept
 	return 0;
 }
 
-bool SlirpBackend::acceptable(const VnetHdr &h) const noexcept
+/*
+ * Whether a frame from the helper may go to the emulator: false for frames made for
+ * offloads the emulator has since withdrawn (skipped quietly) and for headers that do
+ * not describe their frame (wellFormed: dropped and counted).
+ */
+bool SlirpBackend::acceptable(const VnetHdr &h, size_t frameLen) const noexcept
 {
 	uint64_t f = features_;
 	uint8_t gso = h.gso_type & static_cast<uint8_t>(~kGsoEcn);
 	if (gso == kGsoTcpv4 ? !(f & kFeatGuestTso4) : gso == kGsoTcpv6 ? !(f & kFeatGuestTso6) : gso != kGsoNone)
 		return false;
-	return !(h.flags & kVnetNeedsCsum) || (f & kFeatGuestCsum);
+	if ((h.flags & kVnetNeedsCsum) && !(f & kFeatGuestCsum))
+		return false;
+	if (!wellFormed(h, frameLen)) {
+		const_cast<SlirpBackend *>(this)->countMalformed();
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The helper parses the guest's traffic, so what it sends is checked like input from the
+ * guest before an emulator (and its guest driver, and a host kernel through a tap) acts on
+ * the header: every field within the frame it describes.
+ */
+bool SlirpBackend::wellFormed(const VnetHdr &h, size_t frameLen) const noexcept
+{
+	uint8_t gso = h.gso_type & static_cast<uint8_t>(~kGsoEcn);
+	if (frameLen < kEthHeaderLen || (h.flags & ~(kVnetNeedsCsum | kVnetDataValid)))
+		return false;
+	// ECN is a modifier of a GSO type, never alone.
+	if (gso == kGsoNone && h.gso_type != kGsoNone)
+		return false;
+	size_t hdrLen = le16toh(h.hdr_len), gsoSize = le16toh(h.gso_size);
+	if (hdrLen > frameLen)
+		return false;
+	if (gso == kGsoNone) {
+		if (frameLen > maxFrame_)
+			return false;
+	} else {
+		// A segment size the guest's link could carry, and headers to copy before it.
+		if (gsoSize == 0 || gsoSize + kEthHeaderLen > maxFrame_ || frameLen > kMaxGsoFrame ||
+		    hdrLen < kEthHeaderLen || hdrLen >= frameLen)
+			return false;
+	}
+	if (h.flags & kVnetNeedsCsum) {
+		size_t start = le16toh(h.csum_start), offset = le16toh(h.csum_offset);
+		if (start < kEthHeaderLen || start + offset + 2 > frameLen)
+			return false;
+	}
+	return true;
+}
+
+void SlirpBackend::countMalformed() noexcept
+{
+	// The library has no counters of its own: the log says how many, without flooding.
+	uint64_t n = ++malformed_;
+	if ((n & (n - 1)) == 0)
+		g_warning("slirpnet: dropped a frame from the helper with an invalid virtio-net header (%llu so far)",
+			  static_cast<unsigned long long>(n));
 }
 
 ssize_t SlirpBackend::recv(const struct iovec *iov, int iovcnt)
@@ -436,7 +495,7 @@ ssize_t SlirpBackend::recv(const struct iovec *iov, int iovcnt)
 			errno = EMSGSIZE;
 			return -1;
 		}
-		if (n < static_cast<ssize_t>(kVnetHdrLen) || !acceptable(hdr))
+		if (n < static_cast<ssize_t>(kVnetHdrLen) || !acceptable(hdr, static_cast<size_t>(n) - kVnetHdrLen))
 			continue;
 		if (hl) {
 			hdr.num_buffers = htole16(1);
