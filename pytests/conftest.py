@@ -19,12 +19,14 @@ Fixtures:
   stream_helper(*args)    factory -> HelperProc on `--socket <workdir>/s.sock` (.path)
   peers(p)                closes p at teardown (StreamPeer, DgramPeer made by hand)
   workdir                 a short private directory for UNIX socket paths
+  tmp_path                pytest's, replaced by a directory the sandboxed helper can use
   control_socket          a control socket path in a fresh short directory
   captured(options, kind) factory -> peer with pcap=<tmp>/<name>.pcap; .capture is its
                           CaptureFile
 """
 
 import os
+import pathlib
 import re
 import shutil
 import tempfile
@@ -245,9 +247,20 @@ def tcp_server():
 
 @pytest.fixture
 def workdir():
-    """A short private directory (UNIX socket paths are limited to 107 bytes)."""
-    d = tempfile.mkdtemp(prefix="sn-")
+    """A short private directory (UNIX socket paths are limited to 107 bytes) that the
+    helper can still use once its sandbox has dropped root (harness.helper_dir)."""
+    d = harness.helper_dir(prefix="sn-")
     yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path():
+    """pytest's tmp_path replaced: a fresh directory the helper can still use once its
+    sandbox has dropped root (pytest's own are root's, 0700, under a 0700 base), for the
+    pcap, capture-start, tftp= and control socket paths tests give it."""
+    d = harness.helper_dir(prefix="sn-tp-")
+    yield pathlib.Path(d)
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -313,7 +326,7 @@ def stream_helper(helpers, workdir):
 @pytest.fixture
 def control_socket():
     """A socket path in a fresh short directory (removed afterwards)."""
-    d = tempfile.mkdtemp(prefix="slirpnet-ctl-")
+    d = harness.helper_dir(prefix="slirpnet-ctl-")
     yield os.path.join(d, "ctl.sock")
     shutil.rmtree(d, ignore_errors=True)
 

@@ -23,12 +23,11 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 
 import pytest
 
 import harness
-from harness import HelperProc
+from harness import HelperProc, helper_dir
 
 pytestmark = pytest.mark.guest
 
@@ -50,7 +49,7 @@ def guest_image():
 
 @pytest.fixture
 def workdir():
-    d = tempfile.mkdtemp(prefix="sn-g-")
+    d = helper_dir(prefix="sn-g-")  # the sandboxed helper removes its socket there at exit
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

@@ -23,6 +23,7 @@ PTF-style.  ``from harness import X`` gives every name below; the modules are:
   servers   UDP echo and TCP servers on 127.0.0.1
   control   ControlClient for the JSON control socket (control=PATH)
   pcap      the helper's own capture files (read_pcap, CaptureFile, tshark)
+  sandbox   the user the sandboxed helper becomes, directories it can use, /proc status
   config    the helper's configuration message and status reply (GVariant)
 
 conftest.py turns these into fixtures (``peer``, ``plugin``, ``direct``, ``helpers``,
@@ -146,3 +147,4 @@ from .checks import *  # noqa: F401,F403
 from .servers import *  # noqa: F401,F403
 from .control import *  # noqa: F401,F403
 from .pcap import *  # noqa: F401,F403
+from .sandbox import *  # noqa: F401,F403

@@ -21,6 +21,7 @@ from .frames import gratuitous_arp
 from .layers import (ARP, Ether, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6,
                      PcapWriter, Raw)
 from .match import compile_match, describe_match, is_router_advert
+from .sandbox import give_to_helper
 from .procs import default_helper, describe_status, peek_child_status, read_file
 from .stats import parse_stats
 
@@ -614,6 +615,8 @@ def bound_dgram(workdir, name):
     """A SOCK_DGRAM socket bound to workdir/name (a --dgram peer the helper can answer)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(os.path.join(workdir, name))
+    # The helper answers by connecting to it, also once its sandbox has dropped root.
+    give_to_helper(os.path.join(workdir, name))
     return s
 
 
