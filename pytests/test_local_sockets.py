@@ -84,8 +84,10 @@ def test_sockets_are_0600_whatever_the_umask(helpers, workdir, umask0):
 def test_socket_group_makes_them_0660_and_that_group(helpers, workdir, umask0):
     os.umask(0o077)                      # would strip the group's bits from a mode set by umask
     sock, dgram = os.path.join(workdir, "s.sock"), os.path.join(workdir, "d.sock")
-    helpers(["--socket", sock, "--socket-group=nogroup"])
+    ctl = os.path.join(workdir, "ctl.sock")
+    helpers(["--socket", sock, "--socket-group=nogroup", "--control=" + ctl])
     assert mode_of(sock) == (0o660, NOGROUP)
+    assert mode_of(ctl) == (0o660, NOGROUP)
     helpers(["--dgram", dgram, "--socket-group=%d" % NOGROUP])
     assert mode_of(dgram) == (0o660, NOGROUP)
 

@@ -258,6 +258,9 @@ public:
 		const std::string &path = net.config().controlPath;
 		if (path.empty())
 			return true;
+		ControlServer::Limits limits;
+		if (!socketAccessForGroup(net.config().socketGroup, limits.access, error))
+			return false;
 		ctx_ = std::make_unique<ControlContext>(ControlContext{ net });
 		server_ = ControlServer::create(
 			path, nullptr,
@@ -265,7 +268,7 @@ public:
 				ctx_->controlClients = server_->clientCount();
 				return handleControlRequest(*ctx_, line);
 			},
-			error);
+			error, limits);
 		return server_ != nullptr;
 	}
 

@@ -53,7 +53,8 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 {
 	std::unique_ptr<ControlServer> s(new ControlServer(ctx, std::move(handler), limits));
 	UnixListenerOptions o;
-	o.mode = 0600; // owner only: the socket can open ports on the host
+	o.mode = limits.access.mode;
+	o.group = limits.access.group;
 	ControlServer *self = s.get();
 	s->listener_ = UnixListener::create(
 		path, s->ctx_.get(), o, [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);

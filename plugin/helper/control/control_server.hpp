@@ -45,10 +45,13 @@ public:
 		size_t maxOutput = 4 * 1024 * 1024;
 		size_t maxClients = 32;
 		int requestsPerTurn = 32;
+		// Who may connect: the socket file's mode and group (socket-group=); owner only
+		// by default, as the socket can open ports on the host.
+		SocketAccess access;
 	};
 
 	/*
-	 * Listen on path (mode 0600). A stale socket file nobody listens on is replaced; a
+	 * Listen on path (limits.access: mode 0600 by default). A stale socket file nobody listens on is replaced; a
 	 * live one, or a path that is not a socket, is an error naming the path.
 	 */
 	static std::unique_ptr<ControlServer> create(const std::string &path, GMainContext *ctx, Handler handler,
