@@ -25,6 +25,7 @@ Fixtures:
                           CaptureFile
 """
 
+import functools
 import os
 import pathlib
 import re
@@ -132,6 +133,18 @@ def _environment_unchanged():
 # ---------------------------------------------------------------------------------------
 # binaries and peers
 
+def _factory(make, helper_path, *lists):
+    """A fixture's factory: make(*args, helper=helper_path, **kw) (a helper= of the test's
+    wins), appended to every one of lists for teardown."""
+    def factory(*args, **kw):
+        kw.setdefault("helper", helper_path)
+        made = make(*args, **kw)
+        for lst in lists:
+            lst.append(made)
+        return made
+    return factory
+
+
 @pytest.fixture(scope="session")
 def helper_path():
     return _need_env("SLIRPNET_HELPER", "the slirpnet helper executable")
@@ -146,15 +159,7 @@ def lib_path():
 def plugin(helper_path, lib_path, _peers):
     """Factory: plugin("slirp,restrict=on", **PluginPeer kwargs) -> PluginPeer."""
     made = []
-
-    def factory(spec="slirp", **kw):
-        kw.setdefault("helper", helper_path)
-        p = harness.PluginPeer(spec, lib=lib_path, **kw)
-        made.append(p)
-        _peers.append(p)
-        return p
-
-    yield factory
+    yield _factory(functools.partial(harness.PluginPeer, lib=lib_path), helper_path, made, _peers)
     for p in made:
         p.close()
 
@@ -167,15 +172,7 @@ def direct(helper_path, _peers, request):
     within a few seconds (set peer.expect_clean_exit = False when a test kills it).
     """
     made = []
-
-    def factory(options="", **kw):
-        kw.setdefault("helper", helper_path)
-        p = harness.DirectPeer(options, **kw)
-        made.append(p)
-        _peers.append(p)
-        return p
-
-    yield factory
+    yield _factory(harness.DirectPeer, helper_path, made, _peers)
     bad = []
     rep = getattr(request.node, "rep_call", None)
     test_failed = rep is not None and rep.failed
@@ -269,13 +266,7 @@ def helpers(request, helper_path):
     """Factory for HelperProc(args, **kw); every helper still running at teardown is
     stopped (SIGTERM) and must exit 0.  The logs of a failed test are printed."""
     made = []
-
-    def make(args, **kw):
-        kw.setdefault("helper", helper_path)
-        h = harness.HelperProc(args, **kw)
-        made.append(h)
-        return h
-    yield make
+    yield _factory(harness.HelperProc, helper_path, made)
     problems = []
     for h in made:
         was_alive = h.alive()

@@ -33,6 +33,22 @@ def prime(p):
     p.expect(icmp_echo_reply_from(p, seq=999))
 
 
+def ask_gateway(lib, be):
+    """Through the raw ABI: enable rx and send an ARP who-has for the gateway (its answer
+    makes the rx callback fire)."""
+    lib.slirpnet_netbe_rx_enable(be)
+    frame = bytes(harness.arp_who_has(harness.GW_IP))
+    assert lib.slirpnet_netbe_send(be, harness.make_iov(frame), 1) == len(frame)
+
+
+def iterate_until(glib, ctx, done, timeout=3.0):
+    """Iterate the GMainContext ctx (None: the global default) until done() or timeout."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        glib.g_main_context_iteration(ctx, 0)
+        time.sleep(0.005)
+
+
 def test_caps(plugin):
     p = plugin("slirp,restrict=on")
     assert p.get_cap() == F_ALL_OFFLOADS
@@ -188,16 +204,8 @@ def test_default_main_context(helper_path, lib_path, monkeypatch):
                                  ctypes.byref(err))
     assert rc == 0 and err.value is None
     try:
-        lib.slirpnet_netbe_rx_enable(be)
-        frame = bytes(harness.Ether(src=harness.GUEST_MAC, dst=harness.BCAST_MAC)
-                      / harness.ARP(op=1, hwsrc=harness.GUEST_MAC, psrc=harness.GUEST_IP,
-                                    pdst=harness.GW_IP))
-        iov = harness.make_iov(frame)
-        assert lib.slirpnet_netbe_send(be, iov, 1) == len(frame)
-        deadline = time.monotonic() + 3
-        while not calls and time.monotonic() < deadline:
-            glib.g_main_context_iteration(None, 0)
-            time.sleep(0.005)
+        ask_gateway(lib, be)
+        iterate_until(glib, None, lambda: calls)
         assert calls and calls[0] == lib.slirpnet_netbe_fd(be)
     finally:
         lib.slirpnet_netbe_cleanup(be)
@@ -227,13 +235,8 @@ def test_param_passed_to_callback(lib_path, helper_path, monkeypatch):
                                  ctypes.c_void_p(0xC0FFEE), ctx, None)
     assert rc == 0
     try:
-        lib.slirpnet_netbe_rx_enable(be)
-        frame = bytes(harness.arp_who_has(harness.GW_IP))
-        assert lib.slirpnet_netbe_send(be, harness.make_iov(frame), 1) == len(frame)
-        deadline = time.monotonic() + 3
-        while not seen and time.monotonic() < deadline:
-            glib.g_main_context_iteration(ctx, 0)
-            time.sleep(0.005)
+        ask_gateway(lib, be)
+        iterate_until(glib, ctx, lambda: seen)
         assert seen and seen[0] == 0xC0FFEE
     finally:
         lib.slirpnet_netbe_cleanup(be)
@@ -258,23 +261,15 @@ def test_rx_disable_inside_callback_stops_callbacks(lib_path, helper_path, monke
     rc = lib.slirpnet_netbe_init(ctypes.byref(be), b"slirp,restrict=on", cb, None, ctx, None)
     assert rc == 0
     try:
-        lib.slirpnet_netbe_rx_enable(be)
-        frame = bytes(harness.arp_who_has(harness.GW_IP))
-        assert lib.slirpnet_netbe_send(be, harness.make_iov(frame), 1) == len(frame)
-        deadline = time.monotonic() + 3
-        while not calls and time.monotonic() < deadline:
-            glib.g_main_context_iteration(ctx, 0)
-            time.sleep(0.005)
+        ask_gateway(lib, be)
+        iterate_until(glib, ctx, lambda: calls)
         assert len(calls) == 1
         for _ in range(50):
             glib.g_main_context_iteration(ctx, 0)
         assert len(calls) == 1, "callback fired %d more times after rx_disable" % (len(calls) - 1)
         assert lib.slirpnet_netbe_peek_recvlen(be) > 0     # the frame is still there
         lib.slirpnet_netbe_rx_enable(be)
-        deadline = time.monotonic() + 3
-        while len(calls) < 2 and time.monotonic() < deadline:
-            glib.g_main_context_iteration(ctx, 0)
-            time.sleep(0.005)
+        iterate_until(glib, ctx, lambda: len(calls) >= 2)
         assert len(calls) == 2, "no callback after rx_enable with a frame pending"
     finally:
         lib.slirpnet_netbe_cleanup(be)

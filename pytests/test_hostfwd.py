@@ -3,7 +3,7 @@
 
 import socket
 
-from harness import IP, UDP, Ether, GUEST_IP, GW_IP, GW_MAC, free_port, hostfwd_exchange
+from harness import IP, UDP, Ether, GUEST_IP, GW_IP, GW_MAC, free_port, free_ports, hostfwd_exchange
 
 
 def test_qemu_syntax(peer):
@@ -19,18 +19,14 @@ def test_explicit_guest_address(peer):
 
 
 def test_bhyve_syntax_two_rules_and_open(peer):
-    p1, p2 = free_port(), free_port()
-    while p2 == p1:
-        p2 = free_port()
+    p1, p2 = free_ports(2)
     p = peer("open,hostfwd=tcp:127.0.0.1:%d-:8080;tcp:127.0.0.1:%d-:8081" % (p1, p2))
     hostfwd_exchange(p, p1, 8080)
     hostfwd_exchange(p, p2, 8081)
 
 
 def test_repeated_hostfwd_keys(peer):
-    p1, p2 = free_port(), free_port()
-    while p2 == p1:
-        p2 = free_port()
+    p1, p2 = free_ports(2)
     p = peer("hostfwd=tcp:127.0.0.1:%d-:7001,hostfwd=tcp:127.0.0.1:%d-:7002" % (p1, p2))
     hostfwd_exchange(p, p2, 7002)
     hostfwd_exchange(p, p1, 7001)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness import (ICMP, UDP, decode_status, dhcp_lease, dhcp_options, icmp_echo,
-                     icmp_echo_reply_from, parse_stats, udp_to)
+                     icmp_echo_reply_from, parse_stats, signal_stats, udp_to, wait_from_guest)
 
 
 def test_status_ok(direct):
@@ -142,26 +142,12 @@ SMALL_SNDBUF = "sndbuf=106496"
 
 def stats_without_reading(d, timeout=5.0):
     """SIGUSR1 and the new stats line, without reading the link (Peer.stats() pumps it)."""
-    before = d.helper_log().count("stats:")
-    os.kill(d.proc.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = d.helper_log()
-        if text.count("stats:") > before:
-            return parse_stats(text)
-        time.sleep(0.02)
-    raise AssertionError("no stats line after SIGUSR1; log:\n" + d.helper_log())
+    return signal_stats(d.proc.pid, d.helper_log, timeout)
 
 
 def wait_rx(d, frames, timeout=20.0):
     """Poll the counters (without reading) until the helper has taken `frames` frames from the guest."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = stats_without_reading(d)
-        if st["from_guest_frames"] >= frames or time.monotonic() > deadline:
-            assert st["from_guest_frames"] >= frames, st
-            return st
-        time.sleep(0.1)
+    return wait_from_guest(lambda: stats_without_reading(d), frames, timeout)
 
 
 def test_full_parent_drops_and_counts(direct):

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """restrict=on: nothing leaves for the host, hostfwd still comes in."""
 
+import pytest
+
 from harness import (BOOTP, TCP, UDP, GW_IP, TcpConn, assert_alive, dhcp_lease, dhcp_options,
                      free_port, hostfwd_exchange, icmp_echo, icmp_echo_reply_from, udp_to)
 
@@ -39,18 +41,12 @@ def test_hostfwd_still_works(peer):
     hostfwd_exchange(p, port, 8080)
 
 
-def test_restrict_bare_keyword(peer, udp_echo):
-    p = peer("restrict")
-    p.send(udp_to(p, udp_echo.port, b"nope", sport=43001))
-    p.expect_none(lambda x: UDP in x and x[UDP].dport == 43001, desc="UDP reply")
-    assert udp_echo.received == []
-    assert_alive(p)
-
-
-def test_open_off_restricts(peer, udp_echo):
-    p = peer("open=off")
-    p.send(udp_to(p, udp_echo.port, b"nope", sport=43002))
-    p.expect_none(lambda x: UDP in x and x[UDP].dport == 43002, desc="UDP reply")
+@pytest.mark.parametrize("options, sport", [("restrict", 43001), ("open=off", 43002)],
+                         ids=["bare_keyword", "open_off"])
+def test_other_spellings_restrict(peer, udp_echo, options, sport):
+    p = peer(options)
+    p.send(udp_to(p, udp_echo.port, b"nope", sport=sport))
+    p.expect_none(lambda x: UDP in x and x[UDP].dport == sport, desc="UDP reply")
     assert udp_echo.received == []
     assert_alive(p)
 

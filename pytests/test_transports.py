@@ -20,7 +20,21 @@ import pytest
 import harness
 from harness import (ARP, ICMP, MIN_FRAME, QEMU_MAX_FRAME, SCALE, SMALL_SNDBUF, Ether,
                      GW_IP, GW_MAC, DgramPeer, StreamPeer, arp_check, arp_who_has, bound_dgram,
-                     fd_helper, icmp_echo, icmp_echo_reply_from, ping_check, short_ping_check)
+                     fd_helper, icmp_echo, icmp_echo_reply_from, ping_check, short_ping_check,
+                     wait_from_guest)
+
+
+def drain_echo_replies(p, to_guest_frames):
+    """Pump p until it holds an echo reply for every frame the helper sent it but the ARP
+    reply (consumed before), or 20 s pass; the number of echo replies it holds."""
+    got = 0
+    deadline = time.monotonic() + 20 * SCALE
+    while time.monotonic() < deadline:
+        p.pump(0.3)
+        got = sum(1 for _, pk in p.queue if ICMP in pk and pk[ICMP].type == 0)
+        if got + 1 >= to_guest_frames:
+            break
+    return got
 
 
 # --------------------------------------------------------------------------------------
@@ -196,22 +210,10 @@ def test_stream_slow_reader_drops_whole_frames(stream_helper, peers):
                     (bytes(icmp_echo(p, seq=i & 0xffff, payload=payload)) for i in range(n)))
     p.send_wire(wire)
     # wait until the helper has processed everything it was sent
-    deadline = time.monotonic() + 20 * SCALE
-    while time.monotonic() < deadline:
-        st = h.stats()
-        if st["from_guest_frames"] >= n + 1:
-            break
-        time.sleep(0.1)
-    assert st["from_guest_frames"] >= n + 1, st
+    st = wait_from_guest(h.stats, n + 1, 20 * SCALE)
     assert st["drop_to_guest_full"] > 0, st
     # now drain: every frame parses, and frames sent = frames received
-    got = 0
-    deadline = time.monotonic() + 20 * SCALE
-    while time.monotonic() < deadline:
-        p.pump(0.3)
-        got = sum(1 for _, pk in p.queue if ICMP in pk and pk[ICMP].type == 0)
-        if got + 1 >= st["to_guest_frames"]:   # +1: the ARP reply already consumed
-            break
+    got = drain_echo_replies(p, st["to_guest_frames"])
     replies = [pk for _, pk in p.queue if ICMP in pk]
     assert all(len(bytes(pk[ICMP].payload)) >= 1400 for pk in replies)
     st2 = h.stats()
@@ -304,19 +306,9 @@ def test_dgram_slow_reader_queues_then_drops(helpers, peers, workdir, mode):
     frames = [bytes(icmp_echo(p, seq=i, payload=payload)) for i in range(n)]
     for f in frames:
         p.sock.send(f) if p.dest is None else p.sock.sendto(f, p.dest)
-    deadline = time.monotonic() + 20 * SCALE
-    while time.monotonic() < deadline:
-        st = h.stats()
-        if st["from_guest_frames"] >= n + 1:
-            break
-        time.sleep(0.1)
-    assert st["from_guest_frames"] >= n + 1, st
+    st = wait_from_guest(h.stats, n + 1, 20 * SCALE)
     assert st["drop_to_guest_full"] > 0, st
-    deadline = time.monotonic() + 20 * SCALE
-    got = 0
-    while time.monotonic() < deadline and got + 1 < st["to_guest_frames"]:
-        p.pump(0.3)
-        got = sum(1 for _, pk in p.queue if ICMP in pk and pk[ICMP].type == 0)
+    got = drain_echo_replies(p, st["to_guest_frames"])
     st2 = h.stats()
     assert got + 1 == st2["to_guest_frames"], (got, st2)
     assert got + st2["drop_to_guest_full"] == n, (got, st2)

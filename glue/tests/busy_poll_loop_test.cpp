@@ -32,6 +32,21 @@ void after(GMainContext *ctx, guint ms, F *fn)
 	g_source_unref(s);
 }
 
+// Quits loop after ms unless it has ended before: a lost wake-up then fails the test
+// (fired) instead of hanging it.
+struct Rescue {
+	Rescue(GMainContext *ctx, BusyPollLoop &loop, guint ms)
+		: quit([this, &loop] {
+			  fired = true;
+			  loop.quit();
+		  })
+	{
+		after(ctx, ms, &quit);
+	}
+	bool fired = false;
+	std::function<void()> quit;
+};
+
 } // namespace
 
 TEST(BusyPollLoop, QuitFromACallbackEndsRun)
@@ -115,16 +130,11 @@ TEST(BusyPollLoop, QuitBeforeRunIsNotLost)
 	Ctx c;
 	BusyPollLoop loop(c.ctx, 50);
 	// A lost quit() would leave run() waiting for this timer rather than hang the test.
-	bool rescued = false;
-	auto rescue = [&] {
-		rescued = true;
-		loop.quit();
-	};
-	after(c.ctx, 2000, &rescue);
+	Rescue rescue(c.ctx, loop, 2000);
 	loop.quit();
 	gint64 t0 = g_get_monotonic_time();
 	loop.run(); // returns at once: not a single wait, poll or dispatch
-	EXPECT_FALSE(rescued);
+	EXPECT_FALSE(rescue.fired);
 	EXPECT_LT(g_get_monotonic_time() - t0, 1000000);
 	EXPECT_EQ(loop.sleeps(), 0u);
 	EXPECT_EQ(loop.windows(), 0u);
@@ -135,12 +145,7 @@ TEST(BusyPollLoop, QuitFromAnotherThread)
 {
 	Ctx c;
 	BusyPollLoop loop(c.ctx, 0);
-	bool rescued = false;
-	auto rescue = [&] {
-		rescued = true;
-		loop.quit();
-	};
-	after(c.ctx, 5000, &rescue); // only if the other thread's quit() did not wake run()
+	Rescue rescue(c.ctx, loop, 5000); // only if the other thread's quit() did not wake run()
 	gint64 t0 = g_get_monotonic_time();
 	std::thread t([&] {
 		g_usleep(20000);
@@ -149,7 +154,7 @@ TEST(BusyPollLoop, QuitFromAnotherThread)
 	loop.run(); // blocked in poll(): quit() must wake it
 	t.join();
 	gint64 elapsed = g_get_monotonic_time() - t0;
-	EXPECT_FALSE(rescued);
+	EXPECT_FALSE(rescue.fired);
 	EXPECT_GE(elapsed, 19000); // it did wait for the other thread...
 	EXPECT_LT(elapsed, 2000000); // ...and woke with it, not with the rescue timer
 	EXPECT_GE(loop.sleeps(), 1u); // in a blocking wait, as maxUs = 0 does

@@ -45,6 +45,16 @@ std::vector<uint8_t> frag(uint16_t id, uint16_t offsetUnits, bool more, uint8_t 
 	return f;
 }
 
+// A first fragment (of train id) with byte ipByte of its IPv4 header set to value, and the
+// header checksum made right again.
+std::vector<uint8_t> firstWith(uint16_t id, size_t ipByte, uint8_t value)
+{
+	auto f = frag(id, 0, true);
+	f[kEthHeaderLen + ipByte] = value;
+	setChecksum(f.data() + kEthHeaderLen);
+	return f;
+}
+
 bool admit(FragGuard &g, const std::vector<uint8_t> &f, int64_t now = 1000)
 {
 	return g.admit(f.data(), f.size(), now);
@@ -114,18 +124,10 @@ TEST(FragGuard, MalformedFirstFragmentsStartNoTrain)
 {
 	auto badChecksum = frag(11, 0, true);
 	badChecksum[kEthHeaderLen + 10] ^= 0xff;
-	auto tooLong = frag(12, 0, true);
-	tooLong[kEthHeaderLen + 3] = 200;
-	setChecksum(tooLong.data() + kEthHeaderLen);
-	auto shortHeader = frag(13, 0, true);
-	shortHeader[14] = 0x44;
-	setChecksum(shortHeader.data() + kEthHeaderLen);
-	auto ttlZero = frag(14, 0, true);
-	ttlZero[kEthHeaderLen + 8] = 0;
-	setChecksum(ttlZero.data() + kEthHeaderLen);
-	auto notV4 = frag(15, 0, true);
-	notV4[14] = 0x65;
-	setChecksum(notV4.data() + kEthHeaderLen);
+	auto tooLong = firstWith(12, 3, 200); // total length past the frame's end
+	auto shortHeader = firstWith(13, 0, 0x44); // IHL 4: shorter than an IPv4 header
+	auto ttlZero = firstWith(14, 8, 0);
+	auto notV4 = firstWith(15, 0, 0x65); // version 6
 	uint16_t id = 11;
 	for (const auto &f : { badChecksum, tooLong, shortHeader, ttlZero, notV4 }) {
 		FragGuard g;

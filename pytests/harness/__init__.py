@@ -8,7 +8,7 @@ that link and lets a test send frames and assert on the frames that come back,
 PTF-style.  ``from harness import X`` gives every name below; the modules are:
 
   layers    scapy (set up never to resolve on a real interface) and its layers
-  consts    libslirp's default addresses (GW_IP, GW_MAC, ...), timeouts, free_port
+  consts    libslirp's default addresses (GW_IP, GW_MAC, ...), timeouts, free_port(s)
   frames    frame builders for the guest's side, IPv4 fragments
   match     what expect() matches and how a failure is shown
   peers     Peer (send/expect) over -S (DirectPeer), --socket (StreamPeer), --dgram/--fd
@@ -18,7 +18,7 @@ PTF-style.  ``from harness import X`` gives every name below; the modules are:
   tcp       a guest-side TCP (TcpConn) and the host side of a hostfwd
   dhcp      DHCP leases and option decoding
   checks    positive checks (the gateway answers ARP/ICMP) to pair with negative ones
-  stats     the helper's counters (STATS_COUNTERS, parse_stats, stats_delta)
+  stats     the helper's counters (STATS_COUNTERS, parse_stats, stats_delta, signal_stats)
   procs     the helper as a process (HelperProc, helper_env), /proc look-ups
   servers   UDP echo and TCP servers on 127.0.0.1
   control   ControlClient for the JSON control socket (control=PATH)
@@ -103,7 +103,8 @@ Helpers
                    dict; ``decode_dns_names`` decodes RFC 1035 name lists (option 119).
 ``expect_datagram`` collects and reassembles IPv4 fragments; ``fragments`` makes them.
 ``icmp_echo``, ``udp_to``, ``arp_who_has``, ``router_solicit``, ``icmp6_echo`` and
-                   friends build common frames; ``free_port`` picks a loopback port.
+                   friends build common frames; ``free_port`` picks a loopback port
+                   (``free_ports(n)``: n different ones).
 ``peer.helper_log()``, ``peer.helper_status()``  the helper's stderr and exit status.
 ``PluginPeer.be_send/be_recv/be_peek/be_discard/set_cap/...`` call the C ABI directly
                    and return ``(ret, errno[, data])``.

@@ -6,7 +6,7 @@ import socket
 
 __all__ = ["GW_MAC", "GUEST_MAC", "GW_IP", "DNS_IP", "GUEST_IP", "GW_IP6", "GUEST_IP6",
            "GUEST_LL6", "BCAST_MAC", "SCALE", "POSITIVE_TIMEOUT", "NEGATIVE_TIMEOUT",
-           "special_mac", "slirp_mac6", "timeout_or", "free_port"]
+           "special_mac", "slirp_mac6", "timeout_or", "free_port", "free_ports"]
 
 GW_MAC = "52:55:0a:00:02:02"       # libslirp: 52:55 + vhost address
 GUEST_MAC = "52:54:00:12:34:56"
@@ -49,3 +49,13 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+def free_ports(n, kind=socket.SOCK_STREAM):
+    """n different ports as free_port() picks them."""
+    ports = []
+    while len(ports) < n:
+        port = free_port(kind)
+        if port not in ports:
+            ports.append(port)
+    return ports

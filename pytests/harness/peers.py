@@ -5,7 +5,6 @@ import errno as errno_mod
 import fcntl
 import os
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -22,8 +21,9 @@ from .layers import (ARP, Ether, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
                      PcapWriter, Raw)
 from .match import compile_match, describe_match, is_router_advert
 from .sandbox import give_to_helper
-from .procs import default_helper, describe_status, peek_child_status, read_file
-from .stats import parse_stats
+from .procs import (default_helper, describe_status, peek_child_status, read_log, remove_file,
+                    wait_child)
+from .stats import signal_stats
 
 __all__ = ["Peer", "HelperRefused", "DirectPeer", "StreamPeer", "DgramPeer", "QEMU_MAX_FRAME",
            "MIN_FRAME", "bound_dgram", "fd_helper", "make_peer"]
@@ -84,6 +84,25 @@ class Peer:
         """The helper's exit status if it has ended (Popen style), else None."""
         pid = self.helper_pid()
         return peek_child_status(pid) if pid else None
+
+    log_path = None              # the helper's log file, when this peer made one
+
+    def cleanup_files(self):
+        """Remove the helper's log file (conftest.py calls this after the artifacts)."""
+        if self.log_path:
+            remove_file(self.log_path)
+
+    def _readable(self, timeout, ended):
+        """Wait up to timeout (at most 0.2 s) for self.sock to become readable; False when
+        it does not or the link has ended (ended: then a short sleep stands for the wait)."""
+        if ended:
+            time.sleep(max(0.0, min(timeout, 0.05)))
+            return False
+        try:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, min(timeout, 0.2)))
+        except (OSError, ValueError):
+            return False
+        return bool(r)
 
     def _started(self):
         if self.prime_on_start:
@@ -288,18 +307,7 @@ class Peer:
         pid = self.helper_pid()
         assert pid, "no helper pid for %s" % self.describe()
         self.wait_sent(timeout)
-        before = self.helper_log().count("stats:")
-        os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.helper_log()
-            if text.count("stats:") > before:
-                st = parse_stats(text)
-                if st is not None:
-                    return st
-            self.pump(0.02)
-        raise AssertionError("helper %d wrote no stats line within %.1f s after SIGUSR1;"
-                             " log:\n%s" % (pid, timeout, self.helper_log()))
+        return signal_stats(pid, self.helper_log, timeout, lambda: self.pump(0.02))
 
     def write_pcap(self, path):
         with PcapWriter(path, linktype=1, sync=True) as w:
@@ -389,22 +397,12 @@ class DirectPeer(Peer):
         try:
             return self.sock.send(data)
         except (BrokenPipeError, ConnectionResetError) as e:
-            try:
-                rc = self.proc.wait(1)
-            except subprocess.TimeoutExpired:
-                rc = None
+            rc = wait_child(self.proc, 1)
             raise AssertionError("send failed (%s): the helper %s; log:\n%s"
                                  % (e, describe_status(rc), self.helper_log())) from e
 
     def _pump(self, timeout):
-        if self.closed:
-            time.sleep(max(0.0, min(timeout, 0.05)))
-            return
-        try:
-            r, _, _ = select.select([self.sock], [], [], max(0.0, min(timeout, 0.2)))
-        except (OSError, ValueError):
-            return
-        if not r:
+        if not self._readable(timeout, self.closed):
             return
         while True:
             try:
@@ -434,19 +432,14 @@ class DirectPeer(Peer):
         return self.proc.poll() if self.returncode is None else self.returncode
 
     def helper_log(self):
-        try:
-            self._logf.flush()
-        except ValueError:
-            pass
-        return read_file(self.log_path)
+        return read_log(self._logf, self.log_path)
 
     def wait_exit(self, timeout=None):
         """Wait for the helper to exit; returns its status or None on timeout."""
-        try:
-            self.returncode = self.proc.wait(timeout_or(timeout, self.POSITIVE_TIMEOUT))
-        except subprocess.TimeoutExpired:
-            return None
-        return self.returncode
+        rc = wait_child(self.proc, timeout_or(timeout, self.POSITIVE_TIMEOUT))
+        if rc is not None:
+            self.returncode = rc
+        return rc
 
     def close(self, timeout=None):
         """Close our end and reap the helper (killed if it outlives timeout)."""
@@ -468,27 +461,39 @@ class DirectPeer(Peer):
             pass
         return self.returncode
 
-    def cleanup_files(self):
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
-
 
 # --------------------------------------------------------------------------------------
 # The QEMU side of the helper's other transports (--socket, --dgram, --fd)
 
-class StreamPeer(Peer):
-    """A connected SOCK_STREAM socket speaking QEMU's length-prefixed framing."""
+class _QemuPeer(Peer):
+    """QEMU's end of a helper started apart (HelperProc): our socket and that helper."""
 
     def __init__(self, sock, helper=None, **kw):
         super().__init__(**kw)
         self.sock = sock
         self.helper = helper
-        self.buf = b""
         self.eof = False
+        self.name = "%s(%s)" % (type(self).__name__, helper.pid if helper else "?")
+
+    def helper_pid(self):
+        return self.helper.pid if self.helper else None
+
+    def helper_log(self):
+        return self.helper.log() if self.helper else ""
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+
+class StreamPeer(_QemuPeer):
+    """A connected SOCK_STREAM socket speaking QEMU's length-prefixed framing."""
+
+    def __init__(self, sock, helper=None, **kw):
+        super().__init__(sock, helper, **kw)
+        self.buf = b""
         self.lengths = []          # wire length of every frame received, in order
-        self.name = "StreamPeer(%s)" % (helper.pid if helper else "?")
 
     @classmethod
     def connect(cls, path, helper=None, **kw):
@@ -512,14 +517,7 @@ class StreamPeer(Peer):
                 time.sleep(delay)
 
     def _pump(self, timeout):
-        if self.eof:
-            time.sleep(max(0.0, min(timeout, 0.05)))
-            return
-        try:
-            r, _, _ = select.select([self.sock], [], [], max(0.0, min(timeout, 0.2)))
-        except (OSError, ValueError):
-            return
-        if not r:
+        if not self._readable(timeout, self.eof):
             return
         try:
             data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
@@ -547,30 +545,15 @@ class StreamPeer(Peer):
             self._pump(deadline - time.monotonic())
         return self.eof
 
-    def helper_pid(self):
-        return self.helper.pid if self.helper else None
 
-    def helper_log(self):
-        return self.helper.log() if self.helper else ""
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
-
-
-class DgramPeer(Peer):
+class DgramPeer(_QemuPeer):
     """A datagram socket: connected (socketpair) or bound, sending to `dest`.
     (The helper's replies in --dgram mode come from a second, unbound socket.)"""
 
     def __init__(self, sock, dest=None, helper=None, **kw):
-        super().__init__(**kw)
-        self.sock = sock
+        super().__init__(sock, helper, **kw)
         self.dest = dest
-        self.helper = helper
         self.senders = []          # source address of every datagram received
-        self.eof = False
-        self.name = "DgramPeer(%s)" % (helper.pid if helper else "?")
 
     def _send_raw(self, data):
         if self.dest is None:
@@ -578,14 +561,9 @@ class DgramPeer(Peer):
         return self.sock.sendto(data, self.dest)
 
     def _pump(self, timeout):
-        if self.eof:
-            time.sleep(max(0.0, min(timeout, 0.05)))
+        if not self._readable(timeout, self.eof):
             return
-        try:
-            r, _, _ = select.select([self.sock], [], [], max(0.0, min(timeout, 0.2)))
-        except (OSError, ValueError):
-            return
-        while r:
+        while True:
             try:
                 data, addr = self.sock.recvfrom(1 << 17, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -598,17 +576,6 @@ class DgramPeer(Peer):
                 return
             self.senders.append(addr)
             self._raw_in.append((time.time(), data))
-
-    def helper_pid(self):
-        return self.helper.pid if self.helper else None
-
-    def helper_log(self):
-        return self.helper.log() if self.helper else ""
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
 
 
 def bound_dgram(workdir, name):

@@ -348,11 +348,5 @@ class PluginPeer(Peer):
             self.ctx = None
         self.closed = True
 
-    def cleanup_files(self):
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
-
     def describe(self):
         return self.name

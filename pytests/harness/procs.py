@@ -10,10 +10,11 @@ import tempfile
 import time
 
 from .consts import SCALE
-from .stats import parse_stats
+from .stats import signal_stats
 
 __all__ = ["default_helper", "helper_env", "child_pids", "proc_state", "open_fds",
-           "describe_status", "peek_child_status", "read_file", "HelperProc", "SMALL_SNDBUF"]
+           "describe_status", "peek_child_status", "wait_child", "read_file", "read_log",
+           "remove_file", "HelperProc", "SMALL_SNDBUF"]
 
 # The kernel's default socket send buffer instead of the helper's 4 MiB (sndbuf=), for
 # tests that must fill the link to the guest.
@@ -112,6 +113,14 @@ def peek_child_status(pid):
     return -info.si_status
 
 
+def wait_child(proc, timeout):
+    """proc.wait(timeout) (a Popen): its exit status, or None while it still runs after timeout s."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def read_file(path):
     """The text of path (undecodable bytes replaced), or "" when it cannot be read."""
     try:
@@ -119,6 +128,24 @@ def read_file(path):
             return f.read()
     except OSError:
         return ""
+
+
+def read_log(logf, path):
+    """The text written so far to the file object logf, open for writing at path (it is
+    flushed first, unless already closed)."""
+    try:
+        logf.flush()
+    except ValueError:
+        pass
+    return read_file(path)
+
+
+def remove_file(path):
+    """Unlink path; a file that is already gone (or cannot go) is no error."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class HelperProc:
@@ -158,25 +185,16 @@ class HelperProc:
         assert self.ready_line.startswith("slirpnet: ready on "), self.ready_line
 
     def log(self):
-        try:
-            self._logf.flush()
-        except ValueError:
-            pass
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self._logf, self.log_path)
 
     def alive(self):
         return self.proc.poll() is None
 
     def wait(self, timeout=None):
-        try:
-            self.returncode = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        return self.returncode
+        rc = wait_child(self.proc, timeout)
+        if rc is not None:
+            self.returncode = rc
+        return rc
 
     def stop(self, timeout=5.0):
         """SIGTERM (only this helper) and reap it; returns its exit status."""
@@ -194,15 +212,7 @@ class HelperProc:
         self.returncode = self.proc.wait()
 
     def stats(self, timeout=3.0):
-        before = self.log().count("stats:")
-        os.kill(self.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + timeout * SCALE
-        while time.monotonic() < deadline:
-            text = self.log()
-            if text.count("stats:") > before:
-                return parse_stats(text)
-            time.sleep(0.02)
-        raise AssertionError("no stats line after SIGUSR1; log:\n" + self.log())
+        return signal_stats(self.pid, self.log, timeout * SCALE)
 
     def close(self):
         if self.proc.poll() is None:
@@ -213,7 +223,4 @@ class HelperProc:
             self._logf.close()
         except OSError:
             pass
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
+        remove_file(self.log_path)

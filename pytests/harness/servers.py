@@ -8,6 +8,20 @@ import threading
 __all__ = ["UdpEcho", "TcpServer"]
 
 
+def _each_ready(sock, stop, take):
+    """take() each time sock is readable, until the Event stop is set (checked every 50 ms);
+    yields what it returns; a take() that fails with OSError is skipped."""
+    while not stop.is_set():
+        r, _, _ = select.select([sock], [], [], 0.05)
+        if not r:
+            continue
+        try:
+            item = take()
+        except OSError:
+            continue
+        yield item
+
+
 class UdpEcho:
     """UDP echo on 127.0.0.1:<ephemeral>; .received holds (data, addr) of every datagram."""
 
@@ -23,14 +37,7 @@ class UdpEcho:
         self._thread.start()
 
     def _run(self):
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                data, addr = self.sock.recvfrom(65536)
-            except OSError:
-                continue
+        for data, addr in _each_ready(self.sock, self._stop, lambda: self.sock.recvfrom(65536)):
             self.received.append((data, addr))
             if self.echo:
                 try:
@@ -90,14 +97,7 @@ class TcpServer:
             conn.close()
 
     def _run(self):
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                conn, addr = self.sock.accept()
-            except OSError:
-                continue
+        for conn, addr in _each_ready(self.sock, self._stop, self.sock.accept):
             self.accepted += 1
             self.peers.append(addr)
             self._conns.append(conn)

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""stats.py - the helper's counters: their names, its "stats:" log line, and what changed between two readings."""
+"""stats.py - the helper's counters: their names, its "stats:" log line (asked for by SIGUSR1), and what changed between two readings."""
 
+import os
 import re
+import signal
+import time
 
 __all__ = ["STATS_RE", "STATS_COUNTERS", "DROP_COUNTERS", "FROM_GUEST_OUTCOMES", "parse_stats",
-           "stats_delta"]
+           "stats_delta", "signal_stats", "wait_from_guest"]
 
 STATS_RE = re.compile(r"stats:((?:\s+\w+=\d+)+)")
 # The helper's counters, in the order of its "stats:" line (the control socket's "stats"
@@ -34,3 +37,33 @@ def stats_delta(before, after, keys=STATS_COUNTERS):
     that a frame moved exactly one counter: ``stats_delta(a, b) == {"drop_runt": 1}``.
     Works on SIGUSR1 readings (peer.stats()) and control-socket "stats" replies alike."""
     return {k: after[k] - before[k] for k in keys if after[k] != before[k]}
+
+
+def signal_stats(pid, log, timeout, idle=lambda: time.sleep(0.02)):
+    """SIGUSR1 to the helper pid, then its counters from the new "stats:" line of log() (a
+    function returning the helper's log so far); idle() runs between looks (e.g. to pump
+    the link).  AssertionError when no line comes within timeout seconds."""
+    before = log().count("stats:")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log()
+        if text.count("stats:") > before:
+            st = parse_stats(text)
+            if st is not None:
+                return st
+        idle()
+    raise AssertionError("helper %d wrote no stats line within %.1f s after SIGUSR1; log:\n%s"
+                         % (pid, timeout, log()))
+
+
+def wait_from_guest(stats, frames, timeout):
+    """Read the counters with stats() every 0.1 s until the helper has taken `frames` frames
+    from the guest, for at most timeout seconds; the last reading (asserted to be there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = stats()
+        if st["from_guest_frames"] >= frames or time.monotonic() > deadline:
+            assert st["from_guest_frames"] >= frames, st
+            return st
+        time.sleep(0.1)
