@@ -59,6 +59,9 @@ class Backend:
     # into the namespace's loopback, past its tap; a non-loopback source keeps every user-mode
     # backend on its tap path. libslirp does not care, so all of them get the same.
     host_client_src = SINK_ADDR
+    # The program the backend runs, when it must be installed, and the package that has it.
+    tool = None
+    package = None
 
     def __init__(self, rig, build=None):
         """build: whose slirpnet binaries to use (default the rig's --build); another one (the
@@ -74,11 +77,14 @@ class Backend:
 
     def unavailable(self):
         """Why this backend cannot run here, or None."""
+        if self.tool and not shutil.which(self.tool):
+            package = " (package %s)" % self.package if self.package else ""
+            return "%s%s is not installed" % (self.tool, package)
         return None
 
     @property
     def host_ns(self):
-        return self.rig.host
+        return self.rig.ns
 
     def to_guest(self, port):
         """(address, port) a host-side client connects to, to reach port in the guest."""
@@ -114,6 +120,15 @@ class Backend:
         for proto, port in FORWARDS:
             wait_for(lambda: listening(pid, port + FWD_OFFSET, proto), START_TIMEOUT,
                      "%s to forward %s port %d" % (self.name, proto, port + FWD_OFFSET))
+
+    def start_stream_backend(self, name, argv):
+        """Start process name, argv(sock) (a backend listening on the stream socket sock), wait
+        for its forwards, then bridge the guest's tap to it (--stream)."""
+        sock = os.path.join(self.rig.sockdir, "%s.sock" % self.tag)
+        p = self.start(name, self.host_ns.exec(argv(sock)))
+        self.wait_forwards(p.pid)
+        bridge = self.bridge("--stream", sock)
+        self.roots = [p.pid, bridge.pid]
 
     def bridge(self, mode, target, extra=()):
         """The tap bridge (the emulator stand-in) between the guest's tap and the backend."""
@@ -188,21 +203,15 @@ class SlirpnetStream(Slirpnet):
     needs_helper = ("--socket",)
 
     def start_backend(self, mtu):
-        sock = os.path.join(self.rig.sockdir, "%s.sock" % self.tag)
-        helper = self.start("helper", self.host_ns.exec(
-            [self.build.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)]))
-        self.wait_forwards(helper.pid)
-        bridge = self.bridge("--stream", sock)
-        self.roots = [helper.pid, bridge.pid]
+        self.start_stream_backend("helper", lambda sock: [
+            self.build.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)])
 
 
 class Slirp4netns(Backend):
     name = "slirp4netns"
     description = "slirp4netns (libslirp on its own tap, one process)"
     guest_addr = "10.0.2.100"  # what --configure assigns
-
-    def unavailable(self):
-        return None if shutil.which("slirp4netns") else "slirp4netns is not installed"
+    tool = "slirp4netns"
 
     def start_backend(self, mtu):
         api = os.path.join(self.rig.sockdir, "slirp4netns.sock")
@@ -260,24 +269,16 @@ def _passt_common(mtu):
 class Passt(Backend):
     name = "passt"
     description = "passt over its stream socket (tap bridge + passt)"
-
-    def unavailable(self):
-        return None if shutil.which("passt") else "passt is not installed"
+    tool = "passt"
 
     def start_backend(self, mtu):
-        sock = os.path.join(self.rig.sockdir, "passt.sock")
-        p = self.start("passt", self.host_ns.exec(["passt", "-s", sock] + _passt_common(mtu)))
-        self.wait_forwards(p.pid)
-        bridge = self.bridge("--stream", sock)
-        self.roots = [p.pid, bridge.pid]
+        self.start_stream_backend("passt", lambda sock: ["passt", "-s", sock] + _passt_common(mtu))
 
 
 class Pasta(Backend):
     name = "pasta"
     description = "pasta on its own tap (one process; passt's non-libslirp engine)"
-
-    def unavailable(self):
-        return None if shutil.which("pasta") else "pasta (package passt) is not installed"
+    tool, package = "pasta", "passt"
 
     def start_backend(self, mtu):
         # --runas 0: as root pasta would switch to nobody, which may not enter our namespace.

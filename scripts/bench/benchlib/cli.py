@@ -2,20 +2,15 @@
 """cli.py - `scripts/bench/run`: options, the runs × MTUs × backends × measures loop, and cleanup."""
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
-import signal
-import sys
-import tempfile
-import time
 
 from . import backends, measures, netns, report
-from .proc import Processes, RigError, run
+from .proc import RigError
+from .session import (REPO, RigBase, Session, begin, describe_build, dpkg_version, log, machine_meta,
+                      split_available)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SETUP_SECONDS = 4  # rough cost of one backend start + servers, for the time estimate
 
 
@@ -77,7 +72,7 @@ def parse(argv):
     return a
 
 
-class Rig:
+class Rig(RigBase):
     """What every backend and measure needs: binaries, the sealed host, processes, paths."""
 
     def __init__(self, args, outdir):
@@ -88,13 +83,7 @@ class Rig:
         self.netprobe = self.build.netprobe  # the main build's, for every column
         self.cc = args.cc
         self.profile = args.profile
-        self.outdir = outdir
-        os.makedirs(os.path.join(outdir, "logs"), exist_ok=True)
-        self.procs = Processes(os.path.join(outdir, "logs"))
-        # passt drops to "nobody" before it binds its socket: the directory must let it.
-        self.sockdir = tempfile.mkdtemp(prefix="slirpnet-bench-")
-        os.chmod(self.sockdir, 0o1777)
-        self.host = None
+        super().__init__(outdir, "slirpnet-bench-")  # ns: the sealed host
 
 
 def _missing_prerequisites(args):
@@ -134,45 +123,20 @@ def _build_source(build):
         return None
 
 
-def _describe(build, helper):
-    """'COMMIT[+dirty] (helper --version)' of a build, from its source tree's git."""
-    src = _build_source(build) or REPO
-    git = _version(["git", "-C", src, "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", src, "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
-    return "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([helper, "--version"]))
-
-
-def _version(argv):
-    try:
-        cp = run(argv, timeout=10, check=False)
-        return ((cp.stdout or cp.stderr).strip().splitlines() or ["?"])[0]
-    except (RigError, OSError):
-        return "?"
-
-
 def _meta(args, rig):
-    dpkg = lambda p: _version(["dpkg-query", "-W", "-f", "${Version}", p])
-    git = _version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", REPO, "status", "--porcelain"], check=False).stdout.strip()
-    meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "kernel": platform.release(), "cpus": os.cpu_count(),
-        "loadavg_start": open("/proc/loadavg").read().split()[:3],
-        "slirpnet": "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([rig.helper, "--version"])),
-        "iperf3": _version(["iperf3", "--version"]), "libslirp": dpkg("libslirp0"),
-        "slirp4netns": dpkg("slirp4netns"), "passt": dpkg("passt"),
+    meta = machine_meta(rig.helper)
+    meta.update({
+        "slirp4netns": dpkg_version("slirp4netns"),
         "runs": args.runs, "tcp_seconds": args.seconds, "probe_seconds": args.probe_seconds,
         "mtus": args.mtu, "cc": args.cc, "quick": args.quick,
-    }
+    })
     if rig.baseline:
-        meta["baseline"] = _describe(rig.baseline.path, rig.baseline.helper)
+        # The baseline's commit: its own source tree's, tracked files only.
+        meta["baseline"] = describe_build(_build_source(rig.baseline.path) or REPO, rig.baseline.helper,
+                                          untracked=False)
         meta["baseline_dir"] = rig.baseline.path
         meta["baseline_libslirpnet"] = rig.baseline.libslirpnet()
     return meta
-
-
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _one_backend(rig, args, results, be, run_no, mtu):
@@ -183,7 +147,7 @@ def _one_backend(rig, args, results, be, run_no, mtu):
             be.setup(mtu)
             measures.start_servers(rig, be, servers)
         except (RigError, OSError) as e:
-            _log("  %s MTU %d: set-up failed: %s" % (be.name, mtu, e))
+            log("  %s MTU %d: set-up failed: %s" % (be.name, mtu, e))
             for m in args.measures:
                 for d in args.directions:
                     results.add(run_no, mtu, be.name, m, d, error="set-up: %s" % e)
@@ -194,11 +158,11 @@ def _one_backend(rig, args, results, be, run_no, mtu):
                 try:
                     values, extra = measures.measure(rig, be, m, d, secs)
                     results.add(run_no, mtu, be.name, m, d, values, extra)
-                    _log("  %-23s MTU %-5d %-3s %s: %s" % (be.name, mtu, m, d, ", ".join(
+                    log("  %-23s MTU %-5d %-3s %s: %s" % (be.name, mtu, m, d, ", ".join(
                         "%s=%s" % (k, report.fmt(v)) for k, v in values.items())))
                 except measures.MeasureError as e:
                     results.add(run_no, mtu, be.name, m, d, error=str(e))
-                    _log("  %-23s MTU %-5d %-3s %s: FAILED: %s" % (be.name, mtu, m, d, e))
+                    log("  %-23s MTU %-5d %-3s %s: FAILED: %s" % (be.name, mtu, m, d, e))
     finally:
         for s in reversed(servers):
             rig.procs.stop(s)
@@ -252,79 +216,49 @@ def _write(outdir, args, meta, results, selected, skipped):
         f.write(report.to_json(results, cells, meta) + "\n")
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 def main(argv):
     args = parse(argv)
     problems = _missing_prerequisites(args)
     if problems:
         for p in problems:
-            _log("bench: " + p)
+            log("bench: " + p)
         return 2
-    outdir = args.out or "/tmp/slirpnet-bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _raise_interrupt)
-
-    netns.remove_stale()
+    outdir = begin(args.out, "slirpnet-bench")
     rig = Rig(args, outdir)
-    selected, skipped = [], []
-    for cls in backends.ALL:
-        if cls.name in args.backends:
-            # With --baseline, a slirpnet* column's @base twin comes right after it: same turn.
-            builds = [rig.build] + ([rig.baseline] if rig.baseline and cls.slirpnet else [])
-            for build in builds:
-                be = cls(rig, build)
-                why = be.unavailable()
-                (skipped.append((be.name, why)) if why else selected.append(be))
-    for name, why in skipped:
-        _log("bench: skipping %s: %s" % (name, why))
+    # With --baseline, a slirpnet* column's @base twin comes right after it: same turn.
+    candidates = [cls(rig, build) for cls in backends.ALL if cls.name in args.backends
+                  for build in [rig.build] + ([rig.baseline] if rig.baseline and cls.slirpnet else [])]
+    selected, skipped = split_available("bench", candidates, lambda be: be.unavailable())
     if skipped and args.require_all:
-        _log("bench: --require-all: every selected backend must run")
-        shutil.rmtree(rig.sockdir, ignore_errors=True)
+        log("bench: --require-all: every selected backend must run")
+        rig.close()
         return 1
     meta = _meta(args, rig)
     per_backend = SETUP_SECONDS + sum(
         (args.seconds if m == "tcp" else args.probe_seconds) + 1 for m in args.measures) * len(args.directions)
     if rig.baseline:
-        _log("bench: baseline %s in %s" % (meta["baseline"], rig.baseline.path))
-    _log("bench: %d run(s) × MTU %s × %d backend(s): about %.0f min; logs in %s" % (
+        log("bench: baseline %s in %s" % (meta["baseline"], rig.baseline.path))
+    log("bench: %d run(s) × MTU %s × %d backend(s): about %.0f min; logs in %s" % (
         args.runs, ",".join(map(str, args.mtu)), len(selected),
         args.runs * len(args.mtu) * len(selected) * per_backend / 60, outdir))
 
     results = report.Results()
-    start = time.monotonic()
-    interrupted = False
+    session = Session("bench")
     try:
-        rig.host = netns.make_host("host")
-        for run_no in range(1, args.runs + 1):
-            # Backends take turns within each run, so slow drifts of the machine hit them alike.
-            for mtu in args.mtu:
-                _log("bench: run %d/%d, MTU %d" % (run_no, args.runs, mtu))
-                for be in selected:
-                    _one_backend(rig, args, results, be, run_no, mtu)
-    except KeyboardInterrupt:
-        interrupted = True
-        _log("bench: interrupted; cleaning up")
-    except RigError as e:
-        _log("bench: %s" % e)
-        results.add(0, 0, "rig", "setup", "-", error=str(e))
+        with session:
+            rig.ns = netns.make_host("host")
+            for run_no in range(1, args.runs + 1):
+                # Backends take turns within each run, so slow drifts of the machine hit them alike.
+                for mtu in args.mtu:
+                    log("bench: run %d/%d, MTU %d" % (run_no, args.runs, mtu))
+                    for be in selected:
+                        _one_backend(rig, args, results, be, run_no, mtu)
+        if session.error:
+            results.add(0, 0, "rig", "setup", "-", error=str(session.error))
     finally:
         for be in selected:
             be.teardown()
-        rig.procs.stop_all()
-        if rig.host:
-            rig.host.delete()
-        shutil.rmtree(rig.sockdir, ignore_errors=True)
-    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    meta["elapsed_s"] = round(time.monotonic() - start)
+        rig.close()
+    session.stamp(meta)
     _write(outdir, args, meta, results, selected, skipped)
-    _log("bench: %s/results.md and results.json written (%d s)" % (outdir, meta["elapsed_s"]))
-    if interrupted:
-        return 130
-    fails = results.failures()
-    if fails:
-        _log("bench: %d client run(s) failed (see results.md)" % len(fails))
-        return 1
-    return 0
+    return session.finish(outdir, meta, len(results.failures()), "client run(s) failed (see results.md)")

@@ -3,22 +3,16 @@
 on slirpnet --socket, QEMU's own -netdev user and passt; table, Markdown and JSON."""
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
-import time
 
 from . import netns, report
-from .proc import Processes, RigError, listening, run, wait_for
+from .proc import RigError, listening, wait_for
+from .session import REPO, RigBase, Session, begin, log, machine_meta, split_available, version
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "scripts", "guest"))
 import guestlib  # noqa: E402
 
@@ -81,18 +75,6 @@ def parse(argv):
     return a
 
 
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _version(argv):
-    try:
-        cp = run(argv, timeout=10, check=False)
-        return ((cp.stdout or cp.stderr).strip().splitlines() or ["?"])[0]
-    except (RigError, OSError):
-        return "?"
-
-
 def unix_listening(pid, path):
     """True when pid's network namespace has a UNIX socket listening on path."""
     try:
@@ -108,18 +90,11 @@ def unix_listening(pid, path):
     return False
 
 
-class GuestRig:
+class GuestRig(RigBase):
     def __init__(self, args, outdir):
         self.args = args
         self.helper = os.path.join(args.build, "plugin", "slirpnet")
-        self.outdir = outdir
-        self.logdir = os.path.join(outdir, "logs")
-        os.makedirs(self.logdir, exist_ok=True)
-        self.procs = Processes(self.logdir)
-        # passt drops to "nobody" before it binds its socket: the directory must let it.
-        self.sockdir = tempfile.mkdtemp(prefix="slirpnet-gbench-")
-        os.chmod(self.sockdir, 0o1777)
-        self.ns = None
+        super().__init__(outdir, "slirpnet-gbench-")
 
     def unavailable(self, cfg):
         if cfg.kind == "slirpnet" and not os.access(self.helper, os.X_OK):
@@ -237,46 +212,20 @@ def _num(res, key):
 def _rows(cs, configs):
     rows = []
     for metric, label in (("gbps", "TCP Gbit/s"), ("retrans", "retransmits")):
+        num = report.fmt if metric == "gbps" else (lambda v: "%.0f" % v)
         for d, what in DIRECTIONS:
-            texts = []
-            for cfg in configs:
-                c = cs.get((cfg.name, metric, d))
-                if not c or (not c["values"] and not c["errors"]):
-                    texts.append("—")
-                    continue
-                if not c["values"]:
-                    texts.append("FAILED")
-                    continue
-                t = report.fmt(c["median"]) if metric == "gbps" else "%.0f" % c["median"]
-                if len(c["values"]) > 1:
-                    t += (" [%s–%s]" % (report.fmt(c["min"]), report.fmt(c["max"])) if metric == "gbps"
-                          else " [%.0f–%.0f]" % (c["min"], c["max"]))
-                if c["ratio"] is not None and cfg.name != REFERENCE:
-                    t += " ×%.2f" % c["ratio"]
-                if c["errors"]:
-                    t += " (%d failed)" % len(c["errors"])
-                texts.append(t)
+            texts = [report.cell_text(cs.get((cfg.name, metric, d)), cfg.name != REFERENCE, num)
+                     for cfg in configs]
             rows.append(("%s, %s (%s)" % (label, d, what), texts))
     return rows
 
 
 def text_table(cs, configs):
-    rows = _rows(cs, configs)
-    head = ["measure"] + [c.name for c in configs]
-    widths = [max(len(head[0]), *(len(r[0]) for r in rows))]
-    for i, c in enumerate(configs):
-        widths.append(max(len(c.name), *(len(r[1][i]) for r in rows)))
-    line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
-    return "\n".join([line(head), line(["-" * w for w in widths])] +
-                     [line([label] + texts) for label, texts in rows])
+    return report.text_rows([c.name for c in configs], _rows(cs, configs))
 
 
 def markdown_table(cs, configs):
-    rows = _rows(cs, configs)
-    out = ["| measure | " + " | ".join(c.name for c in configs) + " |",
-           "|---|" + "---|" * len(configs)]
-    out += ["| %s | %s |" % (label, " | ".join(texts)) for label, texts in rows]
-    return "\n".join(out)
+    return report.markdown_rows([c.name for c in configs], _rows(cs, configs))
 
 
 LEGEND = ("median [min–max] over the runs; ×r = median / `-netdev user`'s median (higher is "
@@ -314,10 +263,6 @@ def _write(outdir, args, meta, records, selected, skipped):
         f.write("\n")
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 def main(argv):
     args = parse(argv)
     problems = []
@@ -328,78 +273,51 @@ def main(argv):
             problems.append("%s is not installed" % tool)
     if problems:
         for p in problems:
-            _log("guest-bench: " + p)
+            log("guest-bench: " + p)
         return 2
     try:
         image = guestlib.ensure_image(args.image_dir, with_iperf3=True)
     except Exception as e:  # noqa: BLE001 - build-image already said why
-        _log("guest-bench: building the guest image failed: %s" % e)
+        log("guest-bench: building the guest image failed: %s" % e)
         return 2
-    outdir = args.out or "/tmp/slirpnet-guest-bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _raise_interrupt)
-    netns.remove_stale()
+    outdir = begin(args.out, "slirpnet-guest-bench")
     rig = GuestRig(args, outdir)
-    selected, skipped = [], []
-    for cfg in args.configs:
-        why = rig.unavailable(cfg)
-        (skipped.append((cfg.name, why)) if why else selected.append(cfg))
-    for name, why in skipped:
-        _log("guest-bench: skipping %s: %s" % (name, why))
+    selected, skipped = split_available("guest-bench", args.configs, rig.unavailable)
     try:
         kver = json.load(open(os.path.join(args.image_dir, ".stamp-iperf3")))["kver"]
     except (OSError, ValueError, KeyError):
         kver = "?"
-    git = _version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", REPO, "status", "--porcelain"], check=False).stdout.strip()
-    dpkg = lambda p: _version(["dpkg-query", "-W", "-f", "${Version}", p])
-    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "kernel": platform.release(), "cpus": os.cpu_count(), "guest_kernel": kver,
-            "image": list(image), "loadavg_start": open("/proc/loadavg").read().split()[:3],
-            "qemu": _version([guestlib.QEMU, "--version"]),
-            "slirpnet": "%s%s (%s)" % (git, "+dirty" if dirty else "", _version([rig.helper, "--version"])),
-            "libslirp": dpkg("libslirp0"), "passt": dpkg("passt"), "iperf3": _version(["iperf3", "--version"]),
-            "runs": args.runs, "seconds": args.seconds, "smp": args.smp, "memory": args.memory,
-            "configs": [c.name for c in selected]}
-    _log("guest-bench: %d run(s) × %d backend(s), iperf3 %d s each way: about %.0f min; logs in %s" % (
+    meta = machine_meta(rig.helper)
+    meta.update({"guest_kernel": kver, "image": list(image), "qemu": version([guestlib.QEMU, "--version"]),
+                 "runs": args.runs, "seconds": args.seconds, "smp": args.smp, "memory": args.memory,
+                 "configs": [c.name for c in selected]})
+    log("guest-bench: %d run(s) × %d backend(s), iperf3 %d s each way: about %.0f min; logs in %s" % (
         args.runs, len(selected), args.seconds,
         args.runs * len(selected) * (2 * args.seconds + 8) / 60, outdir))
 
-    records, interrupted, start = [], False, time.monotonic()
+    records, session = [], Session("guest-bench")
     try:
-        # Everything (iperf3 server, backend, QEMU) runs in a namespace with loopback and a
-        # dead-end veth: whatever a backend maps 10.0.2.2 to, nothing can leave it.
-        rig.ns = netns.make_host("guest")
-        for run_no in range(1, args.runs + 1):
-            for cfg in selected:  # backends take turns within each run
-                rec = rig.one(cfg, run_no)
-                records.append(rec)
-                if rec["ok"]:
-                    _log("  run %d %-15s %s" % (run_no, cfg.name, "  ".join(
-                        "%s %s Gbit/s (retr %s)" % (d, report.fmt(gbps(rec["directions"][d])),
-                                                    rec["directions"][d].get("retrans"))
-                        for d, _ in DIRECTIONS if d in rec["directions"])))
-                else:
-                    _log("  run %d %-15s FAILED: %s" % (run_no, cfg.name, rec["error"]))
-    except KeyboardInterrupt:
-        interrupted = True
-        _log("guest-bench: interrupted; cleaning up")
-    except RigError as e:
-        _log("guest-bench: %s" % e)
-        records.append({"config": "rig", "backend": "-", "mtu": 0, "run": 0, "ok": False,
-                        "error": str(e), "directions": {}})
+        with session:
+            # Everything (iperf3 server, backend, QEMU) runs in a namespace with loopback and a
+            # dead-end veth: whatever a backend maps 10.0.2.2 to, nothing can leave it.
+            rig.ns = netns.make_host("guest")
+            for run_no in range(1, args.runs + 1):
+                for cfg in selected:  # backends take turns within each run
+                    rec = rig.one(cfg, run_no)
+                    records.append(rec)
+                    if rec["ok"]:
+                        log("  run %d %-15s %s" % (run_no, cfg.name, "  ".join(
+                            "%s %s Gbit/s (retr %s)" % (d, report.fmt(gbps(rec["directions"][d])),
+                                                        rec["directions"][d].get("retrans"))
+                            for d, _ in DIRECTIONS if d in rec["directions"])))
+                    else:
+                        log("  run %d %-15s FAILED: %s" % (run_no, cfg.name, rec["error"]))
+        if session.error:
+            records.append({"config": "rig", "backend": "-", "mtu": 0, "run": 0, "ok": False,
+                            "error": str(session.error), "directions": {}})
     finally:
-        rig.procs.stop_all()
-        if rig.ns:
-            rig.ns.delete()
-        shutil.rmtree(rig.sockdir, ignore_errors=True)
-    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    meta["elapsed_s"] = round(time.monotonic() - start)
+        rig.close()
+    session.stamp(meta)
     _write(outdir, args, meta, records, selected, skipped)
-    _log("guest-bench: %s/results.md and results.json written (%d s)" % (outdir, meta["elapsed_s"]))
-    if interrupted:
-        return 130
-    if any(not r["ok"] for r in records):
-        _log("guest-bench: %d guest run(s) failed (see results.md and logs/)" % sum(not r["ok"] for r in records))
-        return 1
-    return 0
+    return session.finish(outdir, meta, sum(not r["ok"] for r in records),
+                          "guest run(s) failed (see results.md and logs/)")

@@ -67,33 +67,36 @@ class Results:
         return [r for r in self.records if r["error"]]
 
 
+def cell_text(c, show_ratio=True, num=fmt):
+    """One cell: 'median [min–max] ×ratio (N failed)' (numbers by num; the ratio unless
+    show_ratio is false), '—' when nothing ran, 'FAILED' when every run failed."""
+    if not c or (not c["values"] and not c["errors"]):
+        return "—"
+    if not c["values"]:
+        return "FAILED"
+    t = num(c["median"])
+    if len(c["values"]) > 1:
+        t += " [%s–%s]" % (num(c["min"]), num(c["max"]))
+    if c["ratio"] is not None and show_ratio:
+        t += " ×%.2f" % c["ratio"]
+    if c["errors"]:
+        t += " (%d failed)" % len(c["errors"])
+    return t
+
+
+def _row_keys(mtus, directions, measures):
+    """(metric key, higher is better, mtu, direction, row label) of every row, in table order."""
+    for measure, key, label, unit, higher in METRICS:
+        if measure in measures:
+            for mtu in mtus:
+                for d in directions:
+                    yield key, higher, mtu, d, "%s %s, MTU %d, %s" % (label, unit, mtu, d)
+
+
 def _rows(cells, backends, mtus, directions, measures):
     """(label, [cell text per backend]) rows of the one table."""
-    rows = []
-    for measure, key, label, unit, higher in METRICS:
-        if measure not in measures:
-            continue
-        for mtu in mtus:
-            for d in directions:
-                texts = []
-                for b in backends:
-                    c = cells.get((b, mtu, key, d))
-                    if not c or (not c["values"] and not c["errors"]):
-                        texts.append("—")
-                        continue
-                    if not c["values"]:
-                        texts.append("FAILED")
-                        continue
-                    t = fmt(c["median"])
-                    if len(c["values"]) > 1:
-                        t += " [%s–%s]" % (fmt(c["min"]), fmt(c["max"]))
-                    if c["ratio"] is not None and b != REFERENCE:
-                        t += " ×%.2f" % c["ratio"]
-                    if c["errors"]:
-                        t += " (%d failed)" % len(c["errors"])
-                    texts.append(t)
-                rows.append(("%s %s, MTU %d, %s" % (label, unit, mtu, d), texts))
-    return rows
+    return [(label, [cell_text(cells.get((b, mtu, key, d)), b != REFERENCE) for b in backends])
+            for key, _, mtu, d, label in _row_keys(mtus, directions, measures)]
 
 
 LEGEND = ("median [min–max] over the runs; ×r = median / slirp4netns's median in the same run "
@@ -156,26 +159,22 @@ def baseline_table(results, pairs, mtus, directions, measures):
             if v is not None:
                 per_run.setdefault((r["backend"], r["mtu"], k, r["direction"]), {})[r["run"]] = v
     rows = []
-    for measure, key, label, unit, higher in METRICS:
-        if measure not in measures:
-            continue
-        for mtu in mtus:
-            for d in directions:
-                texts = []
-                for cur, base in pairs:
-                    c, b = cells.get((cur, mtu, key, d)), cells.get((base, mtu, key, d))
-                    if not c or not b or c["median"] is None or not b["median"]:
-                        texts.append("—")
-                        continue
-                    t = "×%.2f" % (c["median"] / b["median"])
-                    vc, vb = per_run.get((cur, mtu, key, d), {}), per_run.get((base, mtu, key, d), {})
-                    ratios = [vc[n] / vb[n] for n in sorted(vc) if vb.get(n)]
-                    if len(ratios) > 1:
-                        t += " [%.2f–%.2f]" % (min(ratios), max(ratios))
-                        if all(x > 1 for x in ratios) or all(x < 1 for x in ratios):
-                            t += " better" if (ratios[0] > 1) == higher else " worse"
-                    texts.append(t)
-                rows.append(("%s %s, MTU %d, %s" % (label, unit, mtu, d), texts))
+    for key, higher, mtu, d, label in _row_keys(mtus, directions, measures):
+        texts = []
+        for cur, base in pairs:
+            c, b = cells.get((cur, mtu, key, d)), cells.get((base, mtu, key, d))
+            if not c or not b or c["median"] is None or not b["median"]:
+                texts.append("—")
+                continue
+            t = "×%.2f" % (c["median"] / b["median"])
+            vc, vb = per_run.get((cur, mtu, key, d), {}), per_run.get((base, mtu, key, d), {})
+            ratios = [vc[n] / vb[n] for n in sorted(vc) if vb.get(n)]
+            if len(ratios) > 1:
+                t += " [%.2f–%.2f]" % (min(ratios), max(ratios))
+                if all(x > 1 for x in ratios) or all(x < 1 for x in ratios):
+                    t += " better" if (ratios[0] > 1) == higher else " worse"
+            texts.append(t)
+        rows.append((label, texts))
     return [cur for cur, _ in pairs], rows
 
 
