@@ -315,11 +315,10 @@ def stream_helper(helpers, workdir):
 # capture and control
 
 @pytest.fixture
-def control_socket():
-    """A socket path in a fresh short directory (removed afterwards)."""
-    d = harness.helper_dir(prefix="slirpnet-ctl-")
-    yield os.path.join(d, "ctl.sock")
-    shutil.rmtree(d, ignore_errors=True)
+def control_socket(tmp_path):
+    """A socket path in the test's tmp_path: capture-start files there are in the control
+    socket's directory, where the sandboxed helper may create them."""
+    return str(tmp_path / "ctl.sock")
 
 
 @pytest.fixture

@@ -54,6 +54,11 @@ def workdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+# QEMU binds its --dgram end with its umask's mode; the helper, another user once its
+# sandbox has dropped root, must be able to connect to it (README: Sandbox).
+DGRAM_QEMU_PREFIX = ["sh", "-c", 'umask 0 && exec "$@"', "qemu"]
+
+
 def start_link(transport, workdir, hostfwd):
     """Start the helper for a transport; returns (helper, netdev spec, fds for QEMU, our fds)."""
     opts = ["--hostfwd=" + hostfwd]
@@ -108,7 +113,8 @@ def test_guest(guest_image, workdir, transport, nic):
     r = None
     try:
         r = guestlib.run_guest(netdev=netdev, nic=nic, host_port=host_port, guest_port=GUEST_PORT,
-                               pass_fds=qemu_fds, timeout=BOOT_TIMEOUT, listen_secs=60)
+                               pass_fds=qemu_fds, timeout=BOOT_TIMEOUT, listen_secs=60,
+                               cmd_prefix=DGRAM_QEMU_PREFIX if transport == "dgram" else ())
         for s in ours:
             s.close()           # QEMU is gone; a stream helper sees EOF now
         print(guestlib.summary(r))
