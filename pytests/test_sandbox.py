@@ -350,3 +350,16 @@ def test_unprivileged_helper_is_sandboxed(kind, helpers, peers, helper_path, wor
         assert sb["landlock"] == (landlock_abi() or False), sb
     arp_check(p)
 
+
+
+@pytest.mark.skipif(not ROOT, reason="user= applies only to a helper started as root")
+def test_user_option(direct):
+    daemon = pwd.getpwnam("daemon")
+    p = direct("user=daemon")
+    st = proc_status(p.proc.pid)
+    assert status_ids(st, "Uid") == [daemon.pw_uid] * 4 and status_ids(st, "Gid") == [daemon.pw_gid] * 4, st
+    arp_check(p)
+    bad = direct("user=no-such-user-here", expect_ok=False)
+    assert not bad.ok and "no such user 'no-such-user-here'" in bad.error, bad.error
+    root = direct("user=root", expect_ok=False)
+    assert not root.ok and "uid or gid 0" in root.error, root.error
