@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// sandbox_test.cpp - the sandbox's steps (fds, Landlock, capture-start's directories), each in a forked child.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "sandbox/landlock.hpp"
+#include "sandbox/sandbox.hpp"
+
+using namespace slirpnet;
+
+namespace {
+
+// A directory of its own for each test, removed afterwards.
+class TempDir
+{
+public:
+	TempDir()
+	{
+		char tmpl[] = "/tmp/sbx-test-XXXXXX";
+		path_ = mkdtemp(tmpl);
+	}
+	~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+	const std::string &path() const { return path_; }
+	std::string operator/(const std::string &name) const { return path_ + "/" + name; }
+
+private:
+	std::string path_;
+};
+
+// In the child: exit with the number of the first check that failed, 0 when all passed.
+#define CHECK_OR_EXIT(n, cond)                                                                                         \
+	do {                                                                                                           \
+		if (!(cond))                                                                                           \
+			_exit(n);                                                                                      \
+	} while (0)
+
+bool canCreate(const std::string &path)
+{
+	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+bool canRead(const std::string &path)
+{
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+} // namespace
+
+TEST(Sandbox, OffOnlyWhenTheCommandLineSaysSo)
+{
+	EXPECT_FALSE(sandboxOffOnCommandLine({}));
+	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "" } }));
+	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "on" } }));
+	EXPECT_TRUE(sandboxOffOnCommandLine({ { "sandbox", "off" } }));
+	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "off" }, { "sandbox", "yes" } }));
+	// A bad value keeps it on; parseConfig reports it.
+	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "perhaps" } }));
+}
+
+TEST(Sandbox, InheritedFdsClosedButTheKeptOne)
+{
+	auto child = [&] {
+		int stray = open("/dev/zero", O_RDONLY); // no O_CLOEXEC: inherited
+		int kept = dup2(stray, 40);
+		int high = dup2(stray, 300);
+		std::string error;
+		const int keep[] = { kept };
+		CHECK_OR_EXIT(1, closeInheritedFds(keep, error));
+		CHECK_OR_EXIT(2, fcntl(stray, F_GETFD) < 0 && errno == EBADF);
+		CHECK_OR_EXIT(3, fcntl(high, F_GETFD) < 0 && errno == EBADF);
+		CHECK_OR_EXIT(4, fcntl(kept, F_GETFD) >= 0);
+		struct stat in, null;
+		CHECK_OR_EXIT(5, fstat(STDIN_FILENO, &in) == 0 && stat("/dev/null", &null) == 0);
+		CHECK_OR_EXIT(6, in.st_rdev == null.st_rdev);
+		CHECK_OR_EXIT(7, fcntl(STDERR_FILENO, F_GETFD) >= 0);
+		_exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(Sandbox, LandlockAllowsOnlyTheRules)
+{
+	if (landlockAbi() == 0)
+		GTEST_SKIP() << "no Landlock in this kernel";
+	TempDir create, read, other;
+	ASSERT_TRUE(canCreate(read / "file"));
+	ASSERT_TRUE(canCreate(other / "file"));
+	auto child = [&] {
+		CHECK_OR_EXIT(1, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+		int abi = 0;
+		std::string error;
+		CHECK_OR_EXIT(2, applyLandlock({ { create.path(), LandlockAccess::CreateIn },
+						 { read.path(), LandlockAccess::ReadTree },
+						 { "/nonexistent/skipped", LandlockAccess::ReadFile } },
+					       abi, error));
+		CHECK_OR_EXIT(3, abi == landlockAbi());
+		CHECK_OR_EXIT(4, canCreate(create / "new"));
+		CHECK_OR_EXIT(5, unlink((create / "new").c_str()) == 0);
+		CHECK_OR_EXIT(6, canRead(read / "file"));
+		CHECK_OR_EXIT(7, !canCreate(read / "new") && errno == EACCES);
+		CHECK_OR_EXIT(8, !canRead(other / "file") && errno == EACCES);
+		CHECK_OR_EXIT(9, !canCreate(other / "new") && errno == EACCES);
+		CHECK_OR_EXIT(10, !canRead("/etc/passwd") && errno == EACCES);
+		_exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(Sandbox, CaptureStartOnlyInTheDirectoriesOfTheFiles)
+{
+	TempDir ctl, other;
+	ASSERT_EQ(mkdir((ctl / "sub").c_str(), 0700), 0);
+	std::string error;
+	// Before any lock-down (unit tests, sandbox=off) nothing is refused.
+	EXPECT_TRUE(sandboxAllowsCreate(other / "x.pcap", error));
+	auto child = [&] {
+		CHECK_OR_EXIT(9, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0); // as hardenProcess()
+		LockDownPlan plan;
+		plan.createFiles = { ctl / "ctl.sock" };
+		plan.seccomp = false;
+		std::string err;
+		CHECK_OR_EXIT(1, lockDown(plan, err));
+		CHECK_OR_EXIT(2, sandboxAllowsCreate(ctl / "a.pcap", err));
+		CHECK_OR_EXIT(3, sandboxAllowsCreate(ctl / "sub/a.pcap", err));
+		CHECK_OR_EXIT(4, sandboxAllowsCreate(ctl / "sub/../b.pcap", err));
+		CHECK_OR_EXIT(5, !sandboxAllowsCreate(other / "x.pcap", err));
+		CHECK_OR_EXIT(6, err.find(other / "x.pcap") != std::string::npos);
+		CHECK_OR_EXIT(7, err.find(ctl.path()) != std::string::npos);
+		CHECK_OR_EXIT(8, !sandboxAllowsCreate(ctl / "../x.pcap", err));
+		_exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
