@@ -131,6 +131,8 @@ def test_status_and_fds_on_every_transport(kind, helpers, peers, plugin, direct,
     arp_check(p)  # serving, with the sandbox in force
     assert_sandboxed(pid)
     assert_only_expected_fds(pid)
+    if kind in ("plugin", "direct"):
+        assert fd_targets(pid)[1] == "/dev/null"  # the emulator's stdout: nothing to say there
     arp_check(p)
 
 

@@ -468,7 +468,7 @@ int main(int argc, char **argv)
 	// too late for this; the plugin's spawn closes every other descriptor anyway).
 	if (!sandboxOffOnCommandLine(gCmd.options)) {
 		const int keep[] = { gCmd.seqpacketFd, gCmd.fd };
-		if (!closeInheritedFds(keep, error)) {
+		if (!closeInheritedFds(keep, gCmd.seqpacketFd >= 0, error)) {
 			g_critical("sandbox: %s", error.c_str());
 			return 1;
 		}

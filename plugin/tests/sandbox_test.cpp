@@ -81,7 +81,7 @@ TEST(Sandbox, InheritedFdsClosedButTheKeptOne)
 		int high = dup2(stray, 300);
 		std::string error;
 		const int keep[] = { kept };
-		CHECK_OR_EXIT(1, closeInheritedFds(keep, error));
+		CHECK_OR_EXIT(1, closeInheritedFds(keep, false, error));
 		CHECK_OR_EXIT(2, fcntl(stray, F_GETFD) < 0 && errno == EBADF);
 		CHECK_OR_EXIT(3, fcntl(high, F_GETFD) < 0 && errno == EBADF);
 		CHECK_OR_EXIT(4, fcntl(kept, F_GETFD) >= 0);

@@ -250,7 +250,7 @@ bool sandboxOffOnCommandLine(const OptionList &opts)
 	return !on;
 }
 
-bool closeInheritedFds(std::span<const int> keep, std::string &error)
+bool closeInheritedFds(std::span<const int> keep, bool quietStdout, std::string &error)
 {
 	std::vector<unsigned> kept;
 	for (int fd : keep)
@@ -276,11 +276,13 @@ bool closeInheritedFds(std::span<const int> keep, std::string &error)
 		if (k != UINT_MAX)
 			from = k + 1;
 	}
-	if (std::find(keep.begin(), keep.end(), STDIN_FILENO) == keep.end()) {
-		// Nothing reads stdin; a terminal or the emulator's stdin must not reach libslirp.
-		UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-		if (!null || dup2(null.get(), STDIN_FILENO) < 0)
-			return fail(error, errnoText("stdin from /dev/null"));
+	// Nothing reads stdin: a terminal or the emulator's stdin must not reach libslirp.
+	for (int fd : { STDIN_FILENO, quietStdout ? STDOUT_FILENO : -1 }) {
+		if (fd < 0 || std::find(keep.begin(), keep.end(), fd) != keep.end())
+			continue;
+		UniqueFd null(open("/dev/null", O_RDWR | O_CLOEXEC));
+		if (!null || dup2(null.get(), fd) < 0)
+			return fail(error, errnoText("stdio to /dev/null"));
 	}
 	gReport.fdsClosed = true;
 	return true;

@@ -56,8 +56,9 @@ struct SandboxReport {
 bool sandboxOffOnCommandLine(const OptionList &opts);
 
 // Step 1: close every descriptor but 0-2 and keep (the link given by -S or --fd), and
-// point stdin at /dev/null unless it is one of keep.
-bool closeInheritedFds(std::span<const int> keep, std::string &error);
+// point stdin at /dev/null unless it is one of keep; stdout too when quietStdout (the
+// plugin reads nothing there: it is the emulator's).
+bool closeInheritedFds(std::span<const int> keep, bool quietStdout, std::string &error);
 
 // Step 2 (cfg.sandbox): also looks up the user a root helper will become, so that a bad
 // user= fails at start.
