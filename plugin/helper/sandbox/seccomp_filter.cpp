@@ -67,6 +67,9 @@ constexpr const char *kAlways[] = {
 	"unlink", "unlinkat",
 	// glibc's qsort asks for the memory size (sysconf(_SC_PHYS_PAGES)) on a large array.
 	"sysinfo",
+	// glibc's resolver (libpcap compiling a capture filter that names a host, e.g. "host
+	// localhost") asks for the host name; harmless, and a kill there would end the network.
+	"uname",
 };
 // clang-format on
 
