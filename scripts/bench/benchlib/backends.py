@@ -197,6 +197,15 @@ class SlirpnetPluginNoPoll(SlirpnetPlugin):
     needs_helper = ("busy-poll",)
 
 
+class SlirpnetPluginNoSandbox(SlirpnetPlugin):
+    # The helper without its sandbox (sandbox=off: no user drop, Landlock or seccomp filter):
+    # what the containment costs, measured beside the default in the same run.
+    name = "slirpnet-nosandbox"
+    description = "libslirpnet C ABI with offloads, sandbox=off (tap bridge + helper)"
+    extra_options = ",sandbox=off"
+    needs_helper = ("sandbox",)
+
+
 class SlirpnetStream(Slirpnet):
     name = "slirpnet-stream"
     description = "slirpnet --socket, QEMU stream framing (tap bridge + helper)"
@@ -330,6 +339,6 @@ class Loopback(Backend):
         self.guest.ip("link", "set", "lo", "mtu", str(mtu))
 
 
-ALL = [SlirpnetPlugin, SlirpnetPluginNoOffload, SlirpnetPluginNoPoll, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth,
+ALL = [SlirpnetPlugin, SlirpnetPluginNoOffload, SlirpnetPluginNoPoll, SlirpnetPluginNoSandbox, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth,
        Loopback]
 REFERENCE = "slirp4netns"
