@@ -2,8 +2,11 @@
 // slirp_driver.cpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
 #include "slirp_driver.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <climits>
+#include <set>
 
 namespace slirpnet {
 
@@ -71,10 +74,13 @@ const SlirpCb SlirpDriver::callbacks_ = {
 		// The loop may be sleeping with a longer timeout.
 		wakeContextFromOtherThread(static_cast<SlirpDriver *>(opaque)->ctx_.get());
 	},
-	/* register_poll_fd: nothing to do on POSIX, fds are polled through fill() */
-	[](int, void *) {},
+	/* register_poll_fd: polled through fill(); remembered for resetGuestConnections() */
+	[](int fd, void *opaque) {
+		if (fd >= 0)
+			static_cast<SlirpDriver *>(opaque)->registered_.insert(fd);
+	},
 	/* unregister_poll_fd */
-	[](int, void *) {},
+	[](int fd, void *opaque) { static_cast<SlirpDriver *>(opaque)->registered_.erase(fd); },
 	/* notify: a socket can take more data; re-run fill() now rather than after a timeout */
 	[](void *opaque) { wakeContextFromOtherThread(static_cast<SlirpDriver *>(opaque)->ctx_.get()); },
 	/* init_completed: timers may be created inside slirp_new(), before it returns */
@@ -184,6 +190,46 @@ void SlirpDriver::setHostInputPaused(bool paused)
 	wakeContextFromOtherThread(ctx_.get());
 }
 
+// A TCP connection with the host: libslirp's are the helper's only inet stream sockets,
+// and a hostfwd listener is left alone. Checked on each fd rather than trusting the
+// bookkeeping, so that a number reused since libslirp closed its socket is never touched.
+static bool isTcpConnection(int fd)
+{
+	int v = 0;
+	socklen_t len = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || (v != AF_INET && v != AF_INET6))
+		return false;
+	len = sizeof v;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 || v != SOCK_STREAM)
+		return false;
+	len = sizeof v;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v == 0;
+}
+
+size_t SlirpDriver::resetGuestConnections()
+{
+	std::set<int> fds(registered_.begin(), registered_.end());
+	for (const auto &kv : pollTags_)
+		fds.insert(kv.first);
+	size_t n = 0;
+	sockaddr unspec{};
+	unspec.sa_family = AF_UNSPEC;
+	for (int fd : fds)
+		if (isTcpConnection(fd) && connect(fd, &unspec, sizeof unspec) == 0)
+			n++;
+	// UDP flows stay: a flow is only a binding of the guest's address and port to a host
+	// socket, with no state a new guest could trip over; it expires in libslirp's time
+	// (a reply arriving meanwhile reaches a port the new guest may not use, as any stray).
+	if (n > 0) {
+		settleGeneration_ = generation_ + 1;
+		if (!kicked_) {
+			kicked_ = true;
+			g_source_set_ready_time(source_.get(), 0);
+		}
+	}
+	return n;
+}
+
 int SlirpDriver::addPoll(int fd, int events, void *opaque)
 {
 	auto *d = static_cast<SlirpDriver *>(opaque);
@@ -264,6 +310,9 @@ void SlirpDriver::poll()
 	}
 	slirp_pollfds_poll(slirp_, 0, &SlirpDriver::getRevents, this);
 	runDueTimers();
+	// The fill before this poll came after the reset: libslirp has read the reset sockets.
+	if (settleGeneration_ != 0 && generation_ >= settleGeneration_)
+		settleGeneration_ = 0;
 	if (afterDispatch_)
 		afterDispatch_();
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "glib_ptr.hpp"
@@ -74,6 +75,28 @@ public:
 	void setHostInputPaused(bool paused);
 	bool hostInputPaused() const { return inputPaused_; }
 
+	/*
+	 * Forget the guest's TCP connections, for a new guest on the same network (a new
+	 * --socket client): every TCP connection libslirp holds with the host is reset, the
+	 * hostfwd listeners and UDP flows are left alone. Returns how many were reset.
+	 *
+	 * libslirp 4.7 cannot close a connection on request, so each connected socket is
+	 * dissolved under it with connect(AF_UNSPEC): the host peer gets a RST at once, and
+	 * libslirp, at its next read of the socket, finds it reset by the peer (a path it has)
+	 * and drops the connection, sending the guest a RST. shutdown() would not do: libslirp
+	 * would take it for a graceful close and send the (gone) guest a FIN, then retransmit
+	 * it for minutes. A socket libslirp does not poll at all (its buffer toward the guest
+	 * full, nothing to write) is reset for the host peer too, but libslirp keeps its state
+	 * until it polls it again or its timers give up; a guest that gets a segment of it
+	 * answers with a RST, which ends it.
+	 *
+	 * Until the end of the first dispatch that polled the sockets after the reset,
+	 * resetSettling() is true: what libslirp sends then is for the old guest (those RSTs)
+	 * and the caller drops it. The source is made ready so that this is the next iteration.
+	 */
+	size_t resetGuestConnections();
+	bool resetSettling() const { return settleGeneration_ != 0; }
+
 	// Timers, exposed for tests that drive time by hand.
 	size_t timerCount() const { return timers_.size(); }
 	// Absolute ms of the nearest armed timer, or -1.
@@ -120,7 +143,11 @@ private:
 	std::vector<std::unique_ptr<Timer>> timers_;
 	std::unordered_map<int, PollTag> pollTags_;
 	std::vector<int> pollIndex_; // add_poll index -> fd, rebuilt by each fill
+	// Sockets libslirp announced (register_poll_fd), polled or not. Not every one is: 4.7
+	// announces a hostfwd connection it accepts before setting its fd, hence pollTags_ too.
+	std::unordered_set<int> registered_;
 	uint64_t generation_ = 0;
+	uint64_t settleGeneration_ = 0; // resetSettling() until a dispatch after this fill generation
 	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again
 	bool kicked_ = false; // ready time set by input(), cleared by poll()
 	bool inputPaused_ = false;

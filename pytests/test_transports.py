@@ -11,8 +11,11 @@ sockets in a private temporary directory.
 """
 
 import os
+import re
+import select
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -20,8 +23,8 @@ import pytest
 import harness
 from harness import (ARP, ICMP, MIN_FRAME, QEMU_MAX_FRAME, SCALE, SMALL_SNDBUF, Ether,
                      GW_IP, GW_MAC, DgramPeer, StreamPeer, arp_check, arp_who_has, bound_dgram,
-                     fd_helper, icmp_echo, icmp_echo_reply_from, ping_check, short_ping_check,
-                     wait_from_guest)
+                     TcpConn, fd_helper, hostfwd_exchange, icmp_echo, icmp_echo_reply_from,
+                     ping_check, short_ping_check, wait_from_guest)
 
 
 def drain_echo_replies(p, to_guest_frames):
@@ -229,6 +232,113 @@ def test_stream_stats_and_sigterm(stream_helper, peers):
     assert h.stop() == 0
     st = harness.parse_stats(h.log())
     assert st and st["from_guest_frames"] >= 1 and st["to_guest_frames"] >= 1
+
+
+def _held_connection_server(tcp_server):
+    """A TcpServer echoing on each connection; .ended is set when a connection ends from
+    the guest's side (EOF or reset)."""
+    ended = threading.Event()
+
+    def handler(conn, server):
+        while not server._stop.is_set():
+            r, _, _ = select.select([conn], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                data = conn.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                ended.set()
+                return
+            conn.sendall(data)
+    srv = tcp_server(handler)
+    srv.ended = ended
+    return srv
+
+
+def _listener_inode(pid, port):
+    """The inode of the TCP listener on 127.0.0.1:port that pid holds (test_no_restart's
+    listener_inodes, for one port)."""
+    held = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        if m:
+            held.add(int(m.group(1)))
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if (cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port
+                    and int(cols[9]) in held):
+                return int(cols[9])
+    return None
+
+
+def _client_then_another(h, peers, srv, during=None):
+    """Client 1 opens a guest connection to srv through the gateway (and runs during(p1))
+    and leaves; client 2 connects once the helper listens again. Returns (client 2,
+    client 1's TcpConn)."""
+    p1 = peers(StreamPeer.connect(h.path, h))
+    c1 = TcpConn.connect(p1, GW_IP, srv.port)
+    c1.send(b"one")
+    assert c1.recv(3) == b"one"
+    if during:
+        during(p1)
+    p1.close()
+    deadline = time.monotonic() + 5 * SCALE
+    while "listening again" not in h.log() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return peers(StreamPeer.connect(h.path, h)), c1
+
+
+def test_stream_new_client_resets_previous_connections(stream_helper, peers, tcp_server):
+    """A new --socket client is a new guest: the previous one's TCP connections are reset
+    (the host peer sees them end), nothing of them reaches the new client, the hostfwd
+    listener stays the same socket and the new client opens connections as usual."""
+    port = harness.free_port()
+    h = stream_helper("--hostfwd=tcp:127.0.0.1:%d-:5001" % port)
+    inode = _listener_inode(h.pid, port)
+    assert inode is not None
+    srv = _held_connection_server(tcp_server)
+    held = {}
+
+    def hostfwd_connection(p1):             # and a connection in through the hostfwd
+        held["host"] = host = harness.host_connect(port)
+        held["guest"] = guest = TcpConn.accept(p1, 5001)
+        host.sendall(b"in")
+        assert guest.recv(2) == b"in"
+    p2, c1 = _client_then_another(h, peers, srv, hostfwd_connection)
+    assert srv.ended.wait(5 * SCALE), "the host server still holds client 1's connection"
+    try:
+        assert held["host"].recv(1) == b"", "data on a reset hostfwd connection"
+    except ConnectionResetError:
+        pass                                # what the reset gives
+    held["host"].close()
+    p2.expect_none(lambda f: c1.is_mine(f) or held["guest"].is_mine(f), timeout=1.0,
+                   desc="a frame of client 1's connections")
+    assert _listener_inode(h.pid, port) == inode, "the hostfwd listener was re-opened"
+    c2 = TcpConn.connect(p2, GW_IP, srv.port)
+    c2.send(b"two")
+    assert c2.recv(3) == b"two"
+    hostfwd_exchange(p2, port, 5001)
+    assert p2.stats()["guest_resets"] == 1
+    assert "reset 2 TCP connection(s)" in h.log()
+
+
+def test_stream_keep_state_inherits_connections(stream_helper, peers, tcp_server):
+    """socket-keep-state=on: the new client inherits client 1's connection and goes on."""
+    h = stream_helper("--socket-keep-state=on")
+    srv = _held_connection_server(tcp_server)
+    p2, c1 = _client_then_another(h, peers, srv)
+    assert not srv.ended.wait(1.0), "client 1's connection was ended"
+    c1.peer = p2                        # the same guest, back on a new client
+    c1.send(b"again")
+    assert c1.recv(5) == b"again"
+    assert p2.stats()["guest_resets"] == 0
 
 
 # --------------------------------------------------------------------------------------

@@ -82,6 +82,68 @@ std::vector<uint8_t> udpToGateway(uint16_t port, const std::string &payload)
 	return f;
 }
 
+// Guest 10.0.2.15:40001 -> 10.0.2.2:port, a segment without data (with its TCP checksum:
+// libslirp checks it).
+std::vector<uint8_t> tcpToGateway(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	std::vector<uint8_t> f = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
+	f.insert(f.end(), kGuestMac, kGuestMac + 6);
+	f.insert(f.end(), { 0x08, 0x00 });
+	uint8_t ip[20] = { 0x45, 0, 0, 40, 0, 2, 0x40, 0, 64, 6, 0, 0 };
+	memcpy(ip + 12, kGuestIp, 4);
+	memcpy(ip + 16, kGatewayIp, 4);
+	uint16_t cs = ipChecksum(ip, 20);
+	ip[10] = uint8_t(cs >> 8);
+	ip[11] = uint8_t(cs);
+	f.insert(f.end(), ip, ip + 20);
+	uint8_t tcp[20] = { 0x9c,
+			    0x41,
+			    uint8_t(port >> 8),
+			    uint8_t(port),
+			    uint8_t(seq >> 24),
+			    uint8_t(seq >> 16),
+			    uint8_t(seq >> 8),
+			    uint8_t(seq),
+			    uint8_t(ack >> 24),
+			    uint8_t(ack >> 16),
+			    uint8_t(ack >> 8),
+			    uint8_t(ack),
+			    0x50,
+			    flags,
+			    0xff,
+			    0xff };
+	// Pseudo-header (addresses, protocol, length), then the header.
+	std::vector<uint8_t> sum(ip + 12, ip + 20);
+	sum.insert(sum.end(), { 0, 6, 0, 20 });
+	sum.insert(sum.end(), tcp, tcp + 20);
+	cs = ipChecksum(sum.data(), sum.size());
+	tcp[16] = uint8_t(cs >> 8);
+	tcp[17] = uint8_t(cs);
+	f.insert(f.end(), tcp, tcp + 20);
+	return f;
+}
+
+// The TCP flags of a frame to the guest, or -1 if it is no TCP segment.
+int tcpFlags(const std::vector<uint8_t> &f)
+{
+	if (f.size() < 14 + 20 + 20 || f[12] != 0x08 || f[13] != 0x00 || f[14 + 9] != 6)
+		return -1;
+	return f[14 + 20 + 13];
+}
+
+UniqueFd loopbackSocket(int type, uint16_t &port)
+{
+	UniqueFd s(socket(AF_INET, type, 0));
+	sockaddr_in sa{};
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(s.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
+	socklen_t sl = sizeof(sa);
+	getsockname(s.get(), reinterpret_cast<sockaddr *>(&sa), &sl);
+	port = ntohs(sa.sin_port);
+	return s;
+}
+
 struct Fixture : ::testing::Test {
 	GMainContextPtr ctx{ g_main_context_new() };
 	int64_t fakeNs = 1'000'000'000'000; // an arbitrary start
@@ -196,4 +258,69 @@ TEST_F(Fixture, DestroyDetachesTheSource)
 	d.reset();
 	EXPECT_FALSE(g_main_context_pending(ctx.get()));
 	g_main_context_iteration(ctx.get(), FALSE);
+}
+
+// A guest TCP connection to the host is reset (the host side sees ECONNRESET), the RST
+// libslirp sends the guest comes while resetSettling(), and a UDP flow and a hostfwd
+// listener are left alone.
+TEST_F(Fixture, ResetGuestConnectionsResetsTcpOnly)
+{
+	uint16_t tcpPort, udpPort;
+	UniqueFd server = loopbackSocket(SOCK_STREAM, tcpPort);
+	ASSERT_EQ(listen(server.get(), 4), 0);
+	UniqueFd udpServer = loopbackSocket(SOCK_DGRAM, udpPort);
+	auto d = make(false, false);
+	in_addr lo{ htonl(INADDR_LOOPBACK) }, guest{};
+	inet_pton(AF_INET, "10.0.2.15", &guest);
+	ASSERT_EQ(slirp_add_hostfwd(d->slirp(), 0, lo, 0, guest, 22), 0);
+	EXPECT_EQ(d->resetGuestConnections(), 0u); // only the listener so far
+	EXPECT_FALSE(d->resetSettling());
+
+	auto arp = arpWhoHasGateway();
+	d->input(arp.data(), arp.size());
+	auto udp = udpToGateway(udpPort, "flow");
+	d->input(udp.data(), udp.size());
+	out.clear();
+	const uint32_t iss = 0x1000;
+	auto syn = tcpToGateway(tcpPort, iss, 0, 0x02);
+	d->input(syn.data(), syn.size());
+	// libslirp connects to the host, then answers the guest (SYN-ACK); the guest's ACK
+	// makes the connection established (before that libslirp does not poll its socket).
+	const std::vector<uint8_t> *synAck = nullptr;
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	while (!synAck && g_get_monotonic_time() < deadline) {
+		g_main_context_iteration(ctx.get(), FALSE);
+		for (const auto &f : out)
+			if (tcpFlags(f) == 0x12)
+				synAck = &f;
+	}
+	ASSERT_TRUE(synAck);
+	const uint8_t *t = synAck->data() + 14 + 20;
+	uint32_t theirSeq = (uint32_t(t[4]) << 24) | (t[5] << 16) | (t[6] << 8) | t[7];
+	auto ack = tcpToGateway(tcpPort, iss + 1, theirSeq + 1, 0x10);
+	d->input(ack.data(), ack.size());
+	d->flushInput();
+	UniqueFd accepted(accept4(server.get(), nullptr, nullptr, SOCK_NONBLOCK));
+	ASSERT_TRUE(accepted);
+	for (int i = 0; i < 5; i++)
+		g_main_context_iteration(ctx.get(), FALSE);
+
+	out.clear();
+	EXPECT_EQ(d->resetGuestConnections(), 1u);
+	EXPECT_TRUE(d->resetSettling());
+	char c;
+	EXPECT_EQ(recv(accepted.get(), &c, 1, 0), -1);
+	EXPECT_EQ(errno, ECONNRESET);
+	deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	while (d->resetSettling() && g_get_monotonic_time() < deadline)
+		g_main_context_iteration(ctx.get(), FALSE);
+	ASSERT_FALSE(d->resetSettling());
+	size_t settledAt = out.size();
+	bool rst = false;
+	for (const auto &f : out)
+		if (tcpFlags(f) >= 0 && (tcpFlags(f) & 0x04))
+			rst = true;
+	EXPECT_TRUE(rst) << "libslirp sent the guest no RST while the reset settled";
+	EXPECT_EQ(d->resetGuestConnections(), 0u); // libslirp closed it: nothing left
+	EXPECT_EQ(out.size(), settledAt);
 }

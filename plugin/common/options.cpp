@@ -950,6 +950,20 @@ const std::array kRows = {
 	},
 	Row{
 		.spec = {
+			.key = "socket-keep-state",
+			.metavar = "on|off",
+			.defaultText = "off",
+			.help = "a new --socket client inherits the previous client's TCP connections; off: they "
+			        "are reset (the host peers see a RST) when it connects",
+			.repeatable = false,
+			.isBool = true,
+			.goodExample = "on",
+			.badExample = "maybe",
+		},
+		.handler = handleBool<&Config::socketKeepState>,
+	},
+	Row{
+		.spec = {
 			.key = "dgram-peer",
 			.metavar = "PATH",
 			.defaultText = "the first sender",

@@ -65,6 +65,9 @@ struct Config {
 	// Local sockets (README "Local sockets"): who may use --socket, --dgram and control=.
 	std::string socketGroup; // socket-group=: files 0660 owned by this group; empty: 0600, owner only
 	std::vector<uid_t> peerUids; // peer-uid=: allowed besides the helper's own uid and root
+	// socket-keep-state=: a new --socket client inherits the previous one's connections
+	// (by default they are reset when it connects: StreamServer::onAccept).
+	bool socketKeepState = false;
 	std::string dgramPeer; // dgram-peer=: the one address --dgram takes frames from (QEMU's local.path)
 	uint64_t pcapMax = 0; // pcap-max=: a capture stops before its file exceeds this; 0: no limit
 

@@ -38,6 +38,13 @@ public:
 	 */
 	virtual void toGuestBackpressure(size_t queued, size_t capacity) = 0;
 
+	/*
+	 * A new guest replaces the previous one on this link (a new --socket client): reset
+	 * the previous guest's TCP connections with the host (SlirpDriver::resetGuestConnections)
+	 * and drop what libslirp sends the old guest while that settles. Counted (guest_resets).
+	 */
+	virtual void forgetGuestConnections() = 0;
+
 	virtual Stats &stats() = 0;
 	virtual const Config &config() const = 0;
 	// libslirp's MTU: the link's, or larger on a link that negotiates offloads.

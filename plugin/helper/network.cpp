@@ -117,8 +117,21 @@ bool Network::startSlirp(unsigned mtu, std::string &error)
 	return true;
 }
 
+void Network::forgetGuestConnections()
+{
+	size_t n = driver_->resetGuestConnections();
+	stats_.guestResets++;
+	g_message("new guest: reset %zu TCP connection(s) of the previous one", n);
+}
+
 ssize_t Network::toGuest(const uint8_t *frame, size_t len)
 {
+	if (driver_ && driver_->resetSettling()) {
+		// The RSTs libslirp sends while it drops the reset connections are for the old
+		// guest: the new one must not see them (nor anything else of the old guest's).
+		stats_.dropToGuestError++;
+		return static_cast<ssize_t>(len);
+	}
 	if (!link_) {
 		stats_.dropToGuestError++;
 		return static_cast<ssize_t>(len);

@@ -51,6 +51,7 @@ public:
 	void inputBatchDone() override;
 	void droppedOversize(size_t len) override;
 	void toGuestBackpressure(size_t queued, size_t capacity) override;
+	void forgetGuestConnections() override;
 	Stats &stats() override { return stats_; }
 	const Config &config() const override { return cfg_; }
 	unsigned slirpMtu() const override { return slirpMtu_; }

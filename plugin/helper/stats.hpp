@@ -30,6 +30,7 @@ struct Stats {
 	uint64_t dropEgressTcp = 0;
 	uint64_t dropEgressUdp = 0;
 	uint64_t dropEgressIcmp = 0;
+	uint64_t guestResets = 0;
 
 	// Every counter as "name=value" separated by spaces, in table order (the log line).
 	std::string format() const;
@@ -42,7 +43,7 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 19> kStatsCounters = { {
+inline constexpr std::array<StatsCounter, 20> kStatsCounters = { {
 	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
 	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
@@ -68,6 +69,8 @@ inline constexpr std::array<StatsCounter, 19> kStatsCounters = { {
 	{ "drop_egress_icmp", &Stats::dropEgressIcmp,
 	  "ICMP echo requests the egress policy refused (answered with an ICMP unreachable), and IPv4 first "
 	  "fragments too short to show their ports" },
+	{ "guest_resets", &Stats::guestResets,
+	  "new --socket clients for which the previous client's TCP connections were reset" },
 } };
 
 inline std::string Stats::format() const

@@ -28,6 +28,7 @@ public:
 		lastQueued = queued;
 		lastCapacity = capacity;
 	}
+	void forgetGuestConnections() override { forgets++; }
 	Stats &stats() override { return stats_; }
 	const Config &config() const override { return cfg_; }
 	unsigned slirpMtu() const override { return cfg_.vnetHdr ? Config::kLargeSlirpMtu : cfg_.mtu; }
@@ -36,6 +37,7 @@ public:
 	std::vector<bool> tsoFlags;
 	std::vector<size_t> oversize;
 	int batches = 0;
+	int forgets = 0;
 	size_t lastQueued = 0, lastCapacity = 0;
 	Stats stats_;
 	Config cfg_;

@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "link/link_factory.hpp"
 #include "link/seqpacket_link.hpp"
 #include "link/stream_link.hpp"
+#include "link/stream_server.hpp"
 #include "unique_fd.hpp"
 #include "virtio_net.hpp"
 
@@ -222,6 +225,53 @@ TEST(DgramLink, FullSocketQueuesThenReportsBackpressure)
 		ASSERT_EQ(link->sendFrame(f.data(), f.size()), 1514);
 	EXPECT_GT(port.lastQueued, 0u);
 	EXPECT_GT(port.lastCapacity, port.lastQueued);
+}
+
+// A --socket client connected to path; the server takes it in ctx's next iterations.
+UniqueFd connectClient(const std::string &path)
+{
+	UniqueFd c(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+	EXPECT_EQ(connect(c.get(), reinterpret_cast<sockaddr *>(&sa), sizeof sa), 0);
+	return c;
+}
+
+// Three clients in turn: the second and third are new guests, whose arrival makes the port
+// forget the previous one's connections; socket-keep-state=on never does.
+void clientsInTurn(bool keepState, int expectedForgets)
+{
+	char dir[] = "/tmp/sn-links-XXXXXX";
+	ASSERT_NE(mkdtemp(dir), nullptr);
+	std::string path = std::string(dir) + "/s.sock";
+	Config cfg;
+	cfg.socketKeepState = keepState;
+	FakePort port(cfg);
+	GMainContextPtr ctx(g_main_context_new());
+	std::string error;
+	auto server = StreamServer::create(path, port, ctx.get(), false, error);
+	ASSERT_TRUE(server) << error;
+	for (int i = 0; i < 3; i++) {
+		UniqueFd c = connectClient(path);
+		ASSERT_TRUE(iterateUntil(ctx.get(), [&] { return server->hasClient(); }));
+		EXPECT_EQ(port.forgets, keepState ? 0 : i);
+		c.reset();
+		ASSERT_TRUE(iterateUntil(ctx.get(), [&] { return !server->hasClient(); }));
+	}
+	EXPECT_EQ(port.forgets, expectedForgets);
+	server.reset();
+	rmdir(dir);
+}
+
+TEST(StreamServer, NewClientMakesThePortForgetThePreviousGuest)
+{
+	clientsInTurn(false, 2);
+}
+
+TEST(StreamServer, KeepStateNeverForgets)
+{
+	clientsInTurn(true, 0);
 }
 
 TEST(LinkFactory, RefusesWhatIsNotASocketNamingTheOption)

@@ -59,6 +59,10 @@ void StreamServer::onAccept(UniqueFd fd)
 		return;
 	}
 	retire();
+	// A new client is usually another guest (or the same one rebooted): the previous
+	// one's connections would only confuse it, and their host peers would wait forever.
+	if (clients_ > 0 && !port_.config().socketKeepState)
+		port_.forgetGuestConnections();
 	clients_++;
 	g_message("client %llu connected on '%s'", static_cast<unsigned long long>(clients_), name().c_str());
 	client_ = StreamLink::create(std::move(fd), port_, ctx_, name());

@@ -22,7 +22,9 @@ namespace slirpnet {
  * disturbing the first. When the client leaves, the server listens again; with oneOff the
  * link closes instead (error when the client broke the framing). Frames for the guest while
  * no client is connected are dropped (drop_to_guest_error). The socket file is unlinked on
- * destruction if it is still ours.
+ * destruction if it is still ours. A client after the first is taken for a new guest: the
+ * previous one's TCP connections are reset (GuestPort::forgetGuestConnections), unless
+ * socket-keep-state=on.
  *
  * Who may connect: the file is mode 0600 (0660 and the group of socket-group=), and a
  * client whose uid (SO_PEERCRED) is not the helper's, root's or a peer-uid= one is closed
