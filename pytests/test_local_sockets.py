@@ -6,7 +6,6 @@ libslirpnet refusing a bad virtio-net header from a (fake) helper.
 The uid tests run a client as nobody (setpriv) and need root; they are skipped otherwise."""
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -307,12 +306,7 @@ def test_plugin_drops_frames_with_a_bad_vnet_header(lib_path, tmp_path, script):
     try:
         if script is BAD_CSUM_HELPER:
             p.set_cap(0x3, 12)                  # CSUM | GUEST_CSUM: NEEDS_CSUM frames are allowed
-        n = 0
-        for _ in range(300):
-            n, _err = p.be_peek()
-            if n:
-                break
-            time.sleep(0.01)
+        n = p.wait_peek()
         hl = 12 if script is BAD_CSUM_HELPER else 0
         assert n == 42 + hl, "peek_recvlen reported %d: a bad frame got through" % n
         ret, err, data = p.be_recv(n)

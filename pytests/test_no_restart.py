@@ -8,14 +8,12 @@ keeps every connection (IPv4 and IPv6) and every hostfwd listener's socket.
 Traffic goes only to 127.0.0.1 / ::1 through hostfwd rules (restrict=on).
 """
 
-import os
-import re
 import socket
 
 import pytest
 
 from harness import (F_ALL_OFFLOADS, F_CSUM, F_HOST_TSO4, GUEST_IP6, TCP, Ether,
-                     TcpConn, TcpConn6, VnetHdr, free_port, hostfwd_download, router_solicit, tcp_csum_ok)
+                     TcpConn, TcpConn6, VnetHdr, free_port, hostfwd_download, listener_inodes, router_solicit, tcp_csum_ok)
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU
 
 MTU_FRAME = 1514
@@ -23,28 +21,6 @@ MTU_FRAME = 1514
 
 def pattern(n, seed=7):
     return bytes((i * 31 + seed) & 0xFF for i in range(n))
-
-
-def listener_inodes(pid, ports):
-    """{port: socket inode} of the TCP listeners on these ports that pid holds open."""
-    held = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
-        except OSError:
-            continue
-        if m:
-            held.add(int(m.group(1)))
-    found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                port = int(cols[1].rsplit(":", 1)[1], 16)
-                if cols[3] == "0A" and port in ports and int(cols[9]) in held:   # LISTEN
-                    found[port] = int(cols[9])
-    return found
 
 
 def exchange(host, conn, n, seed):

@@ -11,7 +11,6 @@ sockets in a private temporary directory.
 """
 
 import os
-import re
 import select
 import socket
 import struct
@@ -24,7 +23,7 @@ import harness
 from harness import (ARP, ICMP, MIN_FRAME, QEMU_MAX_FRAME, SCALE, SMALL_SNDBUF, Ether,
                      GW_IP, GW_MAC, DgramPeer, StreamPeer, arp_check, arp_who_has, bound_dgram,
                      TcpConn, fd_helper, hostfwd_exchange, icmp_echo, icmp_echo_reply_from,
-                     ping_check, short_ping_check, wait_from_guest)
+                     listener_inodes, ping_check, short_ping_check, wait_from_guest)
 
 
 def drain_echo_replies(p, to_guest_frames):
@@ -257,27 +256,6 @@ def _held_connection_server(tcp_server):
     return srv
 
 
-def _listener_inode(pid, port):
-    """The inode of the TCP listener on 127.0.0.1:port that pid holds (test_no_restart's
-    listener_inodes, for one port)."""
-    held = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
-        except OSError:
-            continue
-        if m:
-            held.add(int(m.group(1)))
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            cols = line.split()
-            if (cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port
-                    and int(cols[9]) in held):
-                return int(cols[9])
-    return None
-
-
 def _client_then_another(h, peers, srv, during=None):
     """Client 1 opens a guest connection to srv through the gateway (and runs during(p1))
     and leaves; client 2 connects once the helper listens again. Returns (client 2,
@@ -301,7 +279,7 @@ def test_stream_new_client_resets_previous_connections(stream_helper, peers, tcp
     listener stays the same socket and the new client opens connections as usual."""
     port = harness.free_port()
     h = stream_helper("--hostfwd=tcp:127.0.0.1:%d-:5001" % port)
-    inode = _listener_inode(h.pid, port)
+    inode = listener_inodes(h.pid, {port}).get(port)
     assert inode is not None
     srv = _held_connection_server(tcp_server)
     held = {}
@@ -320,7 +298,7 @@ def test_stream_new_client_resets_previous_connections(stream_helper, peers, tcp
     held["host"].close()
     p2.expect_none(lambda f: c1.is_mine(f) or held["guest"].is_mine(f), timeout=1.0,
                    desc="a frame of client 1's connections")
-    assert _listener_inode(h.pid, port) == inode, "the hostfwd listener was re-opened"
+    assert listener_inodes(h.pid, {port}).get(port) == inode, "the hostfwd listener was re-opened"
     c2 = TcpConn.connect(p2, GW_IP, srv.port)
     c2.send(b"two")
     assert c2.recv(3) == b"two"

@@ -197,6 +197,15 @@ class PluginPeer(Peer):
         ret = self.lib.slirpnet_netbe_peek_recvlen(self.be)
         return ret, (ctypes.get_errno() if ret < 0 else 0)
 
+    def wait_peek(self, timeout=3.0):
+        """Poll peek_recvlen until a frame is there (or timeout): its length, or 0."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n, _err = self.be_peek()
+            if n or time.monotonic() > deadline:
+                return n
+            time.sleep(0.01)
+
     def be_recv(self, *sizes):
         """slirpnet_netbe_recv into iovecs of the given sizes -> (ret, errno, bytes)."""
         sizes = sizes or (65536 + 64,)

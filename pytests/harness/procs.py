@@ -3,6 +3,7 @@
 
 import contextlib
 import os
+import re
 import select
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 from .consts import SCALE
 from .stats import signal_stats
 
-__all__ = ["default_helper", "helper_env", "child_pids", "proc_state", "open_fds",
+__all__ = ["default_helper", "helper_env", "child_pids", "proc_state", "open_fds", "listener_inodes",
            "describe_status", "peek_child_status", "wait_child", "read_file", "read_log",
            "remove_file", "HelperProc", "SMALL_SNDBUF"]
 
@@ -224,3 +225,25 @@ class HelperProc:
         except OSError:
             pass
         remove_file(self.log_path)
+
+
+def listener_inodes(pid, ports):
+    """{port: socket inode} of the TCP listeners on these ports that pid holds open."""
+    held = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        if m:
+            held.add(int(m.group(1)))
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                port = int(cols[1].rsplit(":", 1)[1], 16)
+                if cols[3] == "0A" and port in ports and int(cols[9]) in held:   # LISTEN
+                    found[port] = int(cols[9])
+    return found
