@@ -224,7 +224,10 @@ def test_strict_policy(direct, tcp_echo, udp_echo):
     p.expect(is_rst_for(p, "127.0.0.1", tcp_echo.port, sport=47022))
     p.send(syn(p, "::1", 22, sport=47023))
     p.expect(is_rst_for(p, "::1", 22, sport=47023))
-    assert egress_delta(before, p.stats()) == {"drop_egress_tcp": 5, "drop_egress_udp": 2,
+    # an IPv4-mapped address is IPv4 to the host: 127.0.0.1 through IPv6 is denied as well
+    p.send(syn(p, "::ffff:127.0.0.1", tcp_echo.port, sport=47024))
+    p.expect(is_rst_for(p, "::ffff:127.0.0.1", tcp_echo.port, sport=47024))
+    assert egress_delta(before, p.stats()) == {"drop_egress_tcp": 6, "drop_egress_udp": 2,
                                                "drop_egress_icmp": 1}
     assert tcp_echo.accepted == 0 and udp_echo.received == []
     assert_alive(p)           # libslirp itself still answers the gateway's echo

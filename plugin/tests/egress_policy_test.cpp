@@ -230,7 +230,9 @@ TEST(EgressPolicy, StrictDeniesLinkLocalLoopbackAndTheHostButKeepsDns)
 	EgressPolicy policy(cfg);
 	EXPECT_STREQ(policy.entries().front().origin, "policy");
 	std::vector<uint8_t> a;
-	for (const char *dst : { "169.254.169.254", "127.0.0.1", "fe80::1", "::1" })
+	// ::ffff:a.b.c.d is IPv4 to the host's dual stack: the IPv4 denies hold for it.
+	for (const char *dst :
+	     { "169.254.169.254", "127.0.0.1", "fe80::1", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254" })
 		for (uint8_t proto : { kEgressTcp, kEgressUdp, kEgressIcmp })
 			EXPECT_EQ(policy.decide(packet(proto, dst, 80, a)), EgressVerdict::Deny)
 				<< dst << " proto " << int(proto) << ": the user's allow comes after";

@@ -12,6 +12,8 @@ namespace slirpnet {
 
 namespace {
 
+const uint8_t kDhcp6Servers[16] = { 0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2 };
+
 constexpr uint8_t kTcpSyn = 0x02, kTcpAck = 0x10;
 constexpr uint8_t kIcmpEcho = 8, kIcmp6Echo = 128;
 
@@ -39,7 +41,9 @@ EgressClass classifyL4(uint8_t proto, bool v6, const uint8_t *l4, size_t avail, 
 		if (!v6 && be16(l4 + 2) == 67 &&
 		    (std::memcmp(out.dst, &gateway, 4) == 0 || std::memcmp(out.dst, "\xff\xff\xff\xff", 4) == 0))
 			return EgressClass::Exempt;
-		if (v6 && be16(l4 + 2) == 547 && out.dst[0] == 0xff)
+		// DHCPv6 is answered by libslirp only at ff02::1:2 (All_DHCP_Relay_Agents_and_Servers);
+		// any other multicast group would be forwarded, so only that one is exempt.
+		if (v6 && be16(l4 + 2) == 547 && std::memcmp(out.dst, kDhcp6Servers, 16) == 0)
 			return EgressClass::Exempt;
 		out.proto = kEgressUdp;
 		out.port = be16(l4 + 2);
@@ -115,8 +119,14 @@ EgressPolicy::EgressPolicy(const Config &cfg) : defaultDeny_(cfg.egressDefaultDe
 
 EgressVerdict EgressPolicy::decide(const EgressPacket &p) const
 {
+	// An IPv4-mapped IPv6 destination (::ffff:a.b.c.d) is an IPv4 one: libslirp connects it
+	// from an AF_INET6 socket, which the host's dual stack turns into IPv4. Matched as
+	// IPv4, so that IPv4 rules (and policy=strict's 127.0.0.0/8, 169.254.0.0/16) hold.
+	static const uint8_t kMapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	bool mapped = p.v6 && std::memcmp(p.dst, kMapped, sizeof(kMapped)) == 0;
+	const uint8_t *dst = mapped ? p.dst + sizeof(kMapped) : p.dst;
 	for (const auto &e : entries_)
-		if (e.rule.matches(p.proto, p.v6, p.dst, p.port))
+		if (e.rule.matches(p.proto, p.v6 && !mapped, dst, p.port))
 			return e.rule.verdict;
 	return defaultDeny_ ? EgressVerdict::Deny : EgressVerdict::Allow;
 }
