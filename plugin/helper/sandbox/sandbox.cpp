@@ -347,8 +347,21 @@ bool lockDown(const LockDownPlan &plan, std::string &error)
 		rules.push_back({ plan.tftpDir, LandlockAccess::ReadTree });
 		gReport.tftpDir = plan.tftpDir;
 	}
-	// libslirp reads it at the guest's first DNS query and again when it changes.
-	rules.push_back({ "/etc/resolv.conf", LandlockAccess::ReadFile });
+	// libslirp reads /etc/resolv.conf at the guest's first DNS query and again whenever its
+	// mtime changes. Whoever manages it (dhclient-script, resolvconf, NetworkManager,
+	// systemd-resolved) replaces it by rename: a new inode, which a rule on the file itself
+	// would not cover, and DNS would fail until a restart. So reading (never writing) goes
+	// to the directories that hold it and its real target, as slirp4netns' sandbox shows
+	// /etc and /run; files there that are not world-readable stay out of reach of the
+	// dropped user anyway.
+	rules.push_back({ "/etc", LandlockAccess::ReadTree });
+	if (char *real = realpath("/etc/resolv.conf", nullptr)) {
+		std::string dir = real;
+		free(real);
+		dir = dir.substr(0, dir.rfind('/'));
+		if (!dir.empty() && dir != "/etc")
+			rules.push_back({ dir, LandlockAccess::ReadTree });
+	}
 	gReport.createDirs.clear();
 	for (const auto &f : plan.createFiles) {
 		auto dir = resolvedDir(f);
