@@ -22,6 +22,14 @@ std::string describe(const std::string &path, const std::string &why)
 // An existing file at path: ours to take over if stale (see pid_file.hpp). -1 with error.
 int openStale(const std::string &path, std::string &error)
 {
+	// Look before opening: opening a FIFO or a device read-write (perhaps as root) has
+	// effects of its own.
+	struct stat lst;
+	if (lstat(path.c_str(), &lst) == 0 && !S_ISREG(lst.st_mode)) {
+		error = describe(path, S_ISLNK(lst.st_mode) ? "is a symbolic link; not following it"
+							    : "exists and is not a regular file");
+		return -1;
+	}
 	UniqueFd fd(open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
 	if (!fd) {
 		error = describe(path, errno == ELOOP ? "is a symbolic link; not following it" : strerror(errno));
@@ -38,14 +46,15 @@ int openStale(const std::string &path, std::string &error)
 		return -1;
 	}
 	if (flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
+		int err = errno; // before pread can change it
 		char buf[32] = {};
 		ssize_t n = pread(fd.get(), buf, sizeof(buf) - 1, 0);
 		std::string pid = n > 0 ? std::string(buf, strnlen(buf, static_cast<size_t>(n))) : "";
 		while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
 			pid.pop_back();
-		error = describe(path, errno == EWOULDBLOCK
+		error = describe(path, err == EWOULDBLOCK
 					       ? "held by a running helper" + (pid.empty() ? "" : " (pid " + pid + ")")
-					       : std::string(strerror(errno)));
+					       : std::string(strerror(err)));
 		return -1;
 	}
 	return fd.release();
