@@ -16,6 +16,12 @@ inline uint32_t loadBe32(const uint8_t *p)
 	return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
 }
 
+inline void storeBe16(uint8_t *p, uint16_t v)
+{
+	p[0] = uint8_t(v >> 8);
+	p[1] = uint8_t(v);
+}
+
 inline void storeBe32(uint8_t *p, uint32_t v)
 {
 	p[0] = uint8_t(v >> 24);

@@ -14,13 +14,7 @@ namespace {
 
 const uint8_t kDhcp6Servers[16] = { 0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2 };
 
-constexpr uint8_t kTcpSyn = 0x02, kTcpAck = 0x10;
 constexpr uint8_t kIcmpEcho = 8, kIcmp6Echo = 128;
-
-uint16_t be16(const uint8_t *p)
-{
-	return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
 
 // The L4 header at l4 (avail bytes of it in the frame): what the policy checks, if anything.
 EgressClass classifyL4(uint8_t proto, bool v6, const uint8_t *l4, size_t avail, in_addr gateway, EgressPacket &out)
@@ -29,24 +23,24 @@ EgressClass classifyL4(uint8_t proto, bool v6, const uint8_t *l4, size_t avail, 
 	case IPPROTO_TCP:
 		if (avail < 14) // ports and flags
 			return EgressClass::Exempt;
-		if ((l4[13] & (kTcpSyn | kTcpAck)) != kTcpSyn)
+		if ((l4[13] & (TH_SYN | TH_ACK)) != TH_SYN)
 			return EgressClass::Exempt; // only a new connection reaches out
 		out.proto = kEgressTcp;
-		out.port = be16(l4 + 2);
+		out.port = loadBe16(l4 + 2);
 		return EgressClass::Check;
 	case IPPROTO_UDP:
 		if (avail < kUdpHeaderLen)
 			return EgressClass::Exempt;
 		// Address configuration is libslirp's own and never leaves it: DHCP, DHCPv6.
-		if (!v6 && be16(l4 + 2) == 67 &&
+		if (!v6 && loadBe16(l4 + 2) == 67 &&
 		    (std::memcmp(out.dst, &gateway, 4) == 0 || std::memcmp(out.dst, "\xff\xff\xff\xff", 4) == 0))
 			return EgressClass::Exempt;
 		// DHCPv6 is answered by libslirp only at ff02::1:2 (All_DHCP_Relay_Agents_and_Servers);
 		// any other multicast group would be forwarded, so only that one is exempt.
-		if (v6 && be16(l4 + 2) == 547 && std::memcmp(out.dst, kDhcp6Servers, 16) == 0)
+		if (v6 && loadBe16(l4 + 2) == 547 && std::memcmp(out.dst, kDhcp6Servers, 16) == 0)
 			return EgressClass::Exempt;
 		out.proto = kEgressUdp;
-		out.port = be16(l4 + 2);
+		out.port = loadBe16(l4 + 2);
 		return EgressClass::Check;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
@@ -78,14 +72,14 @@ EgressClass classifyEgress(const uint8_t *f, size_t len, in_addr gateway, Egress
 			return EgressClass::Exempt;
 		out.dst = ip + 16;
 		uint8_t proto = ip[9];
-		uint16_t frag = be16(ip + 6);
+		uint16_t frag = loadBe16(ip + 6);
 		uint16_t offset = frag & 0x1fff;
 		bool more = frag & 0x2000;
 		if (offset != 0) {
 			// RFC 1858: a TCP fragment at offset 8 can only be rewriting the first one's flags.
 			return proto == IPPROTO_TCP && offset == 1 ? EgressClass::Drop : EgressClass::Exempt;
 		}
-		size_t total = std::min<size_t>(be16(ip + 2), avail);
+		size_t total = std::min<size_t>(loadBe16(ip + 2), avail);
 		size_t l4avail = total > ihl ? total - ihl : 0;
 		EgressClass c = classifyL4(proto, false, ip + ihl, l4avail, gateway, out);
 		if (more && c == EgressClass::Exempt) {
@@ -102,7 +96,7 @@ EgressClass classifyEgress(const uint8_t *f, size_t len, in_addr gateway, Egress
 		out.v6 = true;
 		out.dst = ip + 24;
 		// libslirp takes no extension headers: the next header is the transport or dropped.
-		size_t payload = std::min<size_t>(be16(ip + 4), avail - kIpv6HeaderLen);
+		size_t payload = std::min<size_t>(loadBe16(ip + 4), avail - kIpv6HeaderLen);
 		return classifyL4(ip[6], true, ip + kIpv6HeaderLen, payload, gateway, out);
 	}
 	return EgressClass::Exempt;

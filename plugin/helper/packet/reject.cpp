@@ -13,31 +13,8 @@ namespace slirpnet {
 namespace {
 
 constexpr uint8_t kTtl = 64;
-constexpr uint8_t kTcpRst = 0x04, kTcpAck = 0x10, kTcpSyn = 0x02, kTcpFin = 0x01;
 constexpr size_t kIcmpHeaderLen = 8;
 constexpr size_t kIpv6MinMtu = 1280; // an ICMPv6 error fits in it (RFC 4443 2.4 (c))
-
-void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = static_cast<uint8_t>(v >> 8);
-	p[1] = static_cast<uint8_t>(v);
-}
-
-uint16_t get16(const uint8_t *p)
-{
-	return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-
-uint32_t get32(const uint8_t *p)
-{
-	return uint32_t{ p[0] } << 24 | uint32_t{ p[1] } << 16 | uint32_t{ p[2] } << 8 | p[3];
-}
-
-void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, static_cast<uint16_t>(v >> 16));
-	put16(p + 2, static_cast<uint16_t>(v));
-}
 
 void storeChecksum(uint8_t *at, uint64_t sum)
 {
@@ -51,13 +28,13 @@ void startFrame(const uint8_t *frame, bool v6, size_t l3len, std::vector<uint8_t
 	out.assign(kEthHeaderLen + l3len, 0);
 	std::memcpy(out.data(), frame + 6, 6);
 	std::memcpy(out.data() + 6, frame, 6);
-	put16(out.data() + 12, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IP);
+	storeBe16(out.data() + 12, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IP);
 }
 
 void ipv4Header(uint8_t *ip, size_t total, uint8_t proto, const uint8_t *src, const uint8_t *dst)
 {
 	ip[0] = 0x45;
-	put16(ip + 2, static_cast<uint16_t>(total));
+	storeBe16(ip + 2, static_cast<uint16_t>(total));
 	ip[8] = kTtl;
 	ip[9] = proto;
 	std::memcpy(ip + 12, src, 4);
@@ -68,7 +45,7 @@ void ipv4Header(uint8_t *ip, size_t total, uint8_t proto, const uint8_t *src, co
 void ipv6Header(uint8_t *ip, size_t payload, uint8_t proto, const uint8_t *src, const uint8_t *dst)
 {
 	ip[0] = 0x60;
-	put16(ip + 4, static_cast<uint16_t>(payload));
+	storeBe16(ip + 4, static_cast<uint16_t>(payload));
 	ip[6] = proto;
 	ip[7] = kTtl;
 	std::memcpy(ip + 8, src, 16);
@@ -81,12 +58,12 @@ void l4Checksum(const uint8_t *ip, bool v6, uint8_t proto, uint8_t *l4, size_t l
 	uint64_t sum = checksumAdd(0, v6 ? ip + 8 : ip + 12, v6 ? 32 : 8);
 	uint8_t tail[8] = {};
 	if (v6) {
-		put32(tail, static_cast<uint32_t>(l4len));
+		storeBe32(tail, static_cast<uint32_t>(l4len));
 		tail[7] = proto;
 		sum = checksumAdd(sum, tail, 8);
 	} else {
 		tail[1] = proto;
-		put16(tail + 2, static_cast<uint16_t>(l4len));
+		storeBe16(tail + 2, static_cast<uint16_t>(l4len));
 		sum = checksumAdd(sum, tail, 4);
 	}
 	storeChecksum(l4 + checksumAt, checksumAdd(sum, l4, l4len));
@@ -96,15 +73,15 @@ bool buildRst(const uint8_t *frame, size_t len, const EgressPacket &p, std::vect
 {
 	const uint8_t *ip = frame + p.l3;
 	size_t ihl = p.v6 ? kIpv6HeaderLen : (ip[0] & 0x0fu) * 4u;
-	size_t iplen = p.v6 ? kIpv6HeaderLen + get16(ip + 4) : get16(ip + 2);
+	size_t iplen = p.v6 ? kIpv6HeaderLen + loadBe16(ip + 4) : loadBe16(ip + 2);
 	const uint8_t *tcp = ip + ihl;
 	if (p.l3 + ihl + kTcpMinHeaderLen > len || iplen < ihl + kTcpMinHeaderLen)
 		return false;
 	size_t doff = (tcp[12] >> 4) * 4u;
 	size_t data = iplen > ihl + doff ? iplen - ihl - doff : 0;
 	// RFC 793: a segment without ACK is answered <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-	uint32_t ack = get32(tcp + 4) + static_cast<uint32_t>(data) + ((tcp[13] & kTcpSyn) ? 1 : 0) +
-		       ((tcp[13] & kTcpFin) ? 1 : 0);
+	uint32_t ack = loadBe32(tcp + 4) + static_cast<uint32_t>(data) + ((tcp[13] & TH_SYN) ? 1 : 0) +
+		       ((tcp[13] & TH_FIN) ? 1 : 0);
 
 	size_t hl = p.v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen;
 	startFrame(frame, p.v6, hl + kTcpMinHeaderLen, out);
@@ -116,9 +93,9 @@ bool buildRst(const uint8_t *frame, size_t len, const EgressPacket &p, std::vect
 		ipv4Header(oip, hl + kTcpMinHeaderLen, IPPROTO_TCP, p.dst, src);
 	std::memcpy(otcp, tcp + 2, 2); // ports swapped
 	std::memcpy(otcp + 2, tcp, 2);
-	put32(otcp + 8, ack);
+	storeBe32(otcp + 8, ack);
 	otcp[12] = 5 << 4;
-	otcp[13] = kTcpRst | kTcpAck;
+	otcp[13] = TH_RST | TH_ACK;
 	l4Checksum(oip, p.v6, IPPROTO_TCP, otcp, kTcpMinHeaderLen, 16);
 	return true;
 }
@@ -132,7 +109,7 @@ bool buildUnreachable(const uint8_t *frame, size_t len, const EgressPacket &p, i
 	if (p.v6) {
 		// As much of the packet as fits in the minimum MTU (RFC 4443 3.1).
 		quote = std::min(
-			{ avail, kIpv6HeaderLen + get16(ip + 4), kIpv6MinMtu - kIpv6HeaderLen - kIcmpHeaderLen });
+			{ avail, kIpv6HeaderLen + loadBe16(ip + 4), kIpv6MinMtu - kIpv6HeaderLen - kIcmpHeaderLen });
 	} else {
 		// The IP header and the first 8 bytes of its payload (RFC 792).
 		size_t ihl = (ip[0] & 0x0fu) * 4u;
