@@ -5,6 +5,8 @@ Environment: SLIRPNET_HELPER (the helper executable) and SLIRPNET_LIB (libslirpn
 are required; SLIRPNET_ARTIFACTS is where failed tests leave <test>.pcap, a one-line-
 per-frame <test>.txt and the helper's log (default: $TMPDIR/slirpnet-artifacts).
 The environment is read, never changed: peers get the helper's path as an argument.
+(One exception, the sanitizer build's: see _sanitizer_environment.)  A test whose helper
+printed a sanitizer report (ASan, LSan, UBSan) fails, whatever its exit status.
 
 Fixtures:
   helper_path, lib_path   the two binaries
@@ -54,6 +56,32 @@ def pytest_configure(config):
     # Fail loudly (not skip) when the binaries are missing.
     _need_env("SLIRPNET_HELPER", "the slirpnet helper executable")
     _need_env("SLIRPNET_LIB", "libslirpnet.so")
+    _sanitizer_environment()
+
+
+def _sanitizer_environment():
+    """The sanitizer build's pytest runs (meson.build's pytest_sanitizer_env): this python
+    has libasan preloaded (it loads the instrumented libslirpnet.so) and no leak check
+    (the interpreter does not free everything at exit).  Its children, the helper above
+    all, get SLIRPNET_CHILD_ASAN_OPTIONS (leak check on) and no preload: the helper links
+    the runtime itself, and QEMU, tshark and the rest are not instrumented."""
+    child = os.environ.get("SLIRPNET_CHILD_ASAN_OPTIONS")
+    if child is None:
+        return
+    os.environ["ASAN_OPTIONS"] = child
+    os.environ.pop("LD_PRELOAD", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_sanitizer_reports():
+    """Fail a test whose helpers printed a sanitizer report: the fixtures below and
+    HelperProc.close note them (harness.procs.note_sanitizer_report) as they finish;
+    this teardown runs after theirs."""
+    harness.procs.take_sanitizer_reports()
+    yield
+    reports = harness.procs.take_sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer report from the helper:\n" + "\n\n".join(reports), pytrace=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,6 +130,8 @@ def _peers(request):
                 written.append("(could not write %s: %s)" % (base, e))
         if written:
             request.node.add_report_section("teardown", "artifacts", "\n".join(written))
+    for p in peers:
+        harness.procs.note_sanitizer_report(p.describe(), p.helper_log())
     for p in peers:
         cleanup = getattr(p, "cleanup_files", None)
         if cleanup:

@@ -15,7 +15,8 @@ from .stats import signal_stats
 
 __all__ = ["default_helper", "helper_env", "child_pids", "proc_state", "open_fds", "listener_inodes",
            "describe_status", "peek_child_status", "wait_child", "read_file", "read_log",
-           "remove_file", "HelperProc", "SMALL_SNDBUF"]
+           "remove_file", "HelperProc", "SMALL_SNDBUF", "sanitizer_report", "note_sanitizer_report",
+           "take_sanitizer_reports"]
 
 # The kernel's default socket send buffer instead of the helper's 4 MiB (sndbuf=), for
 # tests that must fill the link to the guest.
@@ -149,6 +150,41 @@ def remove_file(path):
         pass
 
 
+# The first line of a report of ASan, LSan or UBSan (the sanitizer build,
+# -Db_sanitize=address,undefined): "==123==ERROR: AddressSanitizer: ...", "ERROR:
+# LeakSanitizer: detected memory leaks", "file.cpp:12:5: runtime error: ...".
+_SANITIZER_LINE = re.compile(r"ERROR: (Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer"
+                             r"|: runtime error: |AddressSanitizer CHECK failed")
+_sanitizer_reports = []
+
+
+def sanitizer_report(text, lines=60):
+    """The sanitizer report in a helper's log text (from its first line, at most `lines`
+    lines), or None.  A report ends the helper (halt_on_error) but the harness may not be
+    looking at its exit status then (a PluginPeer, a killed helper): conftest.py fails the
+    test on the text."""
+    m = _SANITIZER_LINE.search(text or "")
+    if not m:
+        return None
+    start = text.rfind("\n", 0, m.start()) + 1
+    return "\n".join(text[start:].splitlines()[:lines])
+
+
+def note_sanitizer_report(who, text):
+    """Remember the sanitizer report in text (a helper's log), if any, for the running
+    test: take_sanitizer_reports() hands them to conftest.py, which fails the test."""
+    report = sanitizer_report(text)
+    if report:
+        _sanitizer_reports.append("%s:\n%s" % (who, report))
+
+
+def take_sanitizer_reports():
+    """The reports noted since the last call (and forget them)."""
+    out = list(_sanitizer_reports)
+    del _sanitizer_reports[:]
+    return out
+
+
 class HelperProc:
     """`slirpnet ARGS` (e.g. ``["--socket", path]``) with stderr to a log file; waits for
     the 'ready on' line on stdout.  helper: the executable (default $SLIRPNET_HELPER)."""
@@ -218,6 +254,7 @@ class HelperProc:
     def close(self):
         if self.proc.poll() is None:
             self.kill()
+        note_sanitizer_report("helper %s" % self.args, self.log())
         if self.proc.stdout:
             self.proc.stdout.close()
         try:
