@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// unix_listener_test.cpp - the UNIX listener: bind rules, accepted fds' flags, batches, the pause after EMFILE, unlink.
+// unix_listener_test.cpp - the UNIX listener: bind rules, accepted fds' flags, batches, EMFILE (reserve fd, pause), unlink.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -172,29 +173,101 @@ TEST_F(Fixture, AcceptsAtMostABatchPerWakeUp)
 	EXPECT_EQ(accepted.size(), 10u);
 }
 
-TEST_F(Fixture, OutOfDescriptorsPausesInsteadOfSpinning)
+namespace {
+
+// Lowers the soft RLIMIT_NOFILE to the lowest free descriptor for its lifetime: every
+// descriptor below the limit is in use, so the next accept4() fails with EMFILE.
+struct OutOfDescriptors {
+	struct rlimit saved {
+	};
+	bool ok = false;
+	OutOfDescriptors()
+	{
+		if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+			return;
+		int lowest = dup(0);
+		if (lowest < 0)
+			return;
+		close(lowest);
+		struct rlimit low = saved;
+		low.rlim_cur = static_cast<rlim_t>(lowest);
+		ok = setrlimit(RLIMIT_NOFILE, &low) == 0;
+	}
+	~OutOfDescriptors() { restore(); }
+	void restore()
+	{
+		if (ok)
+			setrlimit(RLIMIT_NOFILE, &saved);
+		ok = false;
+	}
+};
+
+// The client's end saw the connection end (EOF or reset), without waiting.
+bool sawEnd(int fd)
+{
+	pollfd p{ fd, POLLIN, 0 };
+	if (poll(&p, 1, 0) != 1)
+		return false;
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+} // namespace
+
+TEST_F(Fixture, OutOfDescriptorsTheReserveAcceptsAndClosesTheClient)
+{
+	UnixListenerOptions o;
+	o.pauseMs = 300;
+	o.refuseMessage = "busy\n";
+	auto l = listen(o);
+	ASSERT_TRUE(l);
+	EXPECT_TRUE(l->hasReserve());
+	UniqueFd c1 = connectClient();
+	UniqueFd c2 = connectClient();
+	{
+		OutOfDescriptors limit;
+		ASSERT_TRUE(limit.ok);
+		iterate();
+		// Both taken off the backlog and closed at once; nothing handed to the callback,
+		// no pause, and the reserve is back.
+		EXPECT_TRUE(accepted.empty());
+		EXPECT_EQ(l->refused(), 2u);
+		EXPECT_FALSE(l->isPaused());
+		EXPECT_TRUE(l->hasReserve());
+		// And the socket is no longer readable: the loop does not spin on it.
+		EXPECT_FALSE(g_main_context_iteration(ctx.get(), FALSE));
+	}
+	char buf[8] = {};
+	EXPECT_EQ(recv(c1.get(), buf, sizeof(buf), MSG_DONTWAIT), 5);
+	EXPECT_STREQ(buf, "busy\n");
+	EXPECT_TRUE(sawEnd(c1.get()));
+	EXPECT_EQ(recv(c2.get(), buf, sizeof(buf), MSG_DONTWAIT), 5);
+	EXPECT_TRUE(sawEnd(c2.get()));
+	// With descriptors again, a new client is served.
+	UniqueFd c3 = connectClient();
+	EXPECT_TRUE(waitFor([&] { return accepted.size() == 1; }));
+	EXPECT_EQ(l->refused(), 2u);
+}
+
+TEST_F(Fixture, OutOfDescriptorsWithoutAReservePausesInsteadOfSpinning)
 {
 	UnixListenerOptions o;
 	o.pauseMs = 300; // long enough that the loop below sees no retry
+	o.reserveFd = false;
 	auto l = listen(o);
 	ASSERT_TRUE(l);
+	EXPECT_FALSE(l->hasReserve());
 	UniqueFd c = connectClient();
 
-	// Every descriptor below the limit in use: accept4() fails with EMFILE.
-	struct rlimit saved;
-	ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-	int lowest = dup(0);
-	ASSERT_GE(lowest, 0);
-	close(lowest);
-	struct rlimit low = saved;
-	low.rlim_cur = static_cast<rlim_t>(lowest);
-	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	OutOfDescriptors limit;
+	ASSERT_TRUE(limit.ok);
 	iterate();
 	bool pausedAfterError = l->isPaused();
 	// Paused: the still-readable socket is not polled, so these iterations find nothing.
 	for (int i = 0; i < 20; i++)
 		EXPECT_FALSE(g_main_context_iteration(ctx.get(), FALSE));
-	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	limit.restore();
 
 	EXPECT_TRUE(pausedAfterError);
 	EXPECT_TRUE(accepted.empty());

@@ -2,6 +2,8 @@
 // link/stream_server.cpp - the --socket link: one QEMU -netdev stream client at a time.
 #include "link/stream_server.hpp"
 
+#include "log.hpp"
+
 namespace slirpnet {
 
 StreamServer::StreamServer(const std::string &path, GuestPort &port, GMainContext *ctx, bool oneOff)
@@ -51,11 +53,13 @@ void StreamServer::onAccept(UniqueFd fd)
 		return; // fd closes here
 	}
 	if (hasClient()) {
-		g_warning("refused a second client on '%s': one is already connected", name().c_str());
+		slirpnet_warning_ratelimited("refused a second client on '%s': one is already connected",
+					     name().c_str());
 		return; // fd closes here
 	}
 	if (oneOff_ && clients_ > 0) {
-		g_warning("refused a client on '%s': --one-off serves a single connection", name().c_str());
+		slirpnet_warning_ratelimited("refused a client on '%s': --one-off serves a single connection",
+					     name().c_str());
 		return;
 	}
 	retire();
@@ -64,7 +68,8 @@ void StreamServer::onAccept(UniqueFd fd)
 	if (clients_ > 0 && !port_.config().socketKeepState)
 		port_.forgetGuestConnections();
 	clients_++;
-	g_message("client %llu connected on '%s'", static_cast<unsigned long long>(clients_), name().c_str());
+	slirpnet_message_ratelimited("client %llu connected on '%s'", static_cast<unsigned long long>(clients_),
+				     name().c_str());
 	client_ = StreamLink::create(std::move(fd), port_, ctx_, name());
 	client_->setClosedCallback([this](const std::string &why, bool error) { onClientClosed(why, error); });
 }
@@ -75,7 +80,7 @@ void StreamServer::onClientClosed(const std::string &why, bool error)
 		closeLink("the --one-off client left (" + why + ")", error);
 		return;
 	}
-	g_message("client left (%s); listening again on '%s'", why.c_str(), name().c_str());
+	slirpnet_message_ratelimited("client left (%s); listening again on '%s'", why.c_str(), name().c_str());
 	if (!reaper_) {
 		auto onIdle = [](gpointer self) -> gboolean {
 			static_cast<StreamServer *>(self)->retire();
