@@ -46,30 +46,228 @@ bool isType(JsonNode *n, ArgType t)
 	return false;
 }
 
-// Deepest nesting of [ and { outside strings: bounded before parsing.
-int jsonDepth(std::string_view s)
+/*
+ * Strict RFC 8259 JSON, checked before json-glib sees the line. json-glib 1.6 (GScanner
+ * underneath) also takes comments, single-quoted strings and more, and parses nesting
+ * recursively: anything it would read differently from the standard could hide nesting
+ * from a simpler guard. So this is the whole grammar, iteratively: an explicit stack of
+ * at most kMaxJsonDepth containers, one pass, no recursion, no allocation. Also valid
+ * UTF-8 (RFC 8259 section 8.1) and no lone UTF-16 surrogate in a \u escape.
+ */
+class StrictJson
 {
-	int depth = 0, deepest = 0;
-	bool inString = false, escaped = false;
-	for (char ch : s) {
-		if (inString) {
-			if (escaped)
-				escaped = false;
-			else if (ch == '\\')
-				escaped = true;
-			else if (ch == '"')
-				inString = false;
-			continue;
+public:
+	explicit StrictJson(std::string_view s) : s_(s) {}
+
+	bool check(std::string &why)
+	{
+		if (!g_utf8_validate(s_.data(), static_cast<gssize>(s_.size()), nullptr))
+			return fail(why, "not valid UTF-8");
+		enum class Want { Value, FirstValueOrEnd, Key, FirstKeyOrEnd, AfterValue } want = Want::Value;
+		for (;;) {
+			skipSpace();
+			if (want == Want::AfterValue) {
+				if (depth_ == 0) {
+					if (pos_ != s_.size())
+						return unexpected(why, "after the JSON value");
+					return true;
+				}
+				char close = inObject_[depth_ - 1] ? '}' : ']';
+				if (at(',')) {
+					pos_++;
+					want = inObject_[depth_ - 1] ? Want::Key : Want::Value;
+				} else if (at(close)) {
+					pos_++;
+					depth_--;
+				} else {
+					return unexpected(why, inObject_[depth_ - 1]
+								       ? "in an object (expected ',' or '}')"
+								       : "in an array (expected ',' or ']')");
+				}
+				continue;
+			}
+			if (want == Want::FirstKeyOrEnd || want == Want::FirstValueOrEnd) {
+				if (at(want == Want::FirstKeyOrEnd ? '}' : ']')) {
+					pos_++;
+					depth_--;
+					want = Want::AfterValue;
+					continue;
+				}
+				want = want == Want::FirstKeyOrEnd ? Want::Key : Want::Value;
+			}
+			if (want == Want::Key) {
+				if (!at('"'))
+					return unexpected(why, "where an object key (a double-quoted string) belongs");
+				if (!string(why))
+					return false;
+				skipSpace();
+				if (!at(':'))
+					return unexpected(why, "after an object key (expected ':')");
+				pos_++;
+				want = Want::Value;
+				continue;
+			}
+			// want == Want::Value
+			if (pos_ == s_.size())
+				return fail(why, depth_ || pos_ ? "unexpected end of the line" : "empty request");
+			char c = s_[pos_];
+			if (c == '{' || c == '[') {
+				if (depth_ == kMaxJsonDepth)
+					return fail(why, "request nested deeper than " + std::to_string(kMaxJsonDepth) +
+								 " levels");
+				inObject_[depth_++] = c == '{';
+				pos_++;
+				want = c == '{' ? Want::FirstKeyOrEnd : Want::FirstValueOrEnd;
+				continue;
+			}
+			if (c == '"') {
+				if (!string(why))
+					return false;
+			} else if (c == '-' || (c >= '0' && c <= '9')) {
+				if (!number(why))
+					return false;
+			} else if (!literal("true") && !literal("false") && !literal("null")) {
+				return unexpected(why, "where a value belongs");
+			}
+			want = Want::AfterValue;
 		}
-		if (ch == '"')
-			inString = true;
-		else if (ch == '[' || ch == '{')
-			deepest = std::max(deepest, ++depth);
-		else if (ch == ']' || ch == '}')
-			depth--;
 	}
-	return deepest;
-}
+
+private:
+	bool at(char c) const { return pos_ < s_.size() && s_[pos_] == c; }
+	bool digit() const { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; }
+	void skipSpace()
+	{
+		while (pos_ < s_.size() &&
+		       (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+			pos_++;
+	}
+	bool literal(std::string_view word)
+	{
+		if (s_.substr(pos_, word.size()) != word)
+			return false;
+		pos_ += word.size();
+		return true;
+	}
+	static bool fail(std::string &why, std::string text)
+	{
+		why = std::move(text);
+		return false;
+	}
+	// "unexpected '/' at byte 12 where a value belongs (comments are not JSON)".
+	bool unexpected(std::string &why, const char *where) const
+	{
+		if (pos_ >= s_.size())
+			return fail(why, std::string("unexpected end of the line ") + where);
+		unsigned char c = static_cast<unsigned char>(s_[pos_]);
+		std::string shown = c >= 0x20 && c < 0x7f ? std::string("'") + static_cast<char>(c) + "'"
+							  : "byte 0x" + hex2(c);
+		std::string hint;
+		if (c == '/' || c == '#')
+			hint = " (comments are not JSON)";
+		else if (c == '\'')
+			hint = " (strings take double quotes in JSON)";
+		else if (c == 'N' || c == 'I')
+			hint = " (NaN and Infinity are not JSON)";
+		return fail(why, "unexpected " + shown + " at byte " + std::to_string(pos_) + " " + where + hint);
+	}
+	static std::string hex2(unsigned char c)
+	{
+		const char *d = "0123456789abcdef";
+		return { d[c >> 4], d[c & 15] };
+	}
+	bool hex4(unsigned &v)
+	{
+		v = 0;
+		for (int i = 0; i < 4; i++, pos_++) {
+			if (pos_ >= s_.size() || !g_ascii_isxdigit(s_[pos_]))
+				return false;
+			v = v * 16 + static_cast<unsigned>(g_ascii_xdigit_value(s_[pos_]));
+		}
+		return true;
+	}
+	// At '"': to just after the closing quote.
+	bool string(std::string &why)
+	{
+		size_t start = pos_++;
+		while (pos_ < s_.size()) {
+			unsigned char c = static_cast<unsigned char>(s_[pos_]);
+			if (c == '"') {
+				pos_++;
+				return true;
+			}
+			if (c < 0x20)
+				return fail(why, "control character 0x" + hex2(c) + " at byte " + std::to_string(pos_) +
+							 " in a string (escape it)");
+			if (c != '\\') {
+				pos_++;
+				continue;
+			}
+			size_t esc = pos_++;
+			if (pos_ >= s_.size())
+				break;
+			char e = s_[pos_++];
+			if (e == 'u') {
+				unsigned u;
+				if (!hex4(u))
+					return fail(why, "bad \\u escape at byte " + std::to_string(esc) +
+								 " (expected 4 hex digits)");
+				if (u >= 0xdc00 && u <= 0xdfff)
+					return fail(why,
+						    "lone low surrogate \\u escape at byte " + std::to_string(esc));
+				if (u >= 0xd800 && u <= 0xdbff) {
+					unsigned low = 0;
+					if (!literal("\\u") || !hex4(low) || low < 0xdc00 || low > 0xdfff)
+						return fail(why, "high surrogate \\u escape at byte " +
+									 std::to_string(esc) +
+									 " without its low surrogate");
+				}
+			} else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
+				return fail(why,
+					    "bad escape '\\" + std::string(1, e) + "' at byte " + std::to_string(esc));
+			}
+		}
+		return fail(why, "unterminated string starting at byte " + std::to_string(start));
+	}
+	// At '-' or a digit.
+	bool number(std::string &why)
+	{
+		size_t start = pos_;
+		auto bad = [&] { return fail(why, "bad number at byte " + std::to_string(start)); };
+		if (at('-'))
+			pos_++;
+		if (at('0')) {
+			pos_++;
+		} else if (digit()) {
+			while (digit())
+				pos_++;
+		} else {
+			return bad();
+		}
+		if (at('.')) {
+			pos_++;
+			if (!digit())
+				return bad();
+			while (digit())
+				pos_++;
+		}
+		if (at('e') || at('E')) {
+			pos_++;
+			if (at('+') || at('-'))
+				pos_++;
+			if (!digit())
+				return bad();
+			while (digit())
+				pos_++;
+		}
+		return true;
+	}
+
+	std::string_view s_;
+	size_t pos_ = 0;
+	int depth_ = 0;
+	bool inObject_[kMaxJsonDepth] = {}; // per open container: object (true) or array
+};
 
 // "a string", "an integer": the type as an error message names it.
 std::string withArticle(std::string_view noun)
@@ -103,8 +301,10 @@ bool parseRequest(std::string_view line, Request &req, ControlError &err)
 		err = { errorclass::kParse, "request contains a NUL byte" };
 		return false;
 	}
-	if (jsonDepth(line) > kMaxJsonDepth) {
-		err = { errorclass::kParse, "request nested deeper than " + std::to_string(kMaxJsonDepth) + " levels" };
+	// Only strict JSON reaches json-glib (see StrictJson).
+	std::string why;
+	if (!StrictJson(line).check(why)) {
+		err = { errorclass::kParse, "not a JSON request: " + why };
 		return false;
 	}
 	GObjectPtr<JsonParser> parser(json_parser_new_immutable());

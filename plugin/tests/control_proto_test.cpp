@@ -70,6 +70,88 @@ TEST(ControlRequest, MalformedIsParseError)
 	mustParse("{\"execute\":\"x\",\"id\":\"" + std::string(100, '[') + "\"}");
 }
 
+// json-glib 1.6 reads more than JSON (comments, single quotes...), and recursively: only
+// strict RFC 8259 JSON may reach it, whatever hides inside the extras.
+TEST(ControlRequest, OnlyStrictJsonReachesTheParser)
+{
+	struct Case {
+		std::string line;
+		const char *why; // a word of the error
+	};
+	const std::string deep(100, '[');
+	const Case cases[] = {
+		{ R"({"execute":"stats"} /* c */)", "comments" },
+		{ R"(/* c */ {"execute":"stats"})", "comments" },
+		{ R"({"execute":/* c */"stats"})", "comments" },
+		{ R"({"execute":"stats"} // c)", "comments" },
+		{ R"({"execute":"stats", # c
+})",
+		  "comments" },
+		{ R"({'execute':'stats'})", "double quotes" },
+		{ R"({"execute":'stats'})", "double quotes" },
+		{ R"({"execute":"stats",})", "object key" },
+		{ R"({"execute":"stats","id":[1,2,]})", "value" },
+		{ R"({"execute":"stats","id":[,]})", "value" },
+		{ R"({"execute":"stats","id":NaN})", "NaN" },
+		{ R"({"execute":"stats","id":Infinity})", "NaN" },
+		{ R"({"execute":"stats","id":-Infinity})", "number" },
+		{ R"({"execute":"stats","id":01})", "expected ','" },
+		{ R"({"execute":"stats","id":1.})", "number" },
+		{ R"({"execute":"stats","id":.5})", "value" },
+		{ R"({"execute":"stats","id":1e})", "number" },
+		{ R"({"execute":"stats","id":+1})", "value" },
+		{ R"({"execute":"stats","id":0x10})", "expected ','" },
+		{ R"({"execute":"stats","id":True})", "value" },
+		{ R"({"execute":"stats","id":nul})", "value" },
+		{ "{\"execute\":\"st\tats\"}", "control character" },
+		{ "{\"execute\":\"st\x01"
+		  "ats\"}",
+		  "control character" },
+		{ R"({"execute":"st\xats"})", "bad escape" },
+		{ R"({"execute":"st\'ats"})", "bad escape" },
+		{ R"({"execute":"\u12"})", "hex digits" },
+		{ R"({"execute":"\ud800"})", "surrogate" },
+		{ R"({"execute":"\udc00"})", "surrogate" },
+		{ R"({"execute":"stats)", "unterminated" },
+		{ R"({"execute" "stats"})", "':'" },
+		{ R"({execute:"stats"})", "object key" },
+		{ "{\"execute\":\"stats\"}\x0b", "after the JSON value" },
+		{ "\xef\xbb\xbf{\"execute\":\"stats\"}", "value" }, // a BOM
+		{ "{\"execute\":\"\xc3\x28\"}", "UTF-8" },
+		{ "", "empty" },
+		// Nesting that a guard reading standard JSON only would not count...
+		{ "{\"execute\":\"x\",\"id\":/*\"*/" + deep + "}", "comments" },
+		{ "{\"execute\":\"x\",\"id\":'\\'" + deep + "'}", "double quotes" },
+		// ... and plain deep nesting, bounded by an iterative check.
+		{ std::string(100000, '['), "nested deeper" },
+		{ "{\"execute\":\"x\",\"id\":" + std::string(33, '[') + std::string(33, ']') + "}", "nested deeper" },
+		{ [] {
+			 std::string s;
+			 for (int i = 0; i < 20000; i++)
+				 s += "{\"a\":";
+			 return s;
+		 }(),
+		  "nested deeper" },
+	};
+	for (const auto &c : cases) {
+		ControlError e = mustFail(c.line);
+		EXPECT_EQ(e.cls, errorclass::kParse) << c.line;
+		EXPECT_NE(e.desc.find(c.why), std::string::npos) << c.line.substr(0, 80) << " -> " << e.desc;
+	}
+}
+
+TEST(ControlRequest, StrictJsonStillTakesAllOfJson)
+{
+	// Every construct of RFC 8259, at the depth limit.
+	mustParse(R"( {"execute" : "stats" , "id" : [ -0, 1.5e+3, 2E-2, 0.25, 10, true, false, null, "", )"
+		  R"("\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00 é 😀", {}, [], {"a": {"b": []}} ]} )"
+		  "\r\n\t ");
+	mustParse("{\"execute\":\"x\",\"id\":" + std::string(kMaxJsonDepth - 1, '[') +
+		  std::string(kMaxJsonDepth - 1, ']') + "}");
+	// Brackets inside strings do not count, escaped quotes included.
+	mustParse("{\"execute\":\"x\",\"id\":\"\\\"" + std::string(100, '[') + "\"}");
+}
+
 TEST(ControlRequest, WrongShapeIsInvalidRequest)
 {
 	EXPECT_EQ(mustFail("[1,2]").cls, errorclass::kInvalidRequest);
