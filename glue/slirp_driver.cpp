@@ -76,11 +76,25 @@ const SlirpCb SlirpDriver::callbacks_ = {
 	},
 	/* register_poll_fd: polled through fill(); remembered for resetGuestConnections() */
 	[](int fd, void *opaque) {
-		if (fd >= 0)
-			static_cast<SlirpDriver *>(opaque)->registered_.insert(fd);
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		if (fd < 0)
+			return;
+		d->registered_.insert(fd);
+		if (d->inInput_) { // opened by the guest's packet: a flow
+			d->flows_.insert(fd);
+			d->lastInputFlow_ = fd;
+		}
 	},
-	/* unregister_poll_fd */
-	[](int fd, void *opaque) { static_cast<SlirpDriver *>(opaque)->registered_.erase(fd); },
+	/* unregister_poll_fd: libslirp closes fd right after */
+	[](int fd, void *opaque) {
+		auto *d = static_cast<SlirpDriver *>(opaque);
+		d->registered_.erase(fd);
+		d->listeners_.erase(fd);
+		if (fd == d->lastInputFlow_)
+			d->lastInputFlow_ = -1;
+		if (d->flows_.erase(fd) && d->flowClosed_)
+			d->flowClosed_(fd);
+	},
 	/* notify: a socket can take more data; re-run fill() now rather than after a timeout */
 	[](void *opaque) { wakeContextFromOtherThread(static_cast<SlirpDriver *>(opaque)->ctx_.get()); },
 	/* init_completed: timers may be created inside slirp_new(), before it returns */
@@ -132,7 +146,11 @@ SlirpDriver::~SlirpDriver()
 
 void SlirpDriver::input(const uint8_t *frame, size_t len)
 {
+	// slirp_input is synchronous: a socket it opens is announced before it returns.
+	lastInputFlow_ = -1;
+	inInput_ = true;
 	slirp_input(slirp_, frame, static_cast<int>(len));
+	inInput_ = false;
 	if (!kicked_) {
 		kicked_ = true;
 		g_source_set_ready_time(source_.get(), 0);
@@ -230,11 +248,34 @@ size_t SlirpDriver::resetGuestConnections()
 	return n;
 }
 
+static bool isListening(int fd)
+{
+	int v = 0;
+	socklen_t len = sizeof v;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0;
+}
+
+void SlirpDriver::classifyPolled(int fd)
+{
+	if (flows_.count(fd) || listeners_.count(fd))
+		return;
+	if (isListening(fd))
+		listeners_.insert(fd);
+	else if (isTcpConnection(fd))
+		flows_.insert(fd); // a hostfwd connection: announced outside input(), or as fd -1
+}
+
 int SlirpDriver::addPoll(int fd, int events, void *opaque)
 {
 	auto *d = static_cast<SlirpDriver *>(opaque);
 	if (d->inputPaused_)
 		events &= ~SLIRP_POLL_IN;
+	// A socket not seen before (or not polled in the last fill): a listener, or a flow.
+	if (!d->pollTags_.count(fd))
+		d->classifyPolled(fd);
+	// At the flow limit a listener is kept in the set but not polled: no accept.
+	if (d->maxFlows_ && d->flows_.size() >= d->maxFlows_ && d->listeners_.count(fd))
+		events = 0;
 	GIOCondition cond = toGio(events);
 	auto [it, inserted] = d->pollTags_.try_emplace(fd, PollTag{ nullptr, cond, 0 });
 	PollTag &t = it->second;

@@ -97,6 +97,30 @@ public:
 	size_t resetGuestConnections();
 	bool resetSettling() const { return settleGeneration_ != 0; }
 
+	/*
+	 * Guest flows: the sockets libslirp holds for the guest (TCP connections, UDP flows,
+	 * ICMP echo sockets), hostfwd listeners excluded, the connections they accepted
+	 * included. libslirp 4.7 announces a socket (register_poll_fd) when it creates its
+	 * host fd and withdraws it (unregister_poll_fd) just before closing it, when it frees
+	 * the socket and its buffers; a connection in TIME_WAIT or LAST_ACK keeps its fd (and
+	 * buffers) until then, so it counts. A socket announced during input() was opened by
+	 * that guest packet (tcp_fconnect, udp_attach, icmp_send run inside slirp_input). A
+	 * connection a hostfwd listener accepted is announced outside input() (and by some
+	 * 4.7 builds as fd -1, a typo fixed later), so it is adopted when it is first polled:
+	 * an inet stream socket, not listening (the listeners are the only other TCP ones).
+	 */
+	size_t flowCount() const { return flows_.size(); }
+	// The socket the last input() made libslirp open and still holds, or -1.
+	int lastInputFlow() const { return lastInputFlow_; }
+	// Called with a flow's fd when libslirp withdraws it (the fd is still open then).
+	void setFlowClosed(std::function<void(int fd)> fn) { flowClosed_ = std::move(fn); }
+	/*
+	 * At or above this many flows the hostfwd listeners are not polled: new host
+	 * connections wait in their listen backlog (the kernel's bound) instead of being
+	 * accepted past the limit, or spinning libslirp's accept on EMFILE. 0: no limit.
+	 */
+	void setMaxFlows(size_t n) { maxFlows_ = n; }
+
 	// Timers, exposed for tests that drive time by hand.
 	size_t timerCount() const { return timers_.size(); }
 	// Absolute ms of the nearest armed timer, or -1.
@@ -133,6 +157,7 @@ private:
 	static const SlirpCb callbacks_;
 	static int addPoll(int fd, int events, void *opaque);
 	static int getRevents(int idx, void *opaque);
+	void classifyPolled(int fd);
 
 	GMainContextPtr ctx_;
 	PacketSink sink_;
@@ -146,6 +171,12 @@ private:
 	// Sockets libslirp announced (register_poll_fd), polled or not. Not every one is: 4.7
 	// announces a hostfwd connection it accepts before setting its fd, hence pollTags_ too.
 	std::unordered_set<int> registered_;
+	std::unordered_set<int> flows_; // see flowCount()
+	std::unordered_set<int> listeners_; // polled listening sockets (hostfwd), found by SO_ACCEPTCONN
+	bool inInput_ = false;
+	int lastInputFlow_ = -1;
+	size_t maxFlows_ = 0;
+	std::function<void(int)> flowClosed_;
 	uint64_t generation_ = 0;
 	uint64_t settleGeneration_ = 0; // resetSettling() until a dispatch after this fill generation
 	int64_t slirpDeadlineMs_ = -1; // when libslirp wants slirp_pollfds_poll() again

@@ -84,7 +84,7 @@ std::vector<uint8_t> udpToGateway(uint16_t port, const std::string &payload)
 
 // Guest 10.0.2.15:40001 -> 10.0.2.2:port, a segment without data (with its TCP checksum:
 // libslirp checks it).
-std::vector<uint8_t> tcpToGateway(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
+std::vector<uint8_t> tcpToGateway(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t sport = 40001)
 {
 	std::vector<uint8_t> f = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
 	f.insert(f.end(), kGuestMac, kGuestMac + 6);
@@ -96,8 +96,8 @@ std::vector<uint8_t> tcpToGateway(uint16_t port, uint32_t seq, uint32_t ack, uin
 	ip[10] = uint8_t(cs >> 8);
 	ip[11] = uint8_t(cs);
 	f.insert(f.end(), ip, ip + 20);
-	uint8_t tcp[20] = { 0x9c,
-			    0x41,
+	uint8_t tcp[20] = { uint8_t(sport >> 8),
+			    uint8_t(sport),
 			    uint8_t(port >> 8),
 			    uint8_t(port),
 			    uint8_t(seq >> 24),
@@ -323,4 +323,112 @@ TEST_F(Fixture, ResetGuestConnectionsResetsTcpOnly)
 	EXPECT_TRUE(rst) << "libslirp sent the guest no RST while the reset settled";
 	EXPECT_EQ(d->resetGuestConnections(), 0u); // libslirp closed it: nothing left
 	EXPECT_EQ(out.size(), settledAt);
+}
+
+// Run the context until a TCP segment with these flags comes out; nullptr after 5 s.
+static const std::vector<uint8_t> *awaitTcp(GMainContext *ctx, const std::vector<std::vector<uint8_t>> &out, int flags)
+{
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	while (g_get_monotonic_time() < deadline) {
+		for (const auto &f : out)
+			if (tcpFlags(f) == flags)
+				return &f;
+		g_main_context_iteration(ctx, FALSE);
+	}
+	return nullptr;
+}
+
+static uint32_t tcpSeq(const std::vector<uint8_t> &f)
+{
+	const uint8_t *t = f.data() + 14 + 20;
+	return (uint32_t(t[4]) << 24) | (t[5] << 16) | (t[6] << 8) | t[7];
+}
+
+// Flows: the sockets a guest packet opened (UDP, TCP) and the connections a hostfwd
+// listener accepted count; the listener does not. A repeated datagram of a UDP flow opens
+// nothing. At the limit the listener is not polled (the host's connection waits in its
+// backlog); below it, it is accepted and counted. A flow libslirp frees is reported.
+TEST_F(Fixture, FlowsCountGuestSocketsAndAcceptedConnections)
+{
+	uint16_t tcpPort, udpPort;
+	UniqueFd server = loopbackSocket(SOCK_STREAM, tcpPort);
+	ASSERT_EQ(listen(server.get(), 4), 0);
+	UniqueFd udpServer = loopbackSocket(SOCK_DGRAM, udpPort);
+	std::vector<int> closed; // outlives d, whose destruction reports the flows it frees
+	auto d = make(false, false);
+	d->setFlowClosed([&closed](int fd) { closed.push_back(fd); });
+	in_addr lo{ htonl(INADDR_LOOPBACK) }, guest{};
+	inet_pton(AF_INET, "10.0.2.15", &guest);
+	uint16_t fwdPort;
+	{
+		UniqueFd probe = loopbackSocket(SOCK_STREAM, fwdPort); // a free port, released below
+	}
+	ASSERT_EQ(slirp_add_hostfwd(d->slirp(), 0, lo, fwdPort, guest, 22), 0);
+	for (int i = 0; i < 3; i++)
+		g_main_context_iteration(ctx.get(), FALSE);
+	EXPECT_EQ(d->flowCount(), 0u); // the listener is no flow
+
+	auto arp = arpWhoHasGateway();
+	d->input(arp.data(), arp.size());
+	EXPECT_EQ(d->lastInputFlow(), -1);
+	// libslirp reads its clock (curtime) only when it polls: without this poll the UDP
+	// flow would get an expiry in the past and be freed at the next fill.
+	d->flushInput();
+	auto udp = udpToGateway(udpPort, "flow");
+	d->input(udp.data(), udp.size());
+	int udpFd = d->lastInputFlow();
+	EXPECT_GE(udpFd, 0);
+	EXPECT_EQ(d->flowCount(), 1u);
+	d->input(udp.data(), udp.size()); // same source port: the same flow
+	EXPECT_EQ(d->lastInputFlow(), -1);
+	EXPECT_EQ(d->flowCount(), 1u);
+
+	out.clear();
+	auto syn = tcpToGateway(tcpPort, 0x1000, 0, 0x02);
+	d->input(syn.data(), syn.size());
+	int tcpFd = d->lastInputFlow();
+	EXPECT_GE(tcpFd, 0);
+	EXPECT_NE(tcpFd, udpFd);
+	EXPECT_EQ(d->flowCount(), 2u);
+
+	for (int i = 0; i < 5; i++)
+		g_main_context_iteration(ctx.get(), FALSE);
+	EXPECT_EQ(d->flowCount(), 2u);
+	// At the limit: a host connection to the hostfwd port is not accepted.
+	d->setMaxFlows(2);
+	out.clear();
+	UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+	sockaddr_in fa{};
+	fa.sin_family = AF_INET;
+	fa.sin_addr = lo;
+	fa.sin_port = htons(fwdPort);
+	connect(client.get(), reinterpret_cast<sockaddr *>(&fa), sizeof fa);
+	gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC / 2;
+	while (g_get_monotonic_time() < until)
+		g_main_context_iteration(ctx.get(), FALSE);
+	for (const auto &f : out)
+		EXPECT_NE(tcpFlags(f), 0x02) << "a hostfwd connection was accepted past the flow limit";
+
+	// Below it: accepted, libslirp's SYN to the guest; once the guest answers, it is polled
+	// and counted (4.7 announced it as fd -1).
+	d->setMaxFlows(3);
+	g_main_context_wakeup(ctx.get());
+	const auto *guestSyn = awaitTcp(ctx.get(), out, 0x02);
+	ASSERT_TRUE(guestSyn);
+	uint16_t fwdSport = (guestSyn->at(14 + 20) << 8) | guestSyn->at(14 + 21);
+	auto synAck = tcpToGateway(fwdSport, 0x5000, tcpSeq(*guestSyn) + 1, 0x12, 22);
+	d->input(synAck.data(), synAck.size());
+	d->flushInput();
+	for (int i = 0; i < 5; i++)
+		g_main_context_iteration(ctx.get(), FALSE);
+	EXPECT_EQ(d->flowCount(), 3u);
+	EXPECT_TRUE(closed.empty());
+
+	// The guest's TCP connection (still in SYN_SENT to the host: never completed) is
+	// reset away: libslirp frees it and reports its fd.
+	auto rst = tcpToGateway(tcpPort, 0x1001, 0, 0x04);
+	d->input(rst.data(), rst.size());
+	EXPECT_EQ(d->flowCount(), 2u);
+	ASSERT_EQ(closed.size(), 1u);
+	EXPECT_EQ(closed[0], tcpFd);
 }
