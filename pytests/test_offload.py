@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from harness import (GW_IP, F_ALL_OFFLOADS, IP, TCP, DirectPeer, Ether, PluginPeer, TcpConn, VnetHdr,
+from harness import (ARP, BCAST_MAC, GW_IP, F_ALL_OFFLOADS, F_HOST_TSO4, F_HOST_TSO6, IP, TCP, DirectPeer,
+                     Ether, IPv6, PluginPeer, Raw, TcpConn, VnetHdr, tso_frame,
                      complete_partial_csum, expect_datagram, free_port, hostfwd_download, icmp_echo,
                      icmp_echo_reply_from, tcp_csum_ok, udp_to)
 
@@ -166,6 +167,59 @@ def test_bad_headers_are_dropped_and_counted(plugin):
     assert p.stats()["drop_vnet_hdr"] == base + 3
     p.send(icmp_echo(p, seq=7))      # and the link still works
     p.expect(icmp_echo_reply_from(p, seq=7))
+
+
+def _gso_misuse_frames(p, port):
+    """Frames a guest might mark GSO_TCPV4 although they are no whole IPv4 TCP segment;
+    each is larger than the link's mru, which only a real GSO frame may be."""
+    big = b"u" * 3000
+    return {
+        "udp": bytes(udp_to(p, port, big, dst=GW_IP)),
+        "arp": bytes(Ether(src=p.guest_mac, dst=BCAST_MAC) / ARP(op=1, psrc=p.guest_ip, pdst=GW_IP)
+                     / Raw(load=big)),
+        "tcp-fragment": bytes(Ether(src=p.guest_mac, dst=p.gw_mac)
+                              / IP(src=p.guest_ip, dst=GW_IP, flags="MF", id=77)
+                              / TCP(sport=40000, dport=port, flags="S") / Raw(load=big)),
+        "ipv6-tcp-as-tcpv4": bytes(Ether(src=p.guest_mac, dst=p.gw_mac)
+                                   / IPv6(src="fec0::15", dst="fec0::2")
+                                   / TCP(sport=40000, dport=port, flags="S") / Raw(load=big)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["udp", "arp", "tcp-fragment", "ipv6-tcp-as-tcpv4"])
+def test_gso_type_on_a_frame_that_is_no_tcp_segment_is_dropped(plugin, udp_echo, kind):
+    """GSO lets a frame be 64 KiB instead of mru: it is honoured only for a whole TCP
+    segment of the IP version the GSO type names."""
+    p = plugin("slirp")
+    p.use_vnet_hdr(F_ALL_OFFLOADS)
+    base = p.stats()
+    p.send_with_vnet_hdr(VnetHdr(gso_type=VnetHdr.GSO_TCPV4, gso_size=1460),
+                         _gso_misuse_frames(p, udp_echo.port)[kind])
+    st = p.stats()
+    assert st["drop_vnet_hdr"] == base["drop_vnet_hdr"] + 1, st
+    assert st["from_guest_frames"] == base["from_guest_frames"], st
+    time.sleep(0.3)
+    assert udp_echo.received == []
+
+
+def test_gso_without_negotiated_host_tso_is_dropped(plugin, udp_echo):
+    """A guest that never took HOST_TSO4/6 sends no GSO frames; one that does is dropped,
+    even for a TCP segment (a plain frame of the same size is over mru as well)."""
+    p = plugin("slirp")
+    p.use_vnet_hdr(F_ALL_OFFLOADS & ~(F_HOST_TSO4 | F_HOST_TSO6))
+    base = p.stats()
+    p.send_with_vnet_hdr(VnetHdr(gso_type=VnetHdr.GSO_TCPV4, gso_size=1460),
+                         _gso_misuse_frames(p, udp_echo.port)["udp"])
+    hdr, tso = tso_frame(Ether(src=p.guest_mac, dst=p.gw_mac) / IP(src=p.guest_ip, dst=GW_IP)
+                         / TCP(sport=40001, dport=udp_echo.port, flags="A") / Raw(load=b"t" * 3000))
+    p.send_with_vnet_hdr(hdr, tso)
+    st = p.stats()
+    assert st["drop_vnet_hdr"] == base["drop_vnet_hdr"] + 2, st
+    assert st["from_guest_frames"] == base["from_guest_frames"], st
+    time.sleep(0.3)
+    assert udp_echo.received == []
+    p.send(icmp_echo(p, seq=9))      # and the link still works
+    p.expect(icmp_echo_reply_from(p, seq=9))
 
 
 def test_gso_frame_larger_than_64k_is_refused(plugin):

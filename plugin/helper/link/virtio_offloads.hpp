@@ -26,7 +26,8 @@ namespace slirpnet {
 
 /*
  * One record from the guest: a virtio-net header, then the frame. Checks the header (a
- * GSO type other than TCPv4/6, or a partial checksum outside the frame, is dropped as
+ * GSO type the guest did not negotiate (HOST_TSO4/6) or that does not match a whole TCP
+ * segment of its IP version, or a partial checksum outside the frame, is dropped as
  * drop_vnet_hdr), completes a partial checksum, raises the MSS of the guest's SYNs when
  * it takes GSO segments, and hands the frame to the port.
  */
