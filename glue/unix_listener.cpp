@@ -93,6 +93,10 @@ bool UnixListener::refuseWithReserve(int err)
 		if (!options_.refuseMessage.empty())
 			(void)!send(fd.get(), options_.refuseMessage.data(), options_.refuseMessage.size(),
 				    MSG_DONTWAIT | MSG_NOSIGNAL);
+		// What the client sent already (a request) is read and dropped: closed with
+		// unread data, the client would get ECONNRESET, possibly before our message.
+		char sink[512];
+		(void)!recv(fd.get(), sink, sizeof(sink), MSG_DONTWAIT);
 		fd.reset(); // the client sees the connection end now rather than hang in the backlog
 	}
 	reserve_ = makeReserve();

@@ -2,7 +2,9 @@
 """pcap=FILE, pcap-filter, snaplen: the helper records every frame both ways, tshark reads it."""
 
 import collections
+import json
 import os
+import select
 import signal
 import socket
 import stat
@@ -10,8 +12,8 @@ import time
 
 import pytest
 
-from harness import (ARP, GW_IP, GW_MAC, ICMP, IP, LINKTYPE_ETHERNET, PCAP_MAGIC_US, UDP,
-                     CaptureFile, ControlClient, DgramPeer, Ether, StreamPeer, arp_check,
+from harness import (ARP, GW_IP, GW_MAC, ICMP, IP, LINKTYPE_ETHERNET, PCAP_MAGIC_US, SCALE, UDP,
+                     CaptureFile, ControlClient, ControlError, DgramPeer, Ether, StreamPeer, arp_check,
                      arp_who_has, bound_dgram, child_pids, fd_helper, icmp_echo,
                      icmp_echo_reply_from, read_pcap, udp_to)
 
@@ -356,3 +358,80 @@ def test_oversized_frames_dropped_not_captured(direct, helpers, peers, workdir, 
     expected = [f for f in logged_frames(p) if f not in sent_big]
     assert pad60(r.data for r in recs) == pad60(expected)
     CaptureFile(pcap).assert_decodes(expect=("icmp",), count=len(recs))
+
+
+# ---------------------------------------------------------------------------------------
+# capture-start's filter: the pcap-filter option's checks, and compiled off the data path
+
+def heavy_filter(limit=4096):
+    """A valid expression just under the length limit that libpcap takes seconds to
+    compile and optimise (a chain of "or host A": about 7 s on a 2-core VM). The first
+    term matches the guest's pings to the gateway."""
+    expr = "host %s" % GW_IP
+    i = 0
+    while True:
+        term = " or host 10.%d.%d.%d" % (1 + i // 62500, i // 250 % 250, 1 + i % 250)
+        if len(expr) + len(term) > limit:
+            return expr
+        expr += term
+        i += 1
+
+
+@pytest.mark.parametrize("expr,words", [
+    (heavy_filter(4200), ["filter", "too long", "> 4096"]),   # valid, but too long
+    ("icmp\x01", ["filter", "control character", "icmp"]),
+    ("icmp\n or arp", ["filter", "control character"]),
+    ("(icmp or arp", ["filter", "(icmp or arp", "parentheses"]),
+], ids=["too-long", "control-char", "newline", "parentheses"])
+def test_capture_start_filter_checked_like_the_option(direct, control_socket, tmp_path, expr, words):
+    """The option's shape checks (one function), before libpcap sees the expression: a
+    clear InvalidArgument naming the filter, and no file created."""
+    p = direct("control=%s,ipv6=off" % control_socket)
+    c = ControlClient(control_socket)
+    path = tmp_path / "never.pcap"
+    with pytest.raises(ControlError) as e:
+        c.call("capture-start", file=str(path), filter=expr)
+    assert e.value.cls == "InvalidArgument", e.value.desc
+    for w in words:
+        assert w in e.value.desc, e.value.desc
+    assert not path.exists()
+    assert c.call("stats")["capture"] is None
+    p.send(icmp_echo(p, seq=1))               # still serving
+    p.expect(icmp_echo_reply_from(p, seq=1))
+    c.close()
+
+
+def test_heavy_filter_compiles_off_the_data_path(direct, control_socket, tmp_path):
+    """A filter that takes seconds to compile does not stall the frames or the other
+    control clients: the pings are answered while capture-start waits for its reply, which
+    comes once the capture has started. (Before, the loop compiled it: nothing moved until
+    the reply.)"""
+    p = direct("control=%s,ipv6=off" % control_socket)
+    starter = ControlClient(control_socket)
+    other = ControlClient(control_socket)
+    expr = heavy_filter()
+    assert len(expr) <= 4096
+    path = str(tmp_path / "heavy.pcap")
+    starter.send_raw(json.dumps({"execute": "capture-start", "id": 1,
+                                 "arguments": {"file": path, "filter": expr}}).encode() + b"\n")
+    # Another client is answered meanwhile: the request above has been read (its client
+    # connected first), and the loop is free.
+    assert "version" in other.call("version")
+    with pytest.raises(ControlError) as e:
+        other.call("capture-start", file=str(tmp_path / "second.pcap"), filter="icmp")
+    assert e.value.cls == "GenericError" and "compiled" in e.value.desc, e.value.desc
+    for seq in range(1, 4):
+        p.send(icmp_echo(p, seq=seq))
+        p.expect(icmp_echo_reply_from(p, seq=seq))
+        assert not select.select([starter.sock], [], [], 0)[0] and not starter.buf, \
+            "capture-start answered before the frames moved: the filter compiled on the loop"
+    # Its reply, once compiled (generous: a slow machine, other jobs).
+    reply = starter.read_reply(timeout=120 * SCALE)
+    assert reply.get("id") == 1 and "return" in reply, reply
+    assert reply["return"]["file"] == path and reply["return"]["filter"] == expr
+    p.send(icmp_echo(p, seq=9))
+    p.expect(icmp_echo_reply_from(p, seq=9))
+    done = other.call("capture-stop")
+    assert done["frames"] == 2, done            # the echo and its reply: host 10.0.2.2
+    starter.close()
+    other.close()

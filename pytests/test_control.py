@@ -374,6 +374,62 @@ def test_malformed_requests_get_errors_and_the_connection_survives(ctlnet):
         other.close()
 
 
+# json-glib 1.6 reads more than JSON, and parses nesting recursively: only strict RFC 8259
+# JSON may reach it. Each line is answered with a ParseError saying why; nesting hidden
+# from a standard-JSON guard (in a comment, in a single-quoted string) is refused too.
+DEEP = "[" * 20000
+NOT_STRICT_JSON = [
+    ('{"execute": "version"} /* comment */', "comments"),
+    ('{"execute": "version"} // comment', "comments"),
+    ('{"execute": /* "x" */ "version"}', "comments"),
+    ("{'execute': 'version'}", "double quotes"),
+    ('{"execute": "version", "id": [1, 2,]}', "value"),
+    ('{"execute": "version",}', "object key"),
+    ('{"execute": "version", "id": NaN}', "NaN"),
+    ('{"execute": "version", "id": 0x1}', "expected ','"),
+    ('{"execute": "ver\tsion"}', "control character"),
+    ('{"execute": "ver\\qsion"}', "bad escape"),
+    ('{"execute": "version", "id": /*"*/ ' + DEEP + ' }', "comments"),
+    ('{"execute": "version", "id": \'\\\'' + DEEP + "' }", "double quotes"),
+    (DEEP, "nested deeper"),
+]
+
+
+def test_only_strict_json_reaches_the_parser(ctlnet):
+    p, c = ctlnet()
+    for line, why in NOT_STRICT_JSON:
+        r = c.request(line.encode())
+        assert set(r) == {"error"}, (line[:60], r)
+        assert r["error"]["class"] == "ParseError", (line[:60], r)
+        assert why in r["error"]["desc"], (line[:60], r)
+        assert c.call("version")["version"]          # the connection still serves
+    ping(p)                                          # and so does the data path
+
+
+def test_deferred_reply_to_a_half_closed_client(ctlnet, tmp_path):
+    """capture-start with a filter answers once its filter is compiled (off the loop);
+    a client that sent it and half-closed still gets that reply, then the next one."""
+    p, _ = ctlnet("ipv6=off")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(p.control_path)
+    path = str(tmp_path / "later.pcap")
+    s.sendall(json.dumps({"execute": "capture-start", "id": "a",
+                          "arguments": {"file": path, "filter": "icmp"}}).encode() + b"\n" +
+              b'{"execute": "capture-stop", "id": "b"}\n')
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(10)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    replies = [json.loads(l) for l in data.splitlines()]
+    assert [r["id"] for r in replies] == ["a", "b"], replies
+    assert replies[0]["return"]["file"] == path and replies[1]["return"]["file"] == path, replies
+
+
 def test_blank_lines_and_crlf(ctlnet):
     _, c = ctlnet()
     c.send_raw(b"\n   \n\r\n")

@@ -284,21 +284,8 @@ bool handlePcapFile(ParseState &st, std::string_view v, std::string &error)
 // compiles the expression and reports libpcap's own error before anything runs.
 bool handlePcapFilter(ParseState &st, std::string_view v, std::string &error)
 {
-	constexpr size_t kMaxFilter = 4096;
-	if (v.size() > kMaxFilter)
-		return failWith(error, "expression " + q(v.substr(0, 32)) + "... is too long (" +
-					       std::to_string(v.size()) + " > " + std::to_string(kMaxFilter) +
-					       " bytes)");
-	int depth = 0;
-	for (char ch : v) {
-		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
-			return failWith(error, "control character in expression " + q(v));
-		depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
-		if (depth < 0)
-			break;
-	}
-	if (depth != 0)
-		return failWith(error, "unbalanced parentheses in expression " + q(v));
+	if (!checkPcapFilterText(v, error))
+		return false;
 	st.cfg.pcapFilter = std::string(v);
 	return true;
 }
@@ -1204,6 +1191,25 @@ std::vector<EgressRule> egressStrictRules(const Config &c)
 std::span<const OptionSpec> optionTable()
 {
 	return kSpecs;
+}
+
+bool checkPcapFilterText(std::string_view v, std::string &error)
+{
+	if (v.size() > kMaxPcapFilter)
+		return failWith(error, "expression " + q(v.substr(0, 32)) + "... is too long (" +
+					       std::to_string(v.size()) + " > " + std::to_string(kMaxPcapFilter) +
+					       " bytes)");
+	int depth = 0;
+	for (char ch : v) {
+		if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+			return failWith(error, "control character in expression " + q(v));
+		depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
+		if (depth < 0)
+			break;
+	}
+	if (depth != 0)
+		return failWith(error, "unbalanced parentheses in expression " + q(v));
+	return true;
 }
 
 bool parseBool(std::string_view text, bool &out)

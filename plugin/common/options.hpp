@@ -145,6 +145,14 @@ bool parseHostFwd(std::string_view rule, HostFwd &out, std::string &error);
 bool parseBool(std::string_view text, bool &out);
 
 /*
+ * A BPF expression's shape, before libpcap compiles it: pcap-filter= and capture-start's
+ * filter alike. At most kMaxPcapFilter bytes, no control characters, balanced
+ * parentheses. error names the expression (the caller adds the key).
+ */
+constexpr size_t kMaxPcapFilter = 4096;
+bool checkPcapFilterText(std::string_view expr, std::string &error);
+
+/*
  * QEMU's hostfwd_remove key "[tcp|udp]:[hostaddr]:hostport" into out.udp and out.host
  * (an empty address is INADDR_ANY, as QEMU). Errors name the text like parseHostFwd.
  */

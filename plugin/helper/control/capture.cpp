@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "log.hpp"
 #include "quote.hpp"
 #include "unique_fd.hpp"
 
@@ -35,26 +36,117 @@ void Capture::DumperCloser::operator()(pcap_dumper *d) const
 	pcap_dump_close(d); // flushes and fcloses
 }
 
-void Capture::ProgramFreer::operator()(bpf_program *p) const
-{
-	pcap_freecode(p);
-	delete p;
-}
-
-bool Capture::checkFilter(const std::string &filter, unsigned snaplen, std::string &error)
+BpfProgram Capture::compileFilter(const std::string &filter, unsigned snaplen, std::string &error)
 {
 	std::unique_ptr<pcap, PcapCloser> p(pcap_open_dead(DLT_EN10MB, static_cast<int>(snaplen)));
 	if (!p) {
 		error = "pcap-filter: libpcap could not open a dead handle";
-		return false;
+		return nullptr;
 	}
-	bpf_program prog{};
-	if (pcap_compile(p.get(), &prog, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
+	auto prog = std::make_unique<bpf_program>();
+	if (pcap_compile(p.get(), prog.get(), filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
 		error = "pcap-filter: bad expression " + q(filter) + ": " + pcap_geterr(p.get());
-		return false;
+		return nullptr;
 	}
-	pcap_freecode(&prog);
-	return true;
+	return BpfProgram(prog.release(), [](const bpf_program *b) {
+		auto *m = const_cast<bpf_program *>(b);
+		pcap_freecode(m);
+		delete m;
+	});
+}
+
+bool Capture::checkFilter(const std::string &filter, unsigned snaplen, std::string &error)
+{
+	return compileFilter(filter, snaplen, error) != nullptr;
+}
+
+struct FilterCompile::State {
+	std::string filter;
+	unsigned snaplen;
+	GMainContextPtr ctx;
+	std::mutex mutex; // guards cancelled against the thread's hand-over
+	bool cancelled = false;
+	Done done; // used on ctx's thread only
+	BpfProgram program; // the thread's result...
+	std::string error; // ... or its error
+};
+
+namespace {
+
+// The compile thread: compile, then hand the result to the loop unless nobody waits.
+gpointer compileThread(gpointer data)
+{
+	std::unique_ptr<std::shared_ptr<FilterCompile::State>> ref(
+		static_cast<std::shared_ptr<FilterCompile::State> *>(data));
+	FilterCompile::State &s = **ref;
+	std::string err;
+	BpfProgram prog = Capture::compileFilter(s.filter, s.snaplen, err);
+	std::lock_guard lock(s.mutex);
+	if (s.cancelled)
+		return nullptr; // the program is freed with prog
+	s.program = std::move(prog);
+	s.error = std::move(err);
+	// Back to the loop's thread; the source holds the reference from here on.
+	GSource *src = g_idle_source_new();
+	g_source_set_priority(src, G_PRIORITY_DEFAULT);
+	g_source_set_name(src, "slirpnet-filter-compiled");
+	g_source_set_callback(src, &FilterCompile::onDone, ref.release(),
+			      [](gpointer p) { delete static_cast<std::shared_ptr<FilterCompile::State> *>(p); });
+	g_source_attach(src, s.ctx.get());
+	g_source_unref(src);
+	return nullptr;
+}
+
+} // namespace
+
+std::unique_ptr<FilterCompile> FilterCompile::start(const std::string &filter, unsigned snaplen, GMainContext *ctx,
+						    Done done, std::string &error)
+{
+	auto st = std::make_shared<State>();
+	st->filter = filter;
+	st->snaplen = snaplen;
+	st->ctx.reset(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default());
+	st->done = std::move(done);
+	auto *ref = new std::shared_ptr<State>(st);
+	GError *gerr = nullptr;
+	// Detached (the GThread reference dropped): a compile that outlives its request (the
+	// capture given up, the helper exiting) must not hold the loop up waiting for it.
+	GThread *t = g_thread_try_new("slirpnet-bpf", compileThread, ref, &gerr);
+	if (!t) {
+		delete ref;
+		error = std::string("pcap: cannot start a thread to compile the filter: ") + gerr->message;
+		g_error_free(gerr);
+		return nullptr;
+	}
+	g_thread_unref(t);
+	return std::unique_ptr<FilterCompile>(new FilterCompile(std::move(st)));
+}
+
+FilterCompile::~FilterCompile()
+{
+	std::lock_guard lock(state_->mutex);
+	state_->cancelled = true; // onDone (if already queued) and the thread do nothing more
+}
+
+const std::string &FilterCompile::filter() const
+{
+	return state_->filter;
+}
+
+gboolean FilterCompile::onDone(gpointer p)
+{
+	State &s = **static_cast<std::shared_ptr<State> *>(p);
+	{
+		std::lock_guard lock(s.mutex);
+		if (s.cancelled)
+			return G_SOURCE_REMOVE;
+	}
+	// done may destroy the FilterCompile (it usually does: the compile is over).
+	Done done = std::move(s.done);
+	BpfProgram program = std::move(s.program);
+	std::string error = std::move(s.error);
+	done(std::move(program), error);
+	return G_SOURCE_REMOVE;
 }
 
 Capture::Capture(const CaptureSettings &s, GMainContext *ctx)
@@ -70,13 +162,12 @@ std::unique_ptr<Capture> Capture::open(const CaptureSettings &s, GMainContext *c
 		error = "pcap: libpcap could not open a dead handle";
 		return nullptr;
 	}
-	if (!s.filter.empty()) {
-		auto prog = std::make_unique<bpf_program>();
-		if (pcap_compile(c->pcap_.get(), prog.get(), s.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
-			error = "pcap-filter: bad expression " + q(s.filter) + ": " + pcap_geterr(c->pcap_.get());
+	if (s.program) {
+		c->program_ = s.program; // compiled off the loop (FilterCompile)
+	} else if (!s.filter.empty()) {
+		c->program_ = compileFilter(s.filter, s.snaplen, error);
+		if (!c->program_)
 			return nullptr;
-		}
-		c->program_.reset(prog.release());
 	}
 
 	// A FIFO or socket would make every flush wait for its reader: refuse them up front
@@ -128,8 +219,8 @@ std::unique_ptr<Capture> Capture::open(const CaptureSettings &s, GMainContext *c
 		return nullptr;
 	}
 	c->fileBytes_ = kFileHeader;
-	g_message("capturing to %s%s%s (snaplen %u)", s.path.c_str(), s.filter.empty() ? "" : ", filter ",
-		  s.filter.c_str(), s.snaplen);
+	slirpnet_message_ratelimited("capturing to %s%s%s (snaplen %u)", s.path.c_str(),
+				     s.filter.empty() ? "" : ", filter ", s.filter.c_str(), s.snaplen);
 	return c;
 }
 
@@ -139,8 +230,9 @@ Capture::~Capture()
 	if (!dumper_ || failed_)
 		return;
 	flush();
-	g_message("capture %s closed: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT " filtered out",
-		  settings_.path.c_str(), frames_, filtered_);
+	slirpnet_message_ratelimited("capture %s closed: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT
+				     " filtered out",
+				     settings_.path.c_str(), frames_, filtered_);
 }
 
 void Capture::write(const uint8_t *frame, size_t len)

@@ -6,7 +6,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "frame_observer.hpp"
@@ -19,12 +21,48 @@ struct bpf_program;
 
 namespace slirpnet {
 
+// A compiled BPF program; shareable (read-only) between threads, freed with pcap_freecode.
+using BpfProgram = std::shared_ptr<const bpf_program>;
+
 struct CaptureSettings {
 	std::string path;
 	std::string filter; // BPF expression in libpcap syntax; empty: every frame
 	unsigned snaplen = 65535;
 	// pcap-max=: the capture stops before the file would grow beyond this; 0: no limit.
 	uint64_t maxBytes = 0;
+	// filter already compiled (FilterCompile); null: open() compiles it.
+	BpfProgram program{};
+};
+
+/*
+ * Compiles a BPF expression on a thread of its own, off the helper's loop: libpcap's
+ * compiler and optimiser can take seconds on a long expression (a 4 KiB chain of
+ * "or host A" takes about 7 s), and the loop moves the frames. pcap_compile is safe to
+ * call from several threads since libpcap 1.8, each with its own pcap_t (here a dead
+ * one). done(program, error) runs on ctx, unless the FilterCompile is destroyed first;
+ * the thread then finishes its compile and frees it. Creating a thread needs clone
+ * (CLONE_THREAD), which the seccomp allowlist has (glibc falls back to it from clone3).
+ */
+class FilterCompile
+{
+public:
+	using Done = std::function<void(BpfProgram program, const std::string &error)>;
+
+	// nullptr with error set when no thread could be started.
+	static std::unique_ptr<FilterCompile> start(const std::string &filter, unsigned snaplen, GMainContext *ctx,
+						    Done done, std::string &error);
+	~FilterCompile();
+	FilterCompile(const FilterCompile &) = delete;
+	FilterCompile &operator=(const FilterCompile &) = delete;
+
+	const std::string &filter() const;
+
+	struct State; // shared with the thread (capture.cpp)
+	static gboolean onDone(gpointer state);
+
+private:
+	explicit FilterCompile(std::shared_ptr<State> state) : state_(std::move(state)) {}
+	std::shared_ptr<State> state_;
 };
 
 /*
@@ -51,6 +89,8 @@ public:
 
 	// Compile filter as Network::create and capture-start do; error names key and expression.
 	static bool checkFilter(const std::string &filter, unsigned snaplen, std::string &error);
+	// The same, keeping the program (any thread). error names the expression.
+	static BpfProgram compileFilter(const std::string &filter, unsigned snaplen, std::string &error);
 
 	/*
 	 * Create (truncate) s.path with mode 0600 - it holds the guest's traffic - and write
@@ -88,9 +128,6 @@ private:
 	struct DumperCloser {
 		void operator()(pcap_dumper *d) const;
 	};
-	struct ProgramFreer {
-		void operator()(bpf_program *p) const;
-	};
 
 	Capture(const CaptureSettings &s, GMainContext *ctx);
 	void scheduleFlush();
@@ -99,7 +136,7 @@ private:
 	CaptureSettings settings_;
 	GMainContextPtr ctx_;
 	std::unique_ptr<pcap, PcapCloser> pcap_;
-	std::unique_ptr<bpf_program, ProgramFreer> program_; // null: no filter
+	BpfProgram program_; // null: no filter
 	std::unique_ptr<char[]> buffer_; // the FILE's buffer: outlives dumper_
 	std::unique_ptr<pcap_dumper, DumperCloser> dumper_; // closes the FILE
 	GSourcePtr flushTimer_; // armed while records wait in the buffer

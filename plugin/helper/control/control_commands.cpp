@@ -14,7 +14,9 @@
 
 #include "control/capture.hpp"
 #include "control/conn_info.hpp"
+#include "control/control_server.hpp"
 #include "control_proto.hpp"
+#include "log.hpp"
 #include "network.hpp"
 #include "sandbox/sandbox.hpp"
 
@@ -42,6 +44,39 @@ struct Command {
 	std::span<const ArgSpec> args;
 	Prepare prepare;
 };
+
+/*
+ * An action whose work ends later, on the loop (capture-start compiling its filter):
+ * deferAction() returns the function that gives the reply then - a result, or an error
+ * with its class - and the action returns true with no result. It returns an empty
+ * function when the reply cannot wait (the request did not come from a ControlServer):
+ * the action then works at once. Once it returned a Finish, the Finish must be called
+ * (exactly once): the client's next requests wait for it.
+ */
+using Finish = std::function<void(JsonNodePtr result, const ControlError *error)>;
+
+struct Running {
+	JsonNode *id = nullptr; // the request's
+	bool deferred = false;
+};
+Running *gRunning = nullptr; // the request whose action runs now (handleControlRequest)
+
+Finish deferAction()
+{
+	if (!gRunning)
+		return {};
+	ControlServer::Responder respond = ControlServer::deferReply();
+	if (!respond)
+		return {};
+	gRunning->deferred = true;
+	std::shared_ptr<JsonNode> id(gRunning->id ? json_node_copy(gRunning->id) : nullptr, [](JsonNode *n) {
+		if (n)
+			json_node_unref(n);
+	});
+	return [respond, id](JsonNodePtr result, const ControlError *error) {
+		respond(error ? encodeError(*error, id.get()) : encodeReturn(result.get(), id.get()));
+	};
+}
 
 // For a command whose arguments need no more than checkArguments: it acts at once.
 using Act = bool (*)(ControlContext &c, JsonNodePtr &result, std::string &error);
@@ -170,7 +205,7 @@ bool hostfwdAdd(ControlContext &c, JsonObject *args, Action &action, std::string
 			return false;
 		const HostFwdEntry &added = c.net.hostFwds().entries().back();
 		result = fwdNode(added);
-		g_message("control: hostfwd %u added: %s", id, formatHostFwd(added.fwd).c_str());
+		slirpnet_message_ratelimited("control: hostfwd %u added: %s", id, formatHostFwd(added.fwd).c_str());
 		return true;
 	};
 	return true;
@@ -213,7 +248,8 @@ bool hostfwdRemove(ControlContext &c, JsonObject *args, Action &action, std::str
 			 : table.remove(key, removed, error)))
 			return false;
 		result = fwdNode(removed);
-		g_message("control: hostfwd %u removed: %s", removed.id, formatHostFwd(removed.fwd).c_str());
+		slirpnet_message_ratelimited("control: hostfwd %u removed: %s", removed.id,
+					     formatHostFwd(removed.fwd).c_str());
 		return true;
 	};
 	return true;
@@ -273,7 +309,7 @@ bool egressAdd(ControlContext &c, JsonObject *args, Action &action, std::string 
 		for (size_t i = 0; i < entries.size(); i++)
 			if (entries[i].id == id)
 				result = egressNode(entries[i], i);
-		g_message("control: egress rule %u added: %s", id, formatEgressRule(r).c_str());
+		slirpnet_message_ratelimited("control: egress rule %u added: %s", id, formatEgressRule(r).c_str());
 		return true;
 	};
 	return true;
@@ -298,7 +334,7 @@ bool egressRemove(ControlContext &c, JsonObject *args, Action &action, std::stri
 		if (!policy.remove(id, error))
 			return false;
 		result = std::move(node);
-		g_message("control: egress rule %u removed: %s", id, text.c_str());
+		slirpnet_message_ratelimited("control: egress rule %u removed: %s", id, text.c_str());
 		return true;
 	};
 	return true;
@@ -361,7 +397,8 @@ bool infoUsernet(ControlContext &c, JsonNodePtr &result, std::string &)
 	size_t skipped = 0;
 	auto rows = parseConnectionInfo(text, &skipped);
 	if (skipped)
-		g_warning("control: %zu line(s) of libslirp's connection info did not parse", skipped);
+		slirpnet_warning_ratelimited("control: %zu line(s) of libslirp's connection info did not parse",
+					     skipped);
 	JsonArrayPtr a(json_array_new());
 	for (const auto &c : rows)
 		json_array_add_element(a.get(), connNode(c).release());
@@ -444,16 +481,58 @@ bool captureStart(ControlContext &c, JsonObject *args, Action &action, std::stri
 		error = "argument 'file' is empty";
 		return false;
 	}
-	if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, error))
+	// The pcap-filter option's checks (the same function), before libpcap sees it.
+	if (!checkPcapFilterText(s.filter, error)) {
+		error = "argument 'filter': " + error;
 		return false;
+	}
 	// Said here, with the places allowed, rather than as Landlock's bare EACCES at the open.
 	if (!sandboxAllowsCreate(s.path, error))
 		return false;
 	action = [&c, s](JsonNodePtr &result, std::string &error) {
-		if (!c.net.startCapture(s, error))
+		if (c.captureCompile) {
+			error = "pcap: a capture is starting (its filter " + q(c.captureCompile->filter()) +
+				" is being compiled)";
 			return false;
-		result = captureObj(*c.net.capture()).done();
-		return true;
+		}
+		if (const Capture *running = c.net.capture()) {
+			error = "pcap: a capture to " + q(running->settings().path) + " is already running";
+			return false;
+		}
+		// libpcap's compiler can take seconds on a long expression: never on the loop,
+		// which moves the frames, when the reply can wait.
+		Finish finish = s.filter.empty() ? Finish{} : deferAction();
+		if (!finish) {
+			if (!s.filter.empty() && !Capture::checkFilter(s.filter, s.snaplen, error))
+				return false; // (reported as a GenericError here: no control server)
+			if (!c.net.startCapture(s, error))
+				return false;
+			result = captureObj(*c.net.capture()).done();
+			return true;
+		}
+		auto done = [&c, s, finish](BpfProgram program, const std::string &compileError) mutable {
+			c.captureCompile.reset(); // over
+			ControlError err;
+			if (!program) {
+				err = { errorclass::kInvalidArgument, compileError };
+				finish(nullptr, &err);
+				return;
+			}
+			s.program = std::move(program);
+			if (!c.net.startCapture(s, err.desc)) {
+				err.cls = errorclass::kGeneric;
+				finish(nullptr, &err);
+				return;
+			}
+			finish(captureObj(*c.net.capture()).done(), nullptr);
+		};
+		std::string startError;
+		c.captureCompile = FilterCompile::start(s.filter, s.snaplen, nullptr, std::move(done), startError);
+		if (!c.captureCompile) {
+			ControlError err{ errorclass::kGeneric, startError };
+			finish(nullptr, &err);
+		}
+		return true; // the reply comes from finish
 	};
 	return true;
 }
@@ -651,12 +730,20 @@ std::string handleControlRequest(ControlContext &ctx, std::string_view line)
 		Action action;
 		JsonNodePtr result;
 		std::string error;
-		if (!cmd->prepare(ctx, args, action, error))
+		Running running{ req.id.get() };
+		if (!cmd->prepare(ctx, args, action, error)) {
 			err = { errorclass::kInvalidArgument, error };
-		else if (!action(result, error))
-			err = { errorclass::kGeneric, error };
-		else
-			return encodeReturn(result.get(), req.id.get());
+		} else {
+			gRunning = &running;
+			bool ok = action(result, error);
+			gRunning = nullptr;
+			if (running.deferred)
+				return ""; // answered later, by the Finish the action holds
+			if (!ok)
+				err = { errorclass::kGeneric, error };
+			else
+				return encodeReturn(result.get(), req.id.get());
+		}
 	}
 	g_debug("control: %s: %s", cmd->name, err.desc.c_str());
 	return encodeError(err, req.id.get());

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "log.hpp"
+
 namespace slirpnet {
 
 namespace {
@@ -16,6 +18,9 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 // One error line for clients refused before any request (same shape as encodeError's).
 const char kTooManyClients[] = "{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many control clients\"}}\n";
+// To a client accepted only to be closed, the helper being out of descriptors.
+const char kOutOfDescriptors[] =
+	"{\"error\":{\"class\":\"GenericError\",\"desc\":\"the helper is out of file descriptors; try again later\"}}\n";
 const char kLineTooLong[] =
 	"{\"error\":{\"class\":\"ParseError\",\"desc\":\"request line too long; disconnecting\"}}\n";
 
@@ -30,16 +35,58 @@ struct ControlServer::Client {
 	std::string out; // reply bytes not yet sent
 	size_t outSent = 0; // of out
 	bool eof = false; // the client half-closed: answer what it sent, then close
+	bool waiting = false; // a deferred reply is due: its next requests wait
 	bool dead = false; // dropped; freed by onIdle (not from inside its own watch)
 
 	size_t unsent() const { return out.size() - outSent; }
+	bool finished() const { return eof && !hasLine() && unsent() == 0 && !waiting; }
 	bool hasLine() const { return in.find('\n') != std::string::npos || (eof && !in.empty()); }
 };
 
+namespace {
+
+// The request being handled (set around the Handler call): what deferReply() defers.
+struct Handling {
+	std::weak_ptr<ControlServer *> server;
+	unsigned clientId = 0;
+	bool *waiting = nullptr; // the client's
+};
+thread_local Handling *tHandling = nullptr;
+
+} // namespace
+
 ControlServer::ControlServer(GMainContext *ctx, Handler handler, const Limits &limits)
 	: ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), handler_(std::move(handler)),
-	  limits_(limits)
+	  limits_(limits), alive_(std::make_shared<ControlServer *>(this))
 {
+}
+
+ControlServer::Responder ControlServer::deferReply()
+{
+	if (!tHandling || *tHandling->waiting)
+		return {};
+	// Set now, so that a Responder called before the Handler returns still works.
+	*tHandling->waiting = true;
+	std::weak_ptr<ControlServer *> server = tHandling->server;
+	unsigned id = tHandling->clientId;
+	return [server, id](std::string reply) {
+		if (auto s = server.lock())
+			(*s)->deliver(id, std::move(reply));
+	};
+}
+
+void ControlServer::deliver(unsigned clientId, std::string reply)
+{
+	for (auto &c : clients_) {
+		if (c->id != clientId || c->dead)
+			continue;
+		c->waiting = false;
+		queueReply(*c, std::move(reply));
+		if (!c->dead)
+			service(*c); // sends it, and handles what the client sent meanwhile
+		return;
+	}
+	g_debug("control: client %u left before its reply", clientId);
 }
 
 std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GMainContext *ctx, Handler handler,
@@ -55,6 +102,7 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 	UnixListenerOptions o;
 	o.mode = limits.access.mode;
 	o.group = limits.access.group;
+	o.refuseMessage = kOutOfDescriptors;
 	ControlServer *self = s.get();
 	s->listener_ = UnixListener::create(
 		path, s->ctx_.get(), o, [self](UniqueFd fd) { self->onAccept(std::move(fd)); }, error);
@@ -68,6 +116,7 @@ std::unique_ptr<ControlServer> ControlServer::create(const std::string &path, GM
 
 ControlServer::~ControlServer()
 {
+	alive_.reset(); // pending Responders do nothing from now on
 	idle_.reset();
 	clients_.clear();
 	listener_.reset(); // unlinks the socket file if it is still ours
@@ -84,7 +133,7 @@ size_t ControlServer::clientCount() const
 void ControlServer::onAccept(UniqueFd fd)
 {
 	if (clientCount() >= limits_.maxClients) {
-		g_warning("control: refusing a client: %zu already connected", clientCount());
+		slirpnet_warning_ratelimited("control: refusing a client: %zu already connected", clientCount());
 		(void)!send(fd.get(), kTooManyClients, sizeof(kTooManyClients) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 		return;
 	}
@@ -121,8 +170,9 @@ void ControlServer::onReadable(Client &c, GIOCondition cond)
 		// A request may be up to maxLine bytes; whatever precedes its '\n' is bounded so.
 		size_t nl = c.in.find('\n');
 		if ((nl == std::string::npos ? c.in.size() : nl) > limits_.maxLine) {
-			g_warning("control: client %u sent a request line over %zu bytes; disconnecting", c.id,
-				  limits_.maxLine);
+			slirpnet_warning_ratelimited(
+				"control: client %u sent a request line over %zu bytes; disconnecting", c.id,
+				limits_.maxLine);
 			(void)!send(c.fd.get(), kLineTooLong, sizeof(kLineTooLong) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			drop(c, "request line too long");
 			return;
@@ -134,7 +184,7 @@ void ControlServer::onReadable(Client &c, GIOCondition cond)
 
 void ControlServer::service(Client &c)
 {
-	for (int handled = 0; !c.dead && c.hasLine(); handled++) {
+	for (int handled = 0; !c.dead && !c.waiting && c.hasLine(); handled++) {
 		if (c.unsent() > limits_.outputHighWater)
 			break; // resumed by onWritable once the client reads
 		if (handled == limits_.requestsPerTurn) {
@@ -148,7 +198,11 @@ void ControlServer::service(Client &c)
 			line.pop_back();
 		if (line.find_first_not_of(" \t") == std::string::npos)
 			continue;
-		queueReply(c, handler_(line));
+		Handling h{ alive_, c.id, &c.waiting };
+		tHandling = &h;
+		std::string reply = handler_(line);
+		tHandling = nullptr;
+		queueReply(c, std::move(reply)); // "" when deferred: deliver() gives it and resumes
 	}
 	if (c.dead)
 		return;
@@ -160,8 +214,9 @@ void ControlServer::queueReply(Client &c, std::string reply)
 	if (reply.empty() || c.dead)
 		return;
 	if (c.unsent() + reply.size() > limits_.maxOutput) {
-		g_warning("control: client %u does not read its replies (%zu bytes unsent); disconnecting", c.id,
-			  c.unsent());
+		slirpnet_warning_ratelimited(
+			"control: client %u does not read its replies (%zu bytes unsent); disconnecting", c.id,
+			c.unsent());
 		drop(c, "reply backlog too large");
 		return;
 	}
@@ -191,7 +246,7 @@ void ControlServer::flushOutput(Client &c)
 		c.out.erase(0, c.outSent); // keep the buffer from growing with what was sent
 		c.outSent = 0;
 	}
-	if (c.eof && !c.hasLine() && c.unsent() == 0) {
+	if (c.finished()) {
 		drop(c, "client closed the connection");
 		return;
 	}
@@ -203,6 +258,7 @@ void ControlServer::updateWatches(Client &c)
 	// Read only when the previous requests are handled and their replies mostly sent:
 	// that bounds c.in to maxLine + kReadChunk and c.out to maxOutput.
 	bool wantRead = !c.eof && !c.hasLine() && c.unsent() <= limits_.outputHighWater;
+	// (While a deferred reply is due, reading goes on until a whole line waits: bounded.)
 	if (wantRead)
 		c.readWatch->enable();
 	else
@@ -218,7 +274,7 @@ void ControlServer::onWritable(Client &c)
 	if (c.dead)
 		return;
 	flushOutput(c);
-	if (!c.dead && c.hasLine() && c.unsent() <= limits_.outputHighWater)
+	if (!c.dead && !c.waiting && c.hasLine() && c.unsent() <= limits_.outputHighWater)
 		service(c);
 }
 
@@ -251,7 +307,7 @@ gboolean ControlServer::onIdle(gpointer p)
 	self->idle_.reset(); // service() below may schedule a new one
 	self->clients_.remove_if([](const std::unique_ptr<Client> &c) { return c->dead; });
 	for (auto &c : self->clients_)
-		if (c->hasLine() && c->unsent() <= self->limits_.outputHighWater)
+		if (!c->waiting && c->hasLine() && c->unsent() <= self->limits_.outputHighWater)
 			self->service(*c);
 	return G_SOURCE_REMOVE;
 }

@@ -31,13 +31,30 @@ namespace slirpnet {
  *  - a client whose unsent replies would exceed maxOutput is disconnected;
  *  - beyond maxClients, a new client gets one error line and is closed.
  * A client that half-closes still gets the replies to what it sent. Accepting is
- * UnixListener's (batched per wake-up, paused when out of descriptors).
+ * UnixListener's (batched per wake-up; out of descriptors, a client is told so and closed
+ * at once).
+ *
+ * A request whose work must not run on the loop (compiling a capture filter) can be
+ * answered later: the handler calls deferReply() and returns "". The client's next
+ * requests wait until that reply is given (replies stay in request order); other
+ * clients and the frames go on meanwhile.
  */
 class ControlServer
 {
 public:
 	// One request line (no '\n') -> the reply line (ending in '\n'), or "" for none.
 	using Handler = std::function<std::string(std::string_view line)>;
+	// Gives a deferred reply (a line ending in '\n'): call it once, on the thread
+	// iterating the server's context. Harmless after the client or the server is gone.
+	using Responder = std::function<void(std::string reply)>;
+
+	/*
+	 * From inside the Handler only: the reply to the request being handled will be given
+	 * through the returned Responder instead (the Handler then returns ""). Outside a
+	 * Handler (a request not from a ControlServer, as in unit tests): an empty function,
+	 * and the caller answers at once.
+	 */
+	static Responder deferReply();
 
 	struct Limits {
 		size_t maxLine = 64 * 1024;
@@ -80,6 +97,7 @@ private:
 	void drop(Client &c, const char *why);
 	void scheduleIdle();
 	static gboolean onIdle(gpointer self);
+	void deliver(unsigned clientId, std::string reply);
 
 	GMainContextPtr ctx_;
 	Handler handler_;
@@ -88,6 +106,8 @@ private:
 	std::list<std::unique_ptr<Client>> clients_;
 	GSourcePtr idle_; // pending requests and dead clients, handled when the loop is idle
 	unsigned nextClientId_ = 1;
+	// Responders hold it weakly: a reply that comes after the server is gone is dropped.
+	std::shared_ptr<ControlServer *> alive_;
 };
 
 } // namespace slirpnet
