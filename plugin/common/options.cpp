@@ -463,6 +463,36 @@ bool handlePcapMax(ParseState &st, std::string_view v, std::string &error)
 	return true;
 }
 
+bool handleMaxFlows(ParseState &st, std::string_view v, std::string &error)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || n < 1 || n > Config::kMaxMaxFlows)
+		return failWith(error,
+				"bad number of flows " + q(v) + " (1-" + std::to_string(Config::kMaxMaxFlows) + ")");
+	st.cfg.maxFlows = static_cast<unsigned>(n);
+	return true;
+}
+
+bool handleFragMem(ParseState &st, std::string_view v, std::string &error)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || (n != 0 && (n < Config::kFragMemMin || n > Config::kFragMemMax)))
+		return failWith(error, "bad size " + q(v) + " (0, or " + std::to_string(Config::kFragMemMin) + "-" +
+					       std::to_string(Config::kFragMemMax) + " bytes)");
+	st.cfg.fragMem = n;
+	return true;
+}
+
+bool handleFragTimeout(ParseState &st, std::string_view v, std::string &error)
+{
+	unsigned long n;
+	if (!parseUnsigned(v, n) || n < 1 || n > Config::kFragTimeoutMax)
+		return failWith(error,
+				"bad timeout " + q(v) + " (1-" + std::to_string(Config::kFragTimeoutMax) + " seconds)");
+	st.cfg.fragTimeoutSec = static_cast<unsigned>(n);
+	return true;
+}
+
 struct Row {
 	OptionSpec spec;
 	Handler handler;
@@ -976,6 +1006,22 @@ const std::array kRows = {
 			.badExample = "100",
 		},
 		.handler = handlePcapMax,
+	},
+	Row{
+		.spec = {
+			.key = "max-flows",
+			.metavar = "N",
+			.defaultText = "4096",
+			.help = "most sockets libslirp holds for the guest at once (TCP connections, lingering closed "
+				"ones included, UDP flows, pings; hostfwd listeners excluded, the connections they "
+				"accept included); past it a new TCP connection gets a RST, a new UDP flow an ICMP "
+				"unreachable, and hostfwd listeners accept nothing; RLIMIT_NOFILE follows it",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "16384",
+			.badExample = "0",
+		},
+		.handler = handleMaxFlows,
 	},
 	Row{
 		.spec = {

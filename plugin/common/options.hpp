@@ -70,6 +70,11 @@ struct Config {
 	bool socketKeepState = false;
 	std::string dgramPeer; // dgram-peer=: the one address --dgram takes frames from (QEMU's local.path)
 	uint64_t pcapMax = 0; // pcap-max=: a capture stops before its file exceeds this; 0: no limit
+	// max-flows=: sockets libslirp may hold for the guest at once (packet/flow_limit.hpp);
+	// RLIMIT_NOFILE is derived from it (sandbox.hpp).
+	static constexpr unsigned kDefaultMaxFlows = 4096;
+	static constexpr unsigned kMaxMaxFlows = 1u << 20;
+	unsigned maxFlows = kDefaultMaxFlows;
 
 	// Egress (README "Egress policy"; the helper's packet/egress_policy.hpp applies it).
 	bool hostLoopback = true; // loopback=: the gateway's addresses reach the host's 127.0.0.1/::1

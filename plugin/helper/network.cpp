@@ -27,6 +27,7 @@ static bool isDhcpServerReply(const uint8_t *f, size_t len)
 
 Network::Network(const Config &cfg, GMainContext *ctx)
 	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), egress_(cfg),
+	  flowLimit_(cfg.maxFlows, FlowLimit::Addresses{ cfg.host, cfg.dns, cfg.ipv6Host, cfg.ipv6Dns }),
 	  dhcpBuf_(cfg.maxFrame())
 {
 }
@@ -110,6 +111,8 @@ bool Network::startSlirp(unsigned mtu, std::string &error)
 	if (!driver_)
 		return false;
 	slirpMtu_ = mtu;
+	driver_->setMaxFlows(cfg_.maxFlows);
+	driver_->setFlowClosed([this](int fd) { flowLimit_.closed(fd); });
 	driver_->setAfterDispatch([this] {
 		if (link_)
 			link_->flush();
@@ -219,6 +222,8 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 	// there, as fragments whose first was never seen.
 	if (!egress_.open() && !egressAdmits(frame, len))
 		return;
+	if (driver_->flowCount() >= flowLimit_.max() && !flowAdmits(frame, len, 1))
+		return;
 	if (!fragGuard_.admit(frame, len, driver_->nowMs())) {
 		stats_.dropFragment++;
 		g_debug("dropped an IPv4 fragment whose first fragment was not seen");
@@ -228,6 +233,8 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 	stats_.fromGuestBytes += len;
 	stats_.fromGuestGso += tsoSegment;
 	driver_->input(frame, len);
+	if (driver_->lastInputFlow() >= 0)
+		flowOpened(frame, len);
 }
 
 void Network::inputBatchDone()
@@ -272,6 +279,38 @@ bool Network::egressAdmits(const uint8_t *frame, size_t len)
 		rejectPending_ = true;
 	}
 	return false;
+}
+
+bool Network::flowAdmits(const uint8_t *frame, size_t len, unsigned frames)
+{
+	EgressPacket p;
+	if (classifyEgress(frame, len, cfg_.host, p) != EgressClass::Check ||
+	    flowLimit_.admits(frame, len, p, driver_->flowCount()))
+		return true;
+	(p.proto == kEgressTcp   ? stats_.dropFlowLimitTcp
+	 : p.proto == kEgressUdp ? stats_.dropFlowLimitUdp
+				 : stats_.dropFlowLimitIcmp) += frames;
+	int64_t now = driver_->nowMs();
+	if (flowLimitLogMs_ < 0 || now - flowLimitLogMs_ >= 1000) {
+		flowLimitLogMs_ = now;
+		g_debug("max-flows=%zu reached: refusing the guest's new flows (drop_flow_limit_tcp=%" G_GUINT64_FORMAT
+			" udp=%" G_GUINT64_FORMAT " icmp=%" G_GUINT64_FORMAT ")",
+			flowLimit_.max(), stats_.dropFlowLimitTcp, stats_.dropFlowLimitUdp, stats_.dropFlowLimitIcmp);
+	}
+	// Answered as a refusal of the egress policy is: a RST, or an ICMP unreachable.
+	if (buildReject(frame, len, p, cfg_.host, cfg_.ipv6Host, rejectBuf_)) {
+		toGuest(rejectBuf_.data(), rejectBuf_.size());
+		rejectPending_ = true;
+	}
+	return false;
+}
+
+void Network::flowOpened(const uint8_t *frame, size_t len)
+{
+	// Once per new flow: only UDP ones are remembered (by their guest source).
+	EgressPacket p;
+	if (classifyEgress(frame, len, cfg_.host, p) == EgressClass::Check)
+		flowLimit_.opened(frame, len, p, driver_->lastInputFlow());
 }
 
 } // namespace slirpnet

@@ -14,6 +14,7 @@
 #include "host_fwd_table.hpp"
 #include "options.hpp"
 #include "packet/egress_policy.hpp"
+#include "packet/flow_limit.hpp"
 #include "packet/frag_guard.hpp"
 #include "slirp_driver.hpp"
 #include "stats.hpp"
@@ -65,6 +66,10 @@ public:
 	// The egress rules (allow=/deny=, policy=, control egress-*), checked in fromGuest.
 	EgressPolicy &egress() { return egress_; }
 
+	// Sockets libslirp holds for the guest now, and the limit on them (max-flows=).
+	size_t flowCount() const { return driver_->flowCount(); }
+	size_t maxFlows() const { return flowLimit_.max(); }
+
 	// At most one capture at a time; stopCapture flushes and closes it.
 	bool startCapture(const CaptureSettings &s, std::string &error);
 	bool stopCapture(std::string &error);
@@ -80,6 +85,9 @@ private:
 	ssize_t toGuest(const uint8_t *frame, size_t len);
 	// The egress policy's verdict on a guest frame; false: refused (answered, counted).
 	bool egressAdmits(const uint8_t *frame, size_t len);
+	// max-flows=: false if the frame would open a flow past the limit (answered, counted).
+	bool flowAdmits(const uint8_t *frame, size_t len, unsigned frames);
+	void flowOpened(const uint8_t *frame, size_t len); // libslirp opened a socket for it
 	void notify(FrameDirection dir, const uint8_t *frame, size_t len)
 	{
 		for (FrameObserver *o : observers_)
@@ -91,6 +99,8 @@ private:
 	Stats stats_;
 	FragGuard fragGuard_;
 	EgressPolicy egress_;
+	FlowLimit flowLimit_;
+	int64_t flowLimitLogMs_ = -1; // the last flow-limit log line (one a second at most)
 	std::vector<uint8_t> rejectBuf_; // the RST or ICMP error answering a denied packet
 	bool rejectPending_ = false; // a reject was sent outside libslirp's dispatch: flush the link
 	sockaddr_in outboundAddr_{}; // libslirp's outbound_addr/outbound_addr6 point here

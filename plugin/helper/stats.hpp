@@ -31,6 +31,9 @@ struct Stats {
 	uint64_t dropEgressUdp = 0;
 	uint64_t dropEgressIcmp = 0;
 	uint64_t guestResets = 0;
+	uint64_t dropFlowLimitTcp = 0;
+	uint64_t dropFlowLimitUdp = 0;
+	uint64_t dropFlowLimitIcmp = 0;
 
 	// Every counter as "name=value" separated by spaces, in table order (the log line).
 	std::string format() const;
@@ -43,7 +46,7 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 20> kStatsCounters = { {
+inline constexpr std::array<StatsCounter, 23> kStatsCounters = { {
 	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
 	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
@@ -71,6 +74,12 @@ inline constexpr std::array<StatsCounter, 20> kStatsCounters = { {
 	  "fragments too short to show their ports" },
 	{ "guest_resets", &Stats::guestResets,
 	  "new --socket clients for which the previous client's TCP connections were reset" },
+	{ "drop_flow_limit_tcp", &Stats::dropFlowLimitTcp,
+	  "new TCP connections refused at max-flows= (answered with a RST)" },
+	{ "drop_flow_limit_udp", &Stats::dropFlowLimitUdp,
+	  "UDP datagrams that would have opened a flow past max-flows= (answered with an ICMP unreachable)" },
+	{ "drop_flow_limit_icmp", &Stats::dropFlowLimitIcmp,
+	  "ICMP echo requests that would have opened a socket past max-flows= (answered with an ICMP unreachable)" },
 } };
 
 inline std::string Stats::format() const

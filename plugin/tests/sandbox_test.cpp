@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,21 @@ TEST(Sandbox, OffOnlyWhenTheCommandLineSaysSo)
 	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "off" }, { "sandbox", "yes" } }));
 	// A bad value keeps it on; parseConfig reports it.
 	EXPECT_FALSE(sandboxOffOnCommandLine({ { "sandbox", "perhaps" } }));
+}
+
+// RLIMIT_NOFILE follows max-flows= and the hostfwd rules, under the inherited hard limit.
+TEST(Sandbox, MaxFdsFollowsMaxFlows)
+{
+	Config def;
+	EXPECT_EQ(sandboxMaxFds(def, RLIM_INFINITY), Config::kDefaultMaxFlows + kSandboxFdReserve);
+	EXPECT_EQ(sandboxMaxFds(def, 1048576), Config::kDefaultMaxFlows + kSandboxFdReserve);
+	EXPECT_EQ(sandboxMaxFds(def, 1024), 1024u); // never above the hard limit
+	Config c;
+	c.maxFlows = 8;
+	c.hostFwds.resize(3);
+	EXPECT_EQ(sandboxMaxFds(c, 1048576), 8u + 3 + kSandboxFdReserve);
+	c.maxFlows = Config::kMaxMaxFlows;
+	EXPECT_EQ(sandboxMaxFds(c, 65536), 65536u);
 }
 
 TEST(Sandbox, InheritedFdsClosedButTheKeptOne)

@@ -288,6 +288,12 @@ bool closeInheritedFds(std::span<const int> keep, bool quietStdout, std::string 
 	return true;
 }
 
+unsigned long sandboxMaxFds(const Config &cfg, unsigned long inheritedHard)
+{
+	unsigned long want = static_cast<unsigned long>(cfg.maxFlows) + cfg.hostFwds.size() + kSandboxFdReserve;
+	return inheritedHard == RLIM_INFINITY ? want : std::min(want, inheritedHard);
+}
+
 bool hardenProcess(const Config &cfg, std::string &error)
 {
 	gReport.enabled = true;
@@ -301,7 +307,7 @@ bool hardenProcess(const Config &cfg, std::string &error)
 	rlimit fds{};
 	if (getrlimit(RLIMIT_NOFILE, &fds) < 0)
 		return fail(error, errnoText("getrlimit(RLIMIT_NOFILE)"));
-	rlim_t bound = std::min<rlim_t>(fds.rlim_max, kSandboxMaxFds);
+	rlim_t bound = sandboxMaxFds(cfg, fds.rlim_max);
 	fds = { bound, bound };
 	if (setrlimit(RLIMIT_NOFILE, &fds) < 0)
 		return fail(error, errnoText("setrlimit(RLIMIT_NOFILE)"));
@@ -413,7 +419,7 @@ SandboxReport sandboxProbe(const Config &cfg)
 	r.fdsClosed = r.noNewPrivs = r.notDumpable = r.environmentScrubbed = true;
 	rlimit fds{};
 	getrlimit(RLIMIT_NOFILE, &fds);
-	r.maxFds = std::min<rlim_t>(fds.rlim_max, kSandboxMaxFds);
+	r.maxFds = sandboxMaxFds(cfg, fds.rlim_max);
 	std::optional<Target> t;
 	std::string ignored;
 	if (startedAsRoot() && findTarget(cfg, t, ignored)) {

@@ -26,12 +26,17 @@ namespace slirpnet {
  *     the seccomp allowlist, last so that the steps before need not be allowed.
  */
 
-// RLIMIT_NOFILE of a sandboxed helper, soft and hard (or the inherited hard limit if
-// lower): libslirp holds one descriptor per connection and hostfwd listener, and keeps a
-// closed TCP connection's socket for a while, so a guest opening and closing connections
-// at 5,000/s holds some 10,000 of them (4096 made its next connections fail with
-// ENETUNREACH in the bench). This is also the bound on the guest's connections at once.
-constexpr unsigned kSandboxMaxFds = 65536;
+/*
+ * RLIMIT_NOFILE of a sandboxed helper, soft and hard: max-flows= (the sockets libslirp may
+ * hold for the guest, lingering closed connections included: packet/flow_limit.hpp) plus
+ * one per hostfwd rule given at start plus kSandboxFdReserve for everything else (stdio,
+ * links, the control socket and its clients, the pcap, the pid file, GLib's wake-up fd,
+ * resolv.conf, rules added at run time, the few accepts past the limit in one poll),
+ * never above the inherited hard limit. This bounds the helper's descriptors, and so its
+ * kernel socket memory, whatever the guest does.
+ */
+constexpr unsigned kSandboxFdReserve = 1024;
+unsigned long sandboxMaxFds(const Config &cfg, unsigned long inheritedHard);
 
 // What is in force in this process (version reply), or would be (--print-capabilities).
 struct SandboxReport {

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// packet/flow_limit.hpp - max-flows=: which guest packets would open a flow libslirp cannot take any more.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <unordered_map>
+
+#include "egress_policy.hpp"
+
+namespace slirpnet {
+
+/*
+ * The guest's side of the flow limit (max-flows=). A flow is a socket libslirp holds for
+ * the guest; SlirpDriver counts them (flowCount()). Below the limit everything passes;
+ * at it, a guest packet that would make libslirp open one more is refused, before
+ * libslirp sees it:
+ *  - a TCP SYN without ACK (every one opens a socket, bar a retransmitted SYN of a
+ *    connection libslirp is still opening, refused too at the limit);
+ *  - a UDP datagram from a source address and port libslirp holds no socket for: it keys
+ *    a guest's UDP flows by (source address, source port) alone. Which datagrams opened a
+ *    socket is learnt after the fact (opened()), since libslirp's input is synchronous;
+ *    datagrams libslirp answers itself (TFTP on the gateway, DHCP) never open one;
+ *  - an ICMP echo request to anything but the gateway or the DNS address (libslirp
+ *    answers those itself; the others each get a socket of their own for up to 240 s).
+ * The caller answers a refused packet as the egress policy does (reject.hpp) and counts it.
+ * Allocation: one hash node per UDP flow, when libslirp opens it; none per packet.
+ */
+class FlowLimit
+{
+public:
+	struct Addresses {
+		in_addr gateway{}, dns{};
+		in6_addr gateway6{}, dns6{};
+	};
+	FlowLimit(size_t maxFlows, const Addresses &a) : max_(maxFlows), addr_(a) {}
+
+	size_t max() const { return max_; }
+
+	/*
+	 * The verdict on p, a packet classifyEgress() sorted as Check (frame and len its
+	 * frame), with flows the sockets libslirp holds now: true if it may go to libslirp.
+	 */
+	bool admits(const uint8_t *frame, size_t len, const EgressPacket &p, size_t flows) const;
+
+	// After libslirp took p (from frame): it opened the socket fd (a new flow), or -1.
+	void opened(const uint8_t *frame, size_t len, const EgressPacket &p, int fd);
+	// libslirp freed the flow's socket fd.
+	void closed(int fd);
+
+	size_t udpFlows() const { return byKey_.size(); }
+
+private:
+	struct Key {
+		uint8_t addr[16];
+		uint16_t port;
+		bool v6;
+		bool operator==(const Key &o) const
+		{
+			return port == o.port && v6 == o.v6 && std::memcmp(addr, o.addr, sizeof addr) == 0;
+		}
+	};
+	struct KeyHash {
+		size_t operator()(const Key &k) const
+		{
+			uint64_t h = 1469598103934665603ull;
+			for (uint8_t b : k.addr)
+				h = (h ^ b) * 1099511628211ull;
+			return h ^ (static_cast<uint64_t>(k.port) << 1 | k.v6);
+		}
+	};
+	// The UDP source of p in frame; false if the frame does not show it.
+	static bool udpSource(const uint8_t *frame, size_t len, const EgressPacket &p, Key &out);
+	bool answeredByLibslirp(const EgressPacket &p) const;
+
+	size_t max_;
+	Addresses addr_;
+	std::unordered_map<Key, int, KeyHash> byKey_; // the guest's UDP flows: source -> socket
+	std::unordered_map<int, Key> byFd_;
+};
+
+} // namespace slirpnet

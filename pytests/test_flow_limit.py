@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""max-flows=: a bound on the sockets libslirp holds for the guest. Past it a new TCP
+connection gets a RST, a UDP datagram that would open a new flow and an echo request that
+would open a socket get ICMP unreachable (administratively prohibited), each counted;
+existing flows keep working, and once libslirp frees closed connections new ones succeed.
+The helper's RLIMIT_NOFILE follows the limit.
+
+Network safety: every flow goes to the gateway (the host's 127.0.0.1) or to 127.0.0.1."""
+
+import resource
+import subprocess
+import time
+
+import pytest
+
+from harness import (ICMP, IP, TCP, UDP, Ether, Raw, GW_IP, ControlClient, TcpConn, assert_alive,
+                     stats_delta, udp_to)
+
+LIMIT = ("drop_flow_limit_tcp", "drop_flow_limit_udp", "drop_flow_limit_icmp")
+MAX = 8
+
+
+@pytest.fixture
+def limited(direct, control_socket):
+    """Factory: limited(extra="") -> (DirectPeer with max-flows=8 and control=, ControlClient)."""
+    clients = []
+
+    def factory(extra=""):
+        p = direct("max-flows=%d,control=%s%s" % (MAX, control_socket, "," + extra if extra else ""))
+        c = ControlClient(control_socket)
+        clients.append(c)
+        return p, c
+
+    yield factory
+    for c in clients:
+        c.close()
+
+
+def syn(p, dport, sport, seq=1000):
+    return (Ether(src=p.guest_mac, dst=p.gw_mac) / IP(src=p.guest_ip, dst=GW_IP)
+            / TCP(sport=sport, dport=dport, flags="S", seq=seq))
+
+
+def is_rst_for(p, dport, sport, seq=1000):
+    def fn(x):
+        return (TCP in x and IP in x and x[IP].src == GW_IP and x[TCP].sport == dport
+                and x[TCP].dport == sport and "R" in str(x[TCP].flags) and x[TCP].ack == seq + 1
+                and x[Ether].dst == p.guest_mac)
+    fn.__name__ = "rst_to_port_%d" % sport
+    return fn
+
+
+def is_prohibited(p, dst, proto):
+    def fn(x):
+        return (ICMP in x and x[IP].src == GW_IP and x[IP].dst == p.guest_ip and x[ICMP].type == 3
+                and x[ICMP].code == 13 and x[ICMP].payload.dst == dst and x[ICMP].payload.proto == proto)
+    fn.__name__ = "prohibited_%s_proto_%d" % (dst, proto)
+    return fn
+
+
+def is_udp_reply(sport):
+    def fn(x):
+        return UDP in x and x[UDP].dport == sport
+    fn.__name__ = "udp_reply_to_%d" % sport
+    return fn
+
+
+def flows(c):
+    return c.call("stats")["flows"]
+
+
+def wait_flows(c, p, want, timeout=30.0):
+    """Until the flows gauge is want (libslirp frees closed connections on its timers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = flows(c)
+        if n == want or time.monotonic() > deadline:
+            assert n == want, "flows=%d, expected %d after %.0f s" % (n, want, timeout)
+            return
+        p.pump(0.2)
+
+
+def limit_delta(before, after):
+    return stats_delta(before, after, LIMIT)
+
+
+def test_tcp_past_the_limit_gets_rst(limited, tcp_echo):
+    p, c = limited()
+    conns = [TcpConn.connect(p, GW_IP, tcp_echo.port, local_port=41000 + i) for i in range(MAX)]
+    assert flows(c) == MAX
+    st = c.call("stats")
+    assert st["max_flows"] == MAX, st
+    before = p.stats()
+    p.send(syn(p, tcp_echo.port, 41100))
+    p.expect(is_rst_for(p, tcp_echo.port, 41100))
+    assert limit_delta(before, p.stats()) == {"drop_flow_limit_tcp": 1}
+    assert tcp_echo.accepted == MAX          # the refused SYN never reached libslirp
+    # the flows in place keep working, and the gateway still answers echo
+    for i, conn in enumerate(conns):
+        conn.send(b"still here %d" % i)
+        assert conn.recv(len(b"still here %d" % i)) == b"still here %d" % i
+    assert_alive(p)
+    # closed, then freed by libslirp: room for new connections again
+    for conn in conns:
+        conn.close()
+    for conn in conns:
+        conn.wait_fin()
+    wait_flows(c, p, 0)
+    again = TcpConn.connect(p, GW_IP, tcp_echo.port, local_port=41200)
+    again.send(b"again")
+    assert again.recv(5) == b"again"
+    assert flows(c) == 1
+
+
+def test_udp_new_flows_past_the_limit_get_unreachable(limited, udp_echo):
+    p, c = limited()
+    for i in range(MAX):
+        p.send(udp_to(p, udp_echo.port, b"flow %d" % i, sport=42000 + i))
+        p.expect(is_udp_reply(42000 + i))
+    assert flows(c) == MAX
+    before = p.stats()
+    p.send(udp_to(p, udp_echo.port, b"one too many", sport=42100))
+    p.expect(is_prohibited(p, GW_IP, 17))
+    p.expect_none(is_udp_reply(42100), timeout=0.5)
+    # a datagram of a flow libslirp holds passes at the limit, to any destination port
+    p.send(udp_to(p, udp_echo.port, b"old flow", sport=42003))
+    p.expect(is_udp_reply(42003))
+    assert limit_delta(before, p.stats()) == {"drop_flow_limit_udp": 1}
+    assert flows(c) == MAX
+
+
+def test_echo_past_the_limit(limited, udp_echo):
+    p, c = limited()
+    for i in range(MAX):
+        p.send(udp_to(p, udp_echo.port, b"flow %d" % i, sport=43000 + i))
+        p.expect(is_udp_reply(43000 + i))
+    before = p.stats()
+    # libslirp would open a socket for this one (127.0.0.1: the host's own loopback)
+    p.send(Ether(src=p.guest_mac, dst=p.gw_mac) / IP(src=p.guest_ip, dst="127.0.0.1")
+           / ICMP(type=8, id=0xF1, seq=1) / Raw(load=b"ping"))
+    p.expect(is_prohibited(p, "127.0.0.1", 1))
+    # the gateway answers itself: no socket, never refused
+    assert_alive(p)
+    assert limit_delta(before, p.stats()) == {"drop_flow_limit_icmp": 1}
+
+
+def test_rlimit_follows_max_flows(limited):
+    p, c = limited("hostfwd=tcp:127.0.0.1:0-:22")
+    sb = c.call("version")["sandbox"]
+    want = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], MAX + 1 + 1024)
+    assert sb["max_fds"] == want, sb
+    assert flows(c) == 0     # the hostfwd listener is no flow
+    assert_alive(p)
+
+
+def test_bad_max_flows_refused_at_start(helper_path):
+    for value in ("0", "-1", "x", "2000000"):
+        r = subprocess.run([helper_path, "--max-flows=" + value, "--socket", "/nonexistent/flows.sock"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and "max-flows" in r.stderr and repr(value) in r.stderr, (value, r.stderr)
