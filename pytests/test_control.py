@@ -110,7 +110,8 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
     assert drops == {"drop_oversize": 0, "drop_runt": 1, "drop_fragment": 0,
                      "drop_to_guest_full": 0, "drop_to_guest_error": 0, "drop_vnet_hdr": 0,
                      "drop_foreign_sender": 0, "drop_egress_tcp": 0, "drop_egress_udp": 0,
-                     "drop_egress_icmp": 0}, st
+                     "drop_egress_icmp": 0, "drop_frag_overlap": 0, "drop_frag_timeout": 0,
+                     "drop_frag_limit": 0}, st
     assert st["pauses"] == 0
     assert st["connections"] == 1 and st["connections_by_protocol"]["tcp"] == 1
     assert st["capture"] is None and st["control_clients"] == 1

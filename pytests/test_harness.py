@@ -146,4 +146,5 @@ def test_stats_delta():
     assert harness.DROP_COUNTERS == ("drop_oversize", "drop_runt", "drop_fragment",
                                      "drop_to_guest_full", "drop_to_guest_error",
                                      "drop_vnet_hdr", "drop_foreign_sender", "drop_egress_tcp",
-                                     "drop_egress_udp", "drop_egress_icmp")
+                                     "drop_egress_udp", "drop_egress_icmp", "drop_frag_overlap",
+                                     "drop_frag_timeout", "drop_frag_limit")

@@ -5,7 +5,7 @@ the link still works afterwards.
 
 Every frame the guest sends ends in exactly one of FROM_GUEST_OUTCOMES: taken
 (from_guest_frames) or dropped by the helper (drop_runt, drop_oversize, drop_fragment,
-drop_vnet_hdr).  The counters are read with SIGUSR1 after the helper has read everything
+drop_vnet_hdr, drop_frag_*), or a fragment still held for reassembly (frag_held).  The counters are read with SIGUSR1 after the helper has read everything
 sent (peer.stats()).
 
 Every test here uses restrict=on so that nothing random can leave for the host."""
@@ -108,7 +108,8 @@ def test_oversize_refused_by_the_plugin(plugin):
 
 
 # --------------------------------------------------------------------------------------
-# IPv4 fragments libslirp 4.7 would crash on: drop_fragment
+# IPv4 fragments libslirp 4.7 would crash on: the helper reassembles them itself
+# (test_fragments.py has the rest)
 
 def lone_fragment(p, offset, more, ident):
     """A non-first IPv4 fragment (offset in 8-byte units) whose first one never came."""
@@ -117,18 +118,19 @@ def lone_fragment(p, offset, more, ident):
                  flags="MF" if more else 0) / (b"x" * 64))
 
 
-def test_fragment_without_its_first_dropped_and_counted(peer):
+def test_fragment_without_its_first_is_held(peer):
+    """libslirp 4.7 crashed on these; now they wait for their first fragment (frag_held)."""
     p = peer(RESTRICTED)
     before = p.stats()
     p.send(lone_fragment(p, 9, more=False, ident=0x1234))    # a lone last fragment
     p.send(lone_fragment(p, 3, more=True, ident=0x1235))     # a lone middle one
     p.expect_none(desc="anything in answer to a lone fragment")
-    assert stats_delta(before, p.stats()) == {"drop_fragment": 2}
+    assert stats_delta(before, p.stats()) == {"frag_held": 2, "frag_held_bytes": 2048}
     assert_alive(p)
 
 
 def test_fragment_train_in_order_is_taken(peer):
-    """The guard's other side: an in-order train reaches libslirp whole and is answered."""
+    """An in-order train reaches libslirp as one datagram and is answered."""
     p = peer(RESTRICTED)
     frame = icmp_echo(p, seq=21, payload=bytes(range(256)) * 4)
     frame[IP].id = 0x2121
@@ -141,6 +143,7 @@ def test_fragment_train_in_order_is_taken(peer):
     assert r[IP].dst == p.guest_ip
     delta = stats_delta(before, p.stats())
     assert delta["from_guest_frames"] == len(frags) and "drop_fragment" not in delta, delta
+    assert delta["frag_reassembled"] == 1, delta
 
 
 # --------------------------------------------------------------------------------------
@@ -262,15 +265,15 @@ def test_random_ipv4_headers(peer):
         if i % 50 == 49:
             p.flush(0)
     delta = assert_every_frame_accounted(p, before, mark)
-    # random offsets and MF bits: the fragment guard must have stopped some
+    # random flags: the reserved one (and random offsets' bad lengths) are dropped
     assert delta.get("drop_fragment", 0) > 0, delta
     assert_alive(p, seq=3000)
 
 
 def test_fragment_fuzz(peer):
     """IPv4 fragment trains cut, shuffled, duplicated and corrupted at random: libslirp 4.7
-    crashes when ip_reass() sees a non-first fragment first, so the helper's guard must
-    hold whatever the order or the header damage (checksum, lengths, TTL, version)."""
+    crashes when ip_reass() sees a non-first fragment first, so the helper reassembles
+    them itself whatever the order or the header damage (checksum, lengths, TTL, version)."""
     p = peer(RESTRICTED)
     rng = random.Random(0xF4A6)
     before, mark = p.stats(), len(p.log)

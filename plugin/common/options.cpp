@@ -1025,6 +1025,35 @@ const std::array kRows = {
 	},
 	Row{
 		.spec = {
+			.key = "frag-mem",
+			.metavar = "BYTES",
+			.defaultText = "4194304",
+			.help = "IPv4/IPv6 fragments from the guest are reassembled by the helper (libslirp gets whole "
+				"datagrams only) in at most BYTES of memory and BYTES/16384 datagrams at once; when full, "
+				"the oldest datagram is dropped; 0: every fragment is dropped",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "1048576",
+			.badExample = "4096",
+		},
+		.handler = handleFragMem,
+	},
+	Row{
+		.spec = {
+			.key = "frag-timeout",
+			.metavar = "SECONDS",
+			.defaultText = "30",
+			.help = "a datagram whose fragments are not all in this long after the first arrived is dropped "
+				"(1-600)",
+			.repeatable = false,
+			.isBool = false,
+			.goodExample = "10",
+			.badExample = "0",
+		},
+		.handler = handleFragTimeout,
+	},
+	Row{
+		.spec = {
 			.key = "sandbox",
 			.metavar = "on|off",
 			.defaultText = "on",

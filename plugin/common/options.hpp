@@ -75,6 +75,13 @@ struct Config {
 	static constexpr unsigned kDefaultMaxFlows = 4096;
 	static constexpr unsigned kMaxMaxFlows = 1u << 20;
 	unsigned maxFlows = kDefaultMaxFlows;
+	// frag-mem=, frag-timeout=: the helper's IP reassembly (packet/ip_reassembly.hpp), bounded
+	// as Linux's ipfrag_high_thresh and ipfrag_time.
+	static constexpr size_t kFragMemMin = 128 * 1024;
+	static constexpr size_t kFragMemMax = 64u << 20;
+	static constexpr unsigned kFragTimeoutMax = 600;
+	size_t fragMem = 4u << 20;
+	unsigned fragTimeoutSec = 30;
 
 	// Egress (README "Egress policy"; the helper's packet/egress_policy.hpp applies it).
 	bool hostLoopback = true; // loopback=: the gateway's addresses reach the host's 127.0.0.1/::1

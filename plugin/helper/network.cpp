@@ -26,7 +26,8 @@ static bool isDhcpServerReply(const uint8_t *f, size_t len)
 }
 
 Network::Network(const Config &cfg, GMainContext *ctx)
-	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()), egress_(cfg),
+	: cfg_(cfg), ctx_(ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default()),
+	  reassembly_(IpReassembly::Limits{ cfg.fragMem, int64_t{ cfg.fragTimeoutSec } * 1000 }), egress_(cfg),
 	  flowLimit_(cfg.maxFlows, FlowLimit::Addresses{ cfg.host, cfg.dns, cfg.ipv6Host, cfg.ipv6Dns }),
 	  dhcpBuf_(cfg.maxFrame())
 {
@@ -218,23 +219,44 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 		g_debug("dropped a %zu-byte frame from the guest (limit %zu)", len, cfg_.maxFrame());
 		return;
 	}
-	// Before the fragment guard: fragments that follow a refused first one are then dropped
-	// there, as fragments whose first was never seen.
-	if (!egress_.open() && !egressAdmits(frame, len))
-		return;
-	if (driver_->flowCount() >= flowLimit_.max() && !flowAdmits(frame, len, 1))
-		return;
-	if (!fragGuard_.admit(frame, len, driver_->nowMs())) {
-		stats_.dropFragment++;
-		g_debug("dropped an IPv4 fragment whose first fragment was not seen");
-		return;
+	// Fragments are reassembled here (packet/ip_reassembly.hpp): libslirp 4.7's own
+	// reassembly crashes on fragments in an order it does not expect, so it sees whole
+	// datagrams only, and the egress policy judges the whole datagram, ports included.
+	unsigned frames = 1;
+	size_t frameBytes = len;
+	if (IpReassembly::Verdict v = reassembly_.input(frame, len, driver_->nowMs());
+	    v != IpReassembly::Verdict::Pass) {
+		syncFragStats();
+		if (v != IpReassembly::Verdict::Complete)
+			return; // held, or dropped and counted
+		frame = reassembly_.datagram();
+		len = reassembly_.datagramLen();
+		frames = reassembly_.datagramFrames();
+		frameBytes = reassembly_.datagramFrameBytes();
 	}
-	stats_.fromGuestFrames++;
-	stats_.fromGuestBytes += len;
+	if (!egress_.open() && !egressAdmits(frame, len, frames))
+		return;
+	if (driver_->flowCount() >= flowLimit_.max() && !flowAdmits(frame, len, frames))
+		return;
+	stats_.fromGuestFrames += frames;
+	stats_.fromGuestBytes += frameBytes;
 	stats_.fromGuestGso += tsoSegment;
 	driver_->input(frame, len);
 	if (driver_->lastInputFlow() >= 0)
 		flowOpened(frame, len);
+}
+
+void Network::syncFragStats()
+{
+	// The reassembly keeps its own counts (in guest frames); they are the only source of these.
+	const IpReassembly::Counters &c = reassembly_.counters();
+	stats_.dropFragment = c.malformed;
+	stats_.dropFragOverlap = c.overlap;
+	stats_.dropFragTimeout = c.timeout;
+	stats_.dropFragLimit = c.limit;
+	stats_.fragReassembled = c.reassembled;
+	stats_.fragHeld = reassembly_.heldFrames();
+	stats_.fragHeldBytes = reassembly_.heldBytes();
 }
 
 void Network::inputBatchDone()
@@ -248,22 +270,22 @@ void Network::inputBatchDone()
 	}
 }
 
-bool Network::egressAdmits(const uint8_t *frame, size_t len)
+bool Network::egressAdmits(const uint8_t *frame, size_t len, unsigned frames)
 {
 	EgressPacket p;
 	EgressClass c = classifyEgress(frame, len, cfg_.host, p);
 	if (c == EgressClass::Exempt)
 		return true;
 	if (c == EgressClass::Drop) {
-		stats_.dropEgressIcmp++;
-		g_debug("egress: dropped an IPv4 fragment that hides or rewrites its ports");
+		stats_.dropEgressIcmp += frames;
+		g_debug("egress: dropped an IP fragment (reassembly hands on whole datagrams only)");
 		return false;
 	}
 	if (egress_.decide(p) == EgressVerdict::Allow)
 		return true;
 	(p.proto == kEgressTcp   ? stats_.dropEgressTcp
 	 : p.proto == kEgressUdp ? stats_.dropEgressUdp
-				 : stats_.dropEgressIcmp)++;
+				 : stats_.dropEgressIcmp) += frames;
 	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
 		char dst[INET6_ADDRSTRLEN];
 		inet_ntop(p.v6 ? AF_INET6 : AF_INET, p.dst, dst, sizeof(dst));

@@ -15,7 +15,7 @@
 #include "options.hpp"
 #include "packet/egress_policy.hpp"
 #include "packet/flow_limit.hpp"
-#include "packet/frag_guard.hpp"
+#include "packet/ip_reassembly.hpp"
 #include "slirp_driver.hpp"
 #include "stats.hpp"
 
@@ -25,7 +25,7 @@ class GuestLink;
 
 /*
  * libslirp (through SlirpDriver), started once for the helper's life, and what sits on
- * the path of every frame: the size checks, the fragment guard, the DHCP MTU rewrite,
+ * the path of every frame: the size checks, IP reassembly, the DHCP MTU rewrite,
  * the counters, and the frame observers (the pcap capture). The host forwarding rules are
  * a HostFwdTable of their own; the control socket is owned by the helper's main.
  */
@@ -84,7 +84,9 @@ private:
 	bool startSlirp(unsigned mtu, std::string &error);
 	ssize_t toGuest(const uint8_t *frame, size_t len);
 	// The egress policy's verdict on a guest frame; false: refused (answered, counted).
-	bool egressAdmits(const uint8_t *frame, size_t len);
+	// frames: the guest frames it stands for (a reassembled datagram: its fragments).
+	bool egressAdmits(const uint8_t *frame, size_t len, unsigned frames);
+	void syncFragStats();
 	// max-flows=: false if the frame would open a flow past the limit (answered, counted).
 	bool flowAdmits(const uint8_t *frame, size_t len, unsigned frames);
 	void flowOpened(const uint8_t *frame, size_t len); // libslirp opened a socket for it
@@ -97,7 +99,7 @@ private:
 	Config cfg_;
 	GMainContextPtr ctx_;
 	Stats stats_;
-	FragGuard fragGuard_;
+	IpReassembly reassembly_; // libslirp gets whole datagrams only
 	EgressPolicy egress_;
 	FlowLimit flowLimit_;
 	int64_t flowLimitLogMs_ = -1; // the last flow-limit log line (one a second at most)

@@ -31,6 +31,12 @@ struct Stats {
 	uint64_t dropEgressUdp = 0;
 	uint64_t dropEgressIcmp = 0;
 	uint64_t guestResets = 0;
+	uint64_t fragReassembled = 0;
+	uint64_t dropFragOverlap = 0;
+	uint64_t dropFragTimeout = 0;
+	uint64_t dropFragLimit = 0;
+	uint64_t fragHeld = 0; // gauge
+	uint64_t fragHeldBytes = 0; // gauge
 	uint64_t dropFlowLimitTcp = 0;
 	uint64_t dropFlowLimitUdp = 0;
 	uint64_t dropFlowLimitIcmp = 0;
@@ -46,14 +52,17 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 23> kStatsCounters = { {
-	{ "from_guest_frames", &Stats::fromGuestFrames, "frames from the guest handed to libslirp" },
+inline constexpr std::array<StatsCounter, 29> kStatsCounters = { {
+	{ "from_guest_frames", &Stats::fromGuestFrames,
+	  "frames from the guest handed to libslirp (fragments: once their datagram goes whole)" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
 	{ "to_guest_frames", &Stats::toGuestFrames, "frames the guest link took" },
 	{ "to_guest_bytes", &Stats::toGuestBytes, "bytes of those frames (padding included, no header)" },
 	{ "drop_oversize", &Stats::dropOversize, "guest frames larger than MTU/MRU + Ethernet header" },
 	{ "drop_runt", &Stats::dropRunt, "guest frames shorter than an Ethernet header" },
-	{ "drop_fragment", &Stats::dropFragment, "IPv4 fragments libslirp would mishandle (frag_guard.hpp)" },
+	{ "drop_fragment", &Stats::dropFragment,
+	  "fragments dropped alone (packet/ip_reassembly.hpp): a bad IPv4 header, an offset or length that is not "
+	  "a multiple of 8 or ends past 65535 bytes, an exact duplicate; and IPv4 packets with the reserved flag set" },
 	{ "drop_to_guest_full", &Stats::dropToGuestFull, "frames for the guest dropped: its link was full" },
 	{ "drop_to_guest_error", &Stats::dropToGuestError,
 	  "frames for the guest dropped: no peer, a send error, or too large to cut" },
@@ -68,12 +77,24 @@ inline constexpr std::array<StatsCounter, 23> kStatsCounters = { {
 	  "--dgram datagrams from another address than the peer's (dgram-peer=, else the first sender)" },
 	{ "drop_egress_tcp", &Stats::dropEgressTcp, "TCP connections the egress policy refused (answered with a RST)" },
 	{ "drop_egress_udp", &Stats::dropEgressUdp,
-	  "UDP datagrams the egress policy refused (answered with an ICMP unreachable)" },
+	  "UDP datagrams the egress policy refused (answered with an ICMP unreachable; a fragmented one counts "
+	  "each fragment)" },
 	{ "drop_egress_icmp", &Stats::dropEgressIcmp,
-	  "ICMP echo requests the egress policy refused (answered with an ICMP unreachable), and IPv4 first "
-	  "fragments too short to show their ports" },
+	  "ICMP echo requests the egress policy refused (answered with an ICMP unreachable; a fragmented one "
+	  "counts each fragment)" },
 	{ "guest_resets", &Stats::guestResets,
 	  "new --socket clients for which the previous client's TCP connections were reset" },
+	{ "frag_reassembled", &Stats::fragReassembled,
+	  "IPv4/IPv6 datagrams reassembled from fragments (their fragments count in from_guest_frames once the "
+	  "datagram goes to libslirp)" },
+	{ "drop_frag_overlap", &Stats::dropFragOverlap,
+	  "fragments dropped with their datagram: it had overlapping or contradicting fragments (RFC 5722)" },
+	{ "drop_frag_timeout", &Stats::dropFragTimeout,
+	  "fragments dropped with their datagram: not whole within frag-timeout= of its first arrival" },
+	{ "drop_frag_limit", &Stats::dropFragLimit,
+	  "fragments dropped with their datagram to make room (frag-mem=, datagrams at once), or all with frag-mem=0" },
+	{ "frag_held", &Stats::fragHeld, "gauge: fragments held now, waiting for the rest of their datagram" },
+	{ "frag_held_bytes", &Stats::fragHeldBytes, "gauge: bytes of reassembly memory they take (in 1 KiB pages)" },
 	{ "drop_flow_limit_tcp", &Stats::dropFlowLimitTcp,
 	  "new TCP connections refused at max-flows= (answered with a RST)" },
 	{ "drop_flow_limit_udp", &Stats::dropFlowLimitUdp,

@@ -308,15 +308,25 @@ TEST(EgressClassify, TruncatedAndFragmentedHeaders)
 	f[kEthHeaderLen] = 0x4f; // IHL 60 > what is there
 	EXPECT_EQ(classifyEgress(f.data(), f.size(), gateway(), p), EgressClass::Exempt);
 
-	// A first fragment that hides its ports, and RFC 1858's offset-8 TCP fragment.
-	auto first = frame(false, IPPROTO_UDP, "192.0.2.1", 4);
+	// Fragments are reassembled before the policy; one that came anyway is never judged
+	// (its ports may be in another fragment), whatever it shows: a first fragment with
+	// ports, one that hides them, RFC 1858's offset-8 TCP fragment, an IPv6 fragment.
+	auto first = frame(false, IPPROTO_UDP, "192.0.2.1", 8);
 	first[kEthHeaderLen + 6] = 0x20; // MF
 	EXPECT_EQ(classifyEgress(first.data(), first.size(), gateway(), p), EgressClass::Drop);
-	auto later = frame(false, IPPROTO_TCP, "192.0.2.1", 8);
-	later[kEthHeaderLen + 7] = 1;
-	EXPECT_EQ(classifyEgress(later.data(), later.size(), gateway(), p), EgressClass::Drop);
-	later[kEthHeaderLen + 7] = 2;
-	EXPECT_EQ(classifyEgress(later.data(), later.size(), gateway(), p), EgressClass::Exempt);
+	auto hiding = frame(false, IPPROTO_UDP, "192.0.2.1", 4);
+	hiding[kEthHeaderLen + 6] = 0x20;
+	EXPECT_EQ(classifyEgress(hiding.data(), hiding.size(), gateway(), p), EgressClass::Drop);
+	for (uint8_t offset : { 1, 2 }) {
+		auto later = frame(false, IPPROTO_TCP, "192.0.2.1", 8);
+		later[kEthHeaderLen + 7] = offset;
+		EXPECT_EQ(classifyEgress(later.data(), later.size(), gateway(), p), EgressClass::Drop);
+	}
+	auto df = frame(false, IPPROTO_UDP, "192.0.2.1", 8);
+	df[kEthHeaderLen + 6] = 0x40; // DF alone: a whole datagram
+	EXPECT_EQ(classifyEgress(df.data(), df.size(), gateway(), p), EgressClass::Check);
+	auto frag6 = frame(true, 44, "2001:db8::1", 16);
+	EXPECT_EQ(classifyEgress(frag6.data(), frag6.size(), gateway(), p), EgressClass::Drop);
 }
 
 TEST(Reject, RstAnswersASyn)

@@ -18,11 +18,16 @@ STATS_COUNTERS = ("from_guest_frames", "from_guest_bytes", "to_guest_frames", "t
                   "drop_to_guest_error", "drop_vnet_hdr", "pauses", "from_guest_gso",
                   "to_guest_gso", "to_guest_split", "refused_peers", "drop_foreign_sender",
                   "drop_egress_tcp", "drop_egress_udp", "drop_egress_icmp", "guest_resets",
-                  "drop_flow_limit_tcp", "drop_flow_limit_udp", "drop_flow_limit_icmp")
+                  "frag_reassembled", "drop_frag_overlap", "drop_frag_timeout", "drop_frag_limit",
+                  "frag_held", "frag_held_bytes", "drop_flow_limit_tcp", "drop_flow_limit_udp",
+                  "drop_flow_limit_icmp")
 DROP_COUNTERS = tuple(k for k in STATS_COUNTERS if k.startswith("drop_"))
-# Every frame the guest sends lands in exactly one of these: taken, or dropped and why.
+# Every frame the guest sends lands in exactly one of these: taken, dropped and why, or (a
+# fragment) still held for reassembly: frag_held is a gauge, so a delta over these adds up to
+# the frames sent in between.
 FROM_GUEST_OUTCOMES = ("from_guest_frames", "drop_runt", "drop_oversize", "drop_fragment",
                        "drop_vnet_hdr", "drop_egress_tcp", "drop_egress_udp", "drop_egress_icmp",
+                       "drop_frag_overlap", "drop_frag_timeout", "drop_frag_limit", "frag_held",
                        "drop_flow_limit_tcp", "drop_flow_limit_udp", "drop_flow_limit_icmp")
 
 

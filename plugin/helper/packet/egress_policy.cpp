@@ -71,31 +71,23 @@ EgressClass classifyEgress(const uint8_t *f, size_t len, in_addr gateway, Egress
 		if (ihl < kIpv4MinHeaderLen || avail < ihl)
 			return EgressClass::Exempt;
 		out.dst = ip + 16;
-		uint8_t proto = ip[9];
-		uint16_t frag = loadBe16(ip + 6);
-		uint16_t offset = frag & 0x1fff;
-		bool more = frag & 0x2000;
-		if (offset != 0) {
-			// RFC 1858: a TCP fragment at offset 8 can only be rewriting the first one's flags.
-			return proto == IPPROTO_TCP && offset == 1 ? EgressClass::Drop : EgressClass::Exempt;
-		}
+		// Network reassembles fragments before the policy (ip_reassembly.hpp): a fragment
+		// here, whose ports may be elsewhere, is never judged.
+		if (loadBe16(ip + 6) & (IP_MF | IP_OFFMASK))
+			return EgressClass::Drop;
 		size_t total = std::min<size_t>(loadBe16(ip + 2), avail);
 		size_t l4avail = total > ihl ? total - ihl : 0;
-		EgressClass c = classifyL4(proto, false, ip + ihl, l4avail, gateway, out);
-		if (more && c == EgressClass::Exempt) {
-			size_t need = proto == IPPROTO_TCP ? 14 : proto == IPPROTO_UDP ? kUdpHeaderLen : 1;
-			bool policed = proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP;
-			if (policed && l4avail < need)
-				return EgressClass::Drop;
-		}
-		return c;
+		return classifyL4(ip[9], false, ip + ihl, l4avail, gateway, out);
 	}
 	if (type == ETHERTYPE_IPV6) {
 		if (avail < kIpv6HeaderLen || (ip[0] >> 4) != 6)
 			return EgressClass::Exempt;
 		out.v6 = true;
 		out.dst = ip + 24;
-		// libslirp takes no extension headers: the next header is the transport or dropped.
+		// libslirp takes no extension headers: the next header is the transport or dropped;
+		// a fragment header never comes here (reassembled before), as for IPv4.
+		if (ip[6] == 44)
+			return EgressClass::Drop;
 		size_t payload = std::min<size_t>(loadBe16(ip + 4), avail - kIpv6HeaderLen);
 		return classifyL4(ip[6], true, ip + kIpv6HeaderLen, payload, gateway, out);
 	}

@@ -28,14 +28,14 @@ struct EgressPacket {
 enum class EgressClass : uint8_t {
 	Exempt, // not the policy's business: ARP, NDP, DHCP, a TCP segment of a connection, ...
 	Check, // an EgressPacket to decide on
-	Drop, // an IPv4 first fragment too short to show its ports, or RFC 1858's offset 1
+	Drop, // an IP fragment: the policy judges whole datagrams only (Network reassembles first)
 };
 
 /*
  * Sort a guest frame. Truncated headers of unfragmented packets are Exempt: libslirp
- * drops them itself, exactly as it would without a policy. Fragments: every fragment
- * carries the destination address, only the first the ports; a first fragment cut before
- * them is dropped, since libslirp would reassemble a header no rule has seen. DHCP to the
+ * drops them itself, exactly as it would without a policy. Fragments never come here:
+ * Network reassembles them first (packet/ip_reassembly.hpp), so a rule sees the ports of
+ * every datagram, and a fragment that did come would be dropped. DHCP to the
  * broadcast address or the gateway and DHCPv6 to its multicast group are libslirp's own
  * (address configuration keeps working under egress-default=deny).
  */
