@@ -189,6 +189,19 @@ def test_out_of_order_train_is_reassembled(peer, udp_echo, order):
     assert udp_echo.received[0][0] == payload
 
 
+def test_largest_udp_datagram(peer, udp_echo):
+    """65507 bytes of UDP payload (a 65535-byte IP packet) in 45 fragments, the last first:
+    libslirp takes the reassembled frame, far above the MTU (slirp_input grows its mbuf),
+    and the echo comes back whole."""
+    p = peer()
+    payload = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(65507))
+    frags = train4(udp4(p, udp_echo.port, payload, 0x2010, sport=42010), 1480)
+    assert len(frags) == 45
+    send_all(p, frags[-1:] + frags[:-1])
+    expect_udp_echo(p, 42010, payload)
+    assert udp_echo.received[0][0] == payload
+
+
 def test_overlapping_fragments_drop_the_datagram(peer, udp_echo):
     p = peer()
     payload = bytes(range(256)) * 12
@@ -232,6 +245,27 @@ def test_ping_with_fragments(peer):
         _, data = expect_datagram(p, lambda x: x[IP].proto == 1 and x[IP].src == GW_IP)
         icmp = ICMP(data)
         assert icmp.type == 0 and icmp.seq == seq and bytes(icmp.payload) == payload
+
+
+def test_egress_policy_judges_the_whole_datagram(direct, udp_echo):
+    """deny= sees the reassembled datagram: refused once (an ICMP prohibited), counted for
+    each fragment; a fragmented datagram to an allowed port goes through."""
+    p = direct("deny=udp/%s:%d" % (GW_IP, udp_echo.port))
+    payload = bytes(3000)
+    frags = train4(udp4(p, udp_echo.port, payload, 0x2020, sport=42020), 1480)
+    frags.reverse()
+    before = p.stats()
+    send_all(p, frags)
+    r = p.expect(lambda x: ICMP in x and x[ICMP].type == 3 and x[ICMP].code == 13,
+                 desc="ICMP administratively prohibited")
+    assert r[IP].dst == p.guest_ip
+    after = p.stats()
+    assert after["drop_egress_udp"] - before["drop_egress_udp"] == len(frags)
+    assert udp_echo.received == []
+    allowed = direct()
+    other = bytes(range(256)) * 10
+    send_all(allowed, train4(udp4(allowed, udp_echo.port, other, 0x2021, sport=42021), 1480))
+    expect_udp_echo(allowed, 42021, other)
 
 
 # --------------------------------------------------------------------------------------
