@@ -30,6 +30,11 @@ GLogWriterOutput collect(GLogLevelFlags, const GLogField *fields, gsize n, gpoin
 struct LogTest : ::testing::Test {
 	void SetUp() override
 	{
+		// GLib takes a writer once per process.
+		static bool writerSet = false;
+		if (!writerSet)
+			g_log_set_writer_func(collect, nullptr, nullptr);
+		writerSet = true;
 		gLines.clear();
 		gNow = 1'000'000;
 	}
@@ -60,7 +65,6 @@ TEST_F(LogTest, BurstThenSuppressedThenOneCountLine)
 
 TEST_F(LogTest, TheSuppressedLineIsLoggedOnceBeforeTheNextMessage)
 {
-	g_log_set_writer_func(collect, nullptr, nullptr);
 	LogRateLimit r("'refusing %s'", 2, 5, fakeClock);
 	int logged = 0;
 	for (int i = 0; i < 50; i++)
@@ -77,7 +81,6 @@ TEST_F(LogTest, TheSuppressedLineIsLoggedOnceBeforeTheNextMessage)
 
 TEST_F(LogTest, TheMacroLimitsEachCallSiteOnItsOwn)
 {
-	g_log_set_writer_func(collect, nullptr, nullptr);
 	for (int i = 0; i < 100; i++) {
 		slirpnet_warning_ratelimited("flood a %d", i);
 		slirpnet_message_ratelimited("flood b");

@@ -13,6 +13,7 @@
 
 #include "byte_order.hpp"
 #include "link/stream_link.hpp" // kMinFrame, kQemuMaxFrame, kZeroPad
+#include "log.hpp"
 
 namespace slirpnet {
 
@@ -172,7 +173,8 @@ void DgramLink::onReadable(GIOCondition cond)
 	int n = rx_.read(rxFd());
 	if (n < 0) {
 		if (bound_) {
-			g_warning("receiving on '%s': %s", name().c_str(), strerror(errno));
+			// Per wake-up while the error lasts: rate-limited.
+			slirpnet_warning_ratelimited("receiving on '%s': %s", name().c_str(), strerror(errno));
 			n = 0;
 		} else {
 			closeLink(strerror(errno));

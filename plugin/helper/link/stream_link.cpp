@@ -2,6 +2,7 @@
 // link/stream_link.cpp - a link over a byte stream: a 4-byte big-endian length, then the frame.
 #include "link/stream_link.hpp"
 #include "byte_order.hpp"
+#include "log.hpp"
 #include "unix_socket.hpp"
 
 #include <sys/socket.h>
@@ -65,9 +66,10 @@ bool StreamLink::parseInput()
 	while (inLen_ - off >= kHeader) {
 		uint32_t len = loadBe32(in_.data() + off);
 		if (len > kQemuMaxFrame) {
-			g_warning("stream peer announced a %u-byte frame (limit %zu): the framing is lost, "
-				  "closing the connection",
-				  len, kQemuMaxFrame);
+			// Once per connection, but a local client may reconnect and do it again.
+			slirpnet_warning_ratelimited("stream peer announced a %u-byte frame (limit %zu): the framing "
+						     "is lost, closing the connection",
+						     len, kQemuMaxFrame);
 			closeLink("oversized frame length", true);
 			return false;
 		}
