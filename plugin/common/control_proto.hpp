@@ -40,7 +40,9 @@ using JsonArrayPtr = std::unique_ptr<JsonArray, JsonArrayUnref>;
  *   <- {"return": {"id": 3, ...}, "id": 7}
  *   <- {"error": {"class": "GenericError", "desc": "..."}, "id": 7}
  * "arguments" and "id" are optional; "id" (any JSON value) is echoed back. Blank lines
- * are ignored.
+ * are ignored. A line must be strict RFC 8259 JSON in UTF-8 (no comments, single-quoted
+ * strings, trailing commas, NaN...: what json-glib would also take is refused first, with
+ * a ParseError saying why) nested at most kMaxJsonDepth deep.
  */
 
 // The "class" of an error reply.
@@ -57,7 +59,8 @@ struct ControlError {
 	std::string desc;
 };
 
-// Nesting deeper than this is refused before json-glib's recursive parser sees it.
+// Nesting deeper than this is refused (by an iterative check of the whole line) before
+// json-glib's recursive parser sees it.
 constexpr int kMaxJsonDepth = 32;
 
 struct Request {
