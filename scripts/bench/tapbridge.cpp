@@ -16,6 +16,14 @@
 //   slirpnet-tapbridge --netns PATH --tap NAME --stream SOCKPATH
 //       QEMU's -netdev stream framing (4-byte big-endian length, then the frame) on a UNIX
 //       stream socket, as `slirpnet --socket` and passt serve it.
+//   slirpnet-tapbridge --netns PATH --tap NAME --dgram SOCKPATH --local LOCALPATH
+//       QEMU's -netdev dgram: one frame per datagram, from our socket bound at LOCALPATH
+//       (made writable for all: the sandboxed helper answers as another user) to
+//       `slirpnet --dgram SOCKPATH`.
+//   slirpnet-tapbridge --netns PATH --tap NAME --fd stream|dgram SPEC
+//       QEMU's -netdev socket,fd=: a socketpair of that type, one end given to
+//       `$SLIRPNET_HELPER --fd 3 -o SPEC` (started here, as libvirt or a launcher would);
+//       stream framing or one frame per datagram on ours.
 //
 // The tap is opened from inside the namespace (setns) and the process returns to its own
 // namespace before anything else, so the backend's sockets live where the bridge was started.
@@ -30,7 +38,9 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
@@ -98,8 +108,15 @@ struct Bridge {
 	uint64_t features = 0; // negotiated with set_cap()
 	unsigned vnetHdrLen = 0; // 0 or kVnetHdrLen, on the tap and the backend alike
 
-	// --stream
+	// --stream, --dgram, --fd: the socket to the backend (dgram: one frame per message)
 	int sockFd = -1;
+	bool dgram = false;
+	// --dgram: the helper's address. Our socket stays unconnected, as QEMU's: a connected
+	// UNIX datagram socket takes datagrams from its peer only, and the helper answers from
+	// another socket than the one it reads.
+	struct sockaddr_un dgramPeer = {};
+	guint retrySource = 0; // --dgram: a full helper is retried on a timer (see dgramSend)
+	pid_t helperPid = -1; // --fd: the helper we started
 	std::vector<uint8_t> in; // reassembly of length-prefixed frames
 	size_t inLen = 0;
 	std::vector<uint8_t> out; // bytes the socket has not taken yet (at most one frame)
@@ -490,6 +507,164 @@ int connectStream(const char *path)
 	}
 }
 
+// ---- dgram mode (--dgram, --fd dgram) ----------------------------------------------------
+
+gboolean onDgramWritable(gint, GIOCondition, gpointer);
+gboolean onDgramRetry(gpointer);
+
+// Send one frame as one datagram. False when the socket is full and the frame is now held.
+bool dgramSend(const uint8_t *frame, size_t len)
+{
+	ssize_t n = gBridge.dgramPeer.sun_family
+			    ? sendto(gBridge.sockFd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL,
+				     reinterpret_cast<const sockaddr *>(&gBridge.dgramPeer), sizeof(gBridge.dgramPeer))
+			    : send(gBridge.sockFd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n >= 0) {
+		gBridge.c.toBackendFrames++;
+		gBridge.c.toBackendBytes += len;
+		return true;
+	}
+	if (errno == EAGAIN || errno == ENOBUFS) {
+		gBridge.c.backendFull++;
+		if (gBridge.held.empty())
+			gBridge.held.resize(kMaxFrame);
+		if (frame != gBridge.held.data())
+			memcpy(gBridge.held.data(), frame, len);
+		gBridge.heldLen = len;
+		pauseTap();
+		// An unconnected socket polls writable whatever the receiver's queue: retry
+		// on a 1 ms timer rather than spin. A connected one (--fd) has a real signal.
+		if (gBridge.dgramPeer.sun_family) {
+			if (!gBridge.retrySource)
+				gBridge.retrySource = g_timeout_add(1, onDgramRetry, nullptr);
+		} else if (!gBridge.writableSource) {
+			gBridge.writableSource = addFdWatch(gBridge.sockFd, G_IO_OUT, onDgramWritable);
+		}
+		return false;
+	}
+	if (errno == ECONNREFUSED || errno == ECONNRESET || errno == EPIPE) {
+		fprintf(stderr, "tapbridge: dgram send: %s (helper gone)\n", strerror(errno));
+		quit(1);
+	} else {
+		gBridge.c.sendErrors++;
+	}
+	return true;
+}
+
+gboolean onDgramWritable(gint, GIOCondition, gpointer)
+{
+	gBridge.writableSource = 0;
+	if (gBridge.heldLen && !dgramSend(gBridge.held.data(), gBridge.heldLen))
+		return G_SOURCE_REMOVE; // dgramSend re-armed the watch
+	gBridge.heldLen = 0;
+	resumeTap();
+	return G_SOURCE_REMOVE;
+}
+
+gboolean onDgramRetry(gpointer)
+{
+	gBridge.retrySource = 0;
+	if (gBridge.heldLen && !dgramSend(gBridge.held.data(), gBridge.heldLen))
+		return G_SOURCE_REMOVE; // dgramSend re-armed the timer
+	gBridge.heldLen = 0;
+	resumeTap();
+	return G_SOURCE_REMOVE;
+}
+
+gboolean onDgramReadable(gint fd, GIOCondition, gpointer)
+{
+	for (int i = 0; i < kTapBatch; i++) {
+		ssize_t n = recv(fd, gBridge.buf.data(), gBridge.buf.size(), MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			fprintf(stderr, "tapbridge: dgram recv: %s (helper gone)\n", strerror(errno));
+			quit(1);
+			return G_SOURCE_REMOVE;
+		}
+		if (static_cast<size_t>(n) > gBridge.buf.size()) {
+			gBridge.c.rxTooBig++;
+			continue;
+		}
+		if (n > 0)
+			writeToTap(gBridge.buf.data(), static_cast<size_t>(n));
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+// --dgram: our socket bound at local; frames go to the helper's at path (once it is there).
+int connectDgram(const char *path, const char *local)
+{
+	struct sockaddr_un sa = {}, la = {};
+	sa.sun_family = la.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path) || strlen(local) >= sizeof(la.sun_path)) {
+		fprintf(stderr, "tapbridge: socket path too long\n");
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	strcpy(la.sun_path, local);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	unlink(local);
+	if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&la), sizeof(la)) < 0) {
+		fprintf(stderr, "tapbridge: bind %s: %s\n", local, strerror(errno));
+		return -1;
+	}
+	// The helper drops to another user after start-up and must still reach us.
+	chmod(local, 0666);
+	// Large frames (MTU 65520) need room for a few of them in flight.
+	int sz = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
+	// The helper's socket must exist (its start-up is over) before frames are sent.
+	struct stat st;
+	for (int waited = 0; stat(path, &st) < 0 || !S_ISSOCK(st.st_mode); waited += 20) {
+		if (waited >= kConnectTimeoutMs) {
+			fprintf(stderr, "tapbridge: %s: no socket there\n", path);
+			close(fd);
+			return -1;
+		}
+		g_usleep(20000);
+	}
+	gBridge.dgramPeer = sa;
+	return fd;
+}
+
+// --fd: a socketpair of the given type, its other end as fd 3 of $SLIRPNET_HELPER --fd 3 -o spec.
+int spawnFdHelper(int type, const char *spec)
+{
+	const char *helper = getenv("SLIRPNET_HELPER");
+	if (!helper || !*helper) {
+		fprintf(stderr, "tapbridge: --fd needs SLIRPNET_HELPER (the helper binary)\n");
+		return -1;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0) {
+		fprintf(stderr, "tapbridge: socketpair: %s\n", strerror(errno));
+		return -1;
+	}
+	int sz = 4 << 20;
+	for (int fd : sv) {
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "tapbridge: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		// fd 3 without CLOEXEC; our stdout is the rig's "ready" pipe: the helper logs to stderr.
+		if (dup2(sv[1], 3) < 0 || dup2(2, 1) < 0)
+			_exit(127);
+		execl(helper, helper, "--fd", "3", "-o", spec, static_cast<char *>(nullptr));
+		fprintf(stderr, "tapbridge: exec %s: %s\n", helper, strerror(errno));
+		_exit(127);
+	}
+	close(sv[1]);
+	gBridge.helperPid = pid;
+	return sv[0];
+}
+
 // ---- the tap -----------------------------------------------------------------------------
 
 gboolean onTapReadable(gint fd, GIOCondition, gpointer)
@@ -509,8 +684,9 @@ gboolean onTapReadable(gint fd, GIOCondition, gpointer)
 		// bytes); a virtio driver sends 0 there.
 		if (gBridge.vnetHdrLen == kVnetHdrLen && static_cast<size_t>(n) >= kVnetHdrLen)
 			memset(frame + offsetof(VnetHdr, numBuffers), 0, sizeof(uint16_t));
-		bool sent = gBridge.be ? pluginSend(frame, static_cast<size_t>(n))
-				       : streamSend(frame, static_cast<size_t>(n));
+		bool sent = gBridge.be      ? pluginSend(frame, static_cast<size_t>(n))
+			    : gBridge.dgram ? dgramSend(frame, static_cast<size_t>(n))
+					    : streamSend(frame, static_cast<size_t>(n));
 		if (!sent) {
 			gBridge.tapSource = 0; // pauseTap() removed this source
 			return G_SOURCE_REMOVE;
@@ -528,7 +704,8 @@ gboolean onSignal(gpointer)
 void usage()
 {
 	fprintf(stderr, "usage: slirpnet-tapbridge --netns PATH --tap NAME "
-			"(--plugin SPEC [--no-offload] | --stream SOCKPATH)\n");
+			"(--plugin SPEC [--no-offload] | --stream SOCKPATH | --dgram SOCKPATH --local LOCALPATH |\n"
+			"       --fd stream|dgram SPEC)\n");
 }
 
 } // namespace
@@ -536,6 +713,7 @@ void usage()
 int main(int argc, char **argv)
 {
 	const char *nsPath = nullptr, *tap = nullptr, *spec = nullptr, *sockPath = nullptr;
+	const char *dgramPath = nullptr, *localPath = nullptr, *fdType = nullptr, *fdSpec = nullptr;
 	bool offload = true;
 	for (int i = 1; i < argc; i++) {
 		std::string a = argv[i];
@@ -556,13 +734,23 @@ int main(int argc, char **argv)
 			spec = v;
 		else if (a == "--stream")
 			sockPath = v;
-		else {
+		else if (a == "--dgram")
+			dgramPath = v;
+		else if (a == "--local")
+			localPath = v;
+		else if (a == "--fd" && i + 2 < argc) {
+			fdType = v;
+			fdSpec = argv[i + 2];
+			i++;
+		} else {
 			usage();
 			return 2;
 		}
 		i++;
 	}
-	if (!nsPath || !tap || !spec == !sockPath) {
+	int modes = (spec != nullptr) + (sockPath != nullptr) + (dgramPath != nullptr) + (fdType != nullptr);
+	bool badFd = fdType && strcmp(fdType, "stream") != 0 && strcmp(fdType, "dgram") != 0;
+	if (!nsPath || !tap || modes != 1 || !dgramPath != !localPath || badFd) {
 		usage();
 		return 2;
 	}
@@ -593,11 +781,21 @@ int main(int argc, char **argv)
 		gBridge.tapFd = openTapIn(nsPath, tap, 0, 0);
 		if (gBridge.tapFd < 0)
 			return 1;
-		gBridge.sockFd = connectStream(sockPath);
+		gBridge.dgram = dgramPath || (fdType && strcmp(fdType, "dgram") == 0);
+		if (sockPath)
+			gBridge.sockFd = connectStream(sockPath);
+		else if (dgramPath)
+			gBridge.sockFd = connectDgram(dgramPath, localPath);
+		else
+			gBridge.sockFd = spawnFdHelper(gBridge.dgram ? SOCK_DGRAM : SOCK_STREAM, fdSpec);
 		if (gBridge.sockFd < 0)
 			return 1;
-		gBridge.in.resize(4 + kMaxFrame);
-		addFdWatch(gBridge.sockFd, G_IO_IN, onStreamReadable);
+		if (gBridge.dgram) {
+			addFdWatch(gBridge.sockFd, G_IO_IN, onDgramReadable);
+		} else {
+			gBridge.in.resize(4 + kMaxFrame);
+			addFdWatch(gBridge.sockFd, G_IO_IN, onStreamReadable);
+		}
 	}
 	resumeTap();
 	g_unix_signal_add(SIGTERM, onSignal, nullptr);
@@ -620,7 +818,21 @@ int main(int argc, char **argv)
 	if (gBridge.be)
 		slirpnet_netbe_cleanup(gBridge.be);
 	if (gBridge.sockFd >= 0)
-		close(gBridge.sockFd);
+		close(gBridge.sockFd); // --fd: the helper sees EOF (stream) or its peer gone and exits
+	if (gBridge.helperPid > 0) {
+		// Bounded wait for our helper, then SIGKILL: the bridge must not hang at exit.
+		int st;
+		for (int i = 0; i < 150 && waitpid(gBridge.helperPid, &st, WNOHANG) == 0; i++)
+			g_usleep(20000);
+		if (waitpid(gBridge.helperPid, &st, WNOHANG) == 0) {
+			kill(gBridge.helperPid, SIGTERM);
+			g_usleep(200000);
+			kill(gBridge.helperPid, SIGKILL);
+			waitpid(gBridge.helperPid, &st, 0);
+		}
+	}
+	if (dgramPath)
+		unlink(localPath);
 	close(gBridge.tapFd);
 	return gBridge.exitCode;
 }

@@ -9,14 +9,15 @@ import socket
 
 from . import netns
 from .netns import GATEWAY, SINK_ADDR
+from . import proc
 from .proc import RigError, listening, run, wait_for
 
 # Servers: on the host (reached from the guest through the gateway) and in the guest.
-HOST_IPERF, HOST_PROBE = 5201, 5301
-GUEST_IPERF, GUEST_PROBE = 6201, 6301
+HOST_IPERF, HOST_PROBE, HOST_VERIFY = 5201, 5301, 5401
+GUEST_IPERF, GUEST_PROBE, GUEST_VERIFY = 6201, 6301, 6401
 # Host ports forwarded to the guest ports: guest port + FWD_OFFSET, bound on 127.0.0.1.
 FWD_OFFSET = 10000
-FORWARDS = [("tcp", GUEST_IPERF), ("udp", GUEST_IPERF), ("tcp", GUEST_PROBE)]
+FORWARDS = [("tcp", GUEST_IPERF), ("udp", GUEST_IPERF), ("tcp", GUEST_PROBE), ("tcp", GUEST_VERIFY)]
 TAP = "tap0"
 START_TIMEOUT = 15
 BASE_SUFFIX = "@base"  # column of a slirpnet backend run with the --baseline build's binaries
@@ -62,6 +63,9 @@ class Backend:
     # The program the backend runs, when it must be installed, and the package that has it.
     tool = None
     package = None
+    # The command name (/proc/PID/comm, a prefix: passt may re-exec as passt.avx2) of the
+    # backend's network process, whose RSS and fds the churn measure and the soak sample.
+    helper_comm = None
 
     def __init__(self, rig, build=None):
         """build: whose slirpnet binaries to use (default the rig's --build); another one (the
@@ -116,6 +120,13 @@ class Backend:
             self.guest.delete()
             self.guest = None
 
+    def helper_pids(self):
+        """The pids of the backend's network process(es) (helper_comm) under its roots."""
+        if not self.helper_comm:
+            return []
+        return [p for p in proc.descendants(self.roots)
+                if proc.comm(p) in (self.helper_comm,) or proc.comm(p).startswith(self.helper_comm + ".")]
+
     def wait_forwards(self, pid):
         for proto, port in FORWARDS:
             wait_for(lambda: listening(pid, port + FWD_OFFSET, proto), START_TIMEOUT,
@@ -152,6 +163,9 @@ class Slirpnet(Backend):
     tap bridge's usage must show (a --baseline build may be older than the options the column uses)."""
 
     slirpnet = True
+    helper_comm = "slirpnet"
+    # Appended to the helper's options (the soak adds control=PATH).
+    more_options = ""
     needs_helper = ()
     needs_bridge = ()
 
@@ -174,7 +188,7 @@ class SlirpnetPlugin(Slirpnet):
 
     def start_backend(self, mtu):
         p = self.bridge("--plugin", "slirp," + _slirp_options(mtu, self.guest_addr)
-                        + self.extra_options, self.bridge_args)
+                        + self.extra_options + self.more_options, self.bridge_args)
         self.roots = [p.pid]  # the helper is the bridge's child: counted with it
         self.wait_forwards(p.pid)
 
@@ -213,7 +227,36 @@ class SlirpnetStream(Slirpnet):
 
     def start_backend(self, mtu):
         self.start_stream_backend("helper", lambda sock: [
-            self.build.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr)])
+            self.build.helper, "--socket", sock, "-o", _slirp_options(mtu, self.guest_addr) + self.more_options])
+
+
+class SlirpnetDgram(Slirpnet):
+    name = "slirpnet-dgram"
+    description = "slirpnet --dgram, QEMU dgram (one frame per datagram; tap bridge + helper)"
+    needs_helper = ("--dgram",)
+    needs_bridge = ("--dgram",)
+
+    def start_backend(self, mtu):
+        sock = os.path.join(self.rig.sockdir, "%s.sock" % self.tag)
+        local = os.path.join(self.rig.sockdir, "%s-bridge.sock" % self.tag)
+        p = self.start("helper", self.host_ns.exec(
+            [self.build.helper, "--dgram", sock, "-o", _slirp_options(mtu, self.guest_addr) + self.more_options]))
+        self.wait_forwards(p.pid)
+        bridge = self.bridge("--dgram", sock, ("--local", local))
+        self.roots = [p.pid, bridge.pid]
+
+
+class SlirpnetFd(Slirpnet):
+    # --fd with a SOCK_DGRAM socketpair (QEMU -netdev socket,fd=, libvirt's helper contract):
+    # the connected datagram link. --fd with SOCK_STREAM is --socket's link without its server.
+    name = "slirpnet-fd"
+    description = "slirpnet --fd, an inherited SOCK_DGRAM socketpair (tap bridge + helper it starts)"
+    needs_bridge = ("--fd",)
+
+    def start_backend(self, mtu):
+        p = self.bridge("--fd", "dgram", (_slirp_options(mtu, self.guest_addr) + self.more_options,))
+        self.roots = [p.pid]  # the helper is the bridge's child
+        self.wait_forwards(p.pid)
 
 
 class Slirp4netns(Backend):
@@ -221,6 +264,7 @@ class Slirp4netns(Backend):
     description = "slirp4netns (libslirp on its own tap, one process)"
     guest_addr = "10.0.2.100"  # what --configure assigns
     tool = "slirp4netns"
+    helper_comm = "slirp4netns"
 
     def start_backend(self, mtu):
         api = os.path.join(self.rig.sockdir, "slirp4netns.sock")
@@ -279,6 +323,7 @@ class Passt(Backend):
     name = "passt"
     description = "passt over its stream socket (tap bridge + passt)"
     tool = "passt"
+    helper_comm = "passt"
 
     def start_backend(self, mtu):
         self.start_stream_backend("passt", lambda sock: ["passt", "-s", sock] + _passt_common(mtu))
@@ -288,6 +333,7 @@ class Pasta(Backend):
     name = "pasta"
     description = "pasta on its own tap (one process; passt's non-libslirp engine)"
     tool, package = "pasta", "passt"
+    helper_comm = "pasta"
 
     def start_backend(self, mtu):
         # --runas 0: as root pasta would switch to nobody, which may not enter our namespace.
@@ -339,6 +385,9 @@ class Loopback(Backend):
         self.guest.ip("link", "set", "lo", "mtu", str(mtu))
 
 
-ALL = [SlirpnetPlugin, SlirpnetPluginNoOffload, SlirpnetPluginNoPoll, SlirpnetPluginNoSandbox, SlirpnetStream, Slirp4netns, Passt, Pasta, Veth,
-       Loopback]
+ALL = [SlirpnetPlugin, SlirpnetPluginNoOffload, SlirpnetPluginNoPoll, SlirpnetPluginNoSandbox, SlirpnetStream,
+       SlirpnetDgram, SlirpnetFd, Slirp4netns, Passt, Pasta, Veth, Loopback]
+# Run only when asked for (--backends): the transports beyond the plugin and --socket, for the
+# integrity checks (measure xfer); their speed is --socket's or close to it.
+OPT_IN = {"slirpnet-dgram", "slirpnet-fd"}
 REFERENCE = "slirp4netns"

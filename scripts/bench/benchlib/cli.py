@@ -28,8 +28,16 @@ def parse(argv):
     ap.add_argument("--probe-seconds", type=float,
                     help="request/response, connect-rate and UDP duration (default 5; --quick: 2)")
     ap.add_argument("--mtu", help="comma list (default 1500,65520; --quick: 1500)")
-    ap.add_argument("--backends", help="comma list of %s (default: all)" % ",".join(names))
-    ap.add_argument("--measures", help="comma list of %s (default: all)" % ",".join(measures.MEASURES))
+    ap.add_argument("--backends", help="comma list of %s (default: all but %s)" % (
+        ",".join(names), ",".join(sorted(backends.OPT_IN))))
+    ap.add_argument("--measures", help="comma list of %s (default: %s)" % (
+        ",".join(measures.ALL_MEASURES), ",".join(measures.MEASURES)))
+    ap.add_argument("--churn-seconds", type=float,
+                    help="duration of the churn measure (default 60; --quick: 5)")
+    ap.add_argument("--soak", type=float, metavar="MINUTES",
+                    help="instead of the table: the soak (benchlib/soak.py): mixed traffic "
+                         "through slirpnet for MINUTES, the helper sampled each second; exit 1 "
+                         "if its RSS or fds grow after the warm-up or a frame is lost")
     ap.add_argument("--directions", help="comma list of g2h,h2g (default: both)")
     ap.add_argument("--cc", default="cubic",
                     help="TCP congestion control of the iperf3 senders (default cubic, what most "
@@ -50,15 +58,16 @@ def parse(argv):
                     help="fail when a selected backend cannot run here (CI), instead of skipping it")
     a = ap.parse_args(argv)
 
-    def pick(value, allowed, what):
-        items = value.split(",") if value else list(allowed)
+    def pick(value, allowed, what, default=None):
+        items = value.split(",") if value else list(default or allowed)
         bad = [i for i in items if i not in allowed]
         if bad:
             ap.error("unknown %s: %s (known: %s)" % (what, ",".join(bad), ",".join(allowed)))
         return items
 
-    a.backends = pick(a.backends, names, "backend")
-    a.measures = pick(a.measures, measures.MEASURES, "measure")
+    a.backends = pick(a.backends, names, "backend", [n for n in names if n not in backends.OPT_IN])
+    a.measures = pick(a.measures, measures.ALL_MEASURES, "measure", measures.MEASURES)
+    a.churn_seconds = a.churn_seconds or (5 if a.quick else 60)
     a.directions = pick(a.directions, measures.DIRECTIONS, "direction")
     a.runs = a.runs or (1 if a.quick else 3)
     a.seconds = a.seconds or (2 if a.quick else 10)
@@ -128,6 +137,7 @@ def _meta(args, rig):
     meta.update({
         "slirp4netns": dpkg_version("slirp4netns"),
         "runs": args.runs, "tcp_seconds": args.seconds, "probe_seconds": args.probe_seconds,
+        "churn_seconds": args.churn_seconds,
         "mtus": args.mtu, "cc": args.cc, "quick": args.quick,
     })
     if rig.baseline:
@@ -137,6 +147,11 @@ def _meta(args, rig):
         meta["baseline_dir"] = rig.baseline.path
         meta["baseline_libslirpnet"] = rig.baseline.libslirpnet()
     return meta
+
+
+def _seconds(args, m):
+    """How long measure m runs (its client's duration; many and xfer run to completion)."""
+    return {"tcp": args.seconds, "churn": args.churn_seconds, "many": 30, "xfer": 60}.get(m, args.probe_seconds)
 
 
 def _one_backend(rig, args, results, be, run_no, mtu):
@@ -153,7 +168,7 @@ def _one_backend(rig, args, results, be, run_no, mtu):
                     results.add(run_no, mtu, be.name, m, d, error="set-up: %s" % e)
             return
         for m in args.measures:
-            secs = args.seconds if m == "tcp" else args.probe_seconds
+            secs = _seconds(args, m)
             for d in args.directions:
                 try:
                     values, extra = measures.measure(rig, be, m, d, secs)
@@ -177,7 +192,11 @@ def _write(outdir, args, meta, results, selected, skipped):
     pairs = report.baseline_pairs(names)
     legend = report.LEGEND + (report.BASE_COLUMNS if pairs else "")
     print("\n" + legend)
-    tgt = report.targets(cells, args.mtu, args.directions)
+    tgt = report.targets(cells, args.mtu, args.directions) + report.churn_targets(cells, args.mtu, args.directions)
+    churn_lines, churn_tables = report.churn_lines(results)
+    if churn_lines:
+        print("\nchurn (connect/close at full rate; the network process sampled each second):\n  "
+              + "\n  ".join(churn_lines))
     if tgt:
         print("\ntargets (slirpnet vs slirp4netns):\n  " + "\n  ".join(tgt))
     if pairs:
@@ -206,6 +225,13 @@ def _write(outdir, args, meta, results, selected, skipped):
                report.markdown_rows(*report.baseline_table(results, pairs, args.mtu,
                                                             args.directions, args.measures)), "",
                report.BASELINE_LEGEND, ""]
+    if churn_lines:
+        md += ["## Churn", "", "connect, 1 byte each way, close, at full rate; the backend's network "
+               "process's RSS and open fds sampled each second.", ""]
+        md += ["- " + line for line in churn_lines] + [""]
+        for head, rows in churn_tables:
+            md += ["### " + head, "", report.markdown_rows(["conn/s", "RSS MiB", "fds"], rows)
+                   .replace("| measure |", "| second |", 1), ""]
     fails = results.failures()
     if fails:
         md += ["Failures:", ""] + ["- run %d %s MTU %d %s %s: %s" % (
@@ -223,6 +249,9 @@ def main(argv):
         for p in problems:
             log("bench: " + p)
         return 2
+    if args.soak:
+        from . import soak
+        return soak.main(args, Rig)
     outdir = begin(args.out, "slirpnet-bench")
     rig = Rig(args, outdir)
     # With --baseline, a slirpnet* column's @base twin comes right after it: same turn.
@@ -234,8 +263,7 @@ def main(argv):
         rig.close()
         return 1
     meta = _meta(args, rig)
-    per_backend = SETUP_SECONDS + sum(
-        (args.seconds if m == "tcp" else args.probe_seconds) + 1 for m in args.measures) * len(args.directions)
+    per_backend = SETUP_SECONDS + sum(_seconds(args, m) + 1 for m in args.measures) * len(args.directions)
     if rig.baseline:
         log("bench: baseline %s in %s" % (meta["baseline"], rig.baseline.path))
     log("bench: %d run(s) × MTU %s × %d backend(s): about %.0f min; logs in %s" % (

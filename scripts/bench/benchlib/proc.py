@@ -50,7 +50,7 @@ def _stat(pid):
     return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19])
 
 
-def _comm(pid):
+def comm(pid):
     try:
         with open("/proc/%d/comm" % pid) as f:
             return f.read().strip()
@@ -80,8 +80,34 @@ def cpu_snapshot(roots):
     for p in descendants(roots):
         st = _stat(p)
         if st:
-            snap[p] = (_comm(p), st[1] / CLK_TCK)
+            snap[p] = (comm(p), st[1] / CLK_TCK)
     return snap
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB, or None when it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def fd_count(pid):
+    """Open file descriptors of pid, or None when it is gone."""
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid):
+    """utime+stime of pid (all its threads) in seconds, or None when it is gone."""
+    st = _stat(pid)
+    return st[1] / CLK_TCK if st else None
 
 
 def cpu_delta(before, after):

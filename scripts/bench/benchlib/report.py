@@ -14,6 +14,13 @@ METRICS = [
     ("rr", "p99_us", "TCP RR latency p99", "µs", False),
     ("crr", "conn_per_s", "TCP connect rate", "conn/s", True),
     ("udp", "kpps", "UDP 64 B", "kpps", True),
+    ("churn", "churn_per_s", "Churn: connect rate, mean over the run", "conn/s", True),
+    ("churn", "churn_last10", "Churn: connect rate, last 10 s", "conn/s", True),
+    ("churn", "churn_min_s", "Churn: slowest second", "conn/s", True),
+    ("churn", "churn_rss_mib", "Churn: peak RSS of the network process", "MiB", False),
+    ("churn", "churn_fds", "Churn: peak fds of the network process", "fds", False),
+    ("many", "many_seconds", "1000 verified connections at once: time", "s", False),
+    ("xfer", "xfer_gbps", "1 GiB verified transfer beside churn", "Gbit/s", True),
 ]
 
 
@@ -196,6 +203,47 @@ def targets(cells, mtus, directions):
                                                     c["ratio"]))
                 if parts:
                     lines.append("%s MTU %d %s: %s" % (b, mtu, d, "; ".join(parts)))
+    return lines
+
+
+CHURN_TARGET = (4000, 64)  # conn/s every second, peak MiB: the lead's target for slirpnet
+
+
+def churn_lines(results):
+    """One summary line per churn run, and a per-second table (rate, RSS MiB, fds) per run."""
+    recs = [r for r in results.records if r["measure"] == "churn" and not r["error"]]
+    lines, tables = [], []
+    for r in recs:
+        v, x = r["values"], r["extra"]
+        head = "run %d %s MTU %d %s" % (r["run"], r["backend"], r["mtu"], r["direction"])
+        lines.append("%s: %s conn/s mean, first 10 s %s, last 10 s %s, per second %s–%s; peak RSS "
+                     "%s MiB, peak fds %s; %d connections, %d failed" % (
+                         head, fmt(v["churn_per_s"]), fmt(v["churn_first10"]), fmt(v["churn_last10"]),
+                         fmt(v["churn_min_s"]), fmt(v["churn_max_s"]), fmt(v["churn_rss_mib"]),
+                         fmt(v["churn_fds"]), x["connections"], x["failed"]))
+        rows = []
+        series, rss, fds = x["per_second"], x["rss_kib"], x["fds"]
+        for i in range(max(len(series), len(rss))):
+            rows.append(("%d" % (i + 1), [
+                str(series[i]) if i < len(series) else "—",
+                fmt(rss[i] / 1024) if i < len(rss) and rss[i] is not None else "—",
+                str(fds[i]) if i < len(fds) and fds[i] is not None else "—"]))
+        tables.append((head, rows))
+    return lines, tables
+
+
+def churn_targets(cells, mtus, directions):
+    lines = []
+    rate, mib = CHURN_TARGET
+    for mtu in mtus:
+        for d in directions:
+            lo = cells.get(("slirpnet", mtu, "churn_min_s", d))
+            peak = cells.get(("slirpnet", mtu, "churn_rss_mib", d))
+            if lo and peak and lo["median"] is not None and peak["median"] is not None:
+                lines.append("slirpnet MTU %d %s churn: every second ≥ %d conn/s %s (slowest %s); "
+                             "RSS ≤ %d MiB %s (peak %s)" % (
+                                 mtu, d, rate, "met" if lo["min"] >= rate else "NOT met", fmt(lo["min"]),
+                                 mib, "met" if peak["max"] <= mib else "NOT met", fmt(peak["max"])))
     return lines
 
 
