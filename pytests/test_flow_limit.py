@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from harness import (ICMP, IP, TCP, UDP, Ether, Raw, GW_IP, ControlClient, TcpConn, assert_alive,
-                     stats_delta, udp_to)
+from harness import (ICMP, IP, TCP, UDP, Ether, Raw, GUEST_IP, GW_IP, ControlClient, TcpConn, assert_alive,
+                     free_port, host_connect, hostfwd_exchange, stats_delta, udp_to)
 
 LIMIT = ("drop_flow_limit_tcp", "drop_flow_limit_udp", "drop_flow_limit_icmp")
 MAX = 8
@@ -158,3 +158,34 @@ def test_bad_max_flows_refused_at_start(helper_path):
         r = subprocess.run([helper_path, "--max-flows=" + value, "--socket", "/nonexistent/flows.sock"],
                            capture_output=True, text=True, timeout=10)
         assert r.returncode != 0 and "max-flows" in r.stderr and repr(value) in r.stderr, (value, r.stderr)
+
+
+def test_hostfwd_waits_at_the_limit(limited, tcp_echo):
+    """At the limit the hostfwd listener accepts nothing: the host's connection waits in
+    its backlog, and reaches the guest once a flow ends."""
+    port = free_port()
+    p, c = limited("hostfwd=tcp:127.0.0.1:%d-:8080" % port)
+    conns = [TcpConn.connect(p, GW_IP, tcp_echo.port, local_port=44000 + i) for i in range(MAX)]
+    h = host_connect(port)       # the kernel completes it: it waits in the listen backlog
+    try:
+        p.expect_none(lambda x: TCP in x and x[TCP].dport == 8080, timeout=1.0)
+        assert flows(c) == MAX
+        conns[0].close()
+        conns[0].wait_fin()
+        guest = TcpConn.accept(p, 8080)
+        h.sendall(b"late")
+        assert guest.recv(4) == b"late"
+        assert flows(c) == MAX
+    finally:
+        h.close()
+
+
+def test_time_wait_is_reclaimed(limited):
+    """The host closes first: libslirp sends the guest its FIN and, on the guest's, would
+    keep the socket in TIME_WAIT for 10 s; the helper ends it at once."""
+    port = free_port()
+    p, c = limited("hostfwd=tcp:127.0.0.1:%d-:8080" % port)
+    for _ in range(2 * MAX):      # twice the limit: each one is freed before the next
+        hostfwd_exchange(p, port, 8080)
+        wait_flows(c, p, 0, timeout=2.0)
+    assert_alive(p)

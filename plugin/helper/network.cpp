@@ -146,6 +146,7 @@ ssize_t Network::toGuest(const uint8_t *frame, size_t len)
 		if (addDhcpMtuOption(dhcpBuf_.data(), len, static_cast<uint16_t>(cfg_.mtu)))
 			frame = dhcpBuf_.data();
 	}
+	timeWait_.toGuest(frame, len);
 	if (link_->sendFrame(frame, len) >= 0)
 		notify(FrameDirection::ToGuest, frame, len);
 	// The link has counted any drop; libslirp would only log a critical for each (its
@@ -244,6 +245,8 @@ void Network::fromGuest(const uint8_t *frame, size_t len, bool tsoSegment)
 	driver_->input(frame, len);
 	if (driver_->lastInputFlow() >= 0)
 		flowOpened(frame, len);
+	if (timeWait_.fromGuest(frame, len, reapBuf_))
+		driver_->input(reapBuf_.data(), reapBuf_.size());
 }
 
 void Network::syncFragStats()

@@ -102,6 +102,8 @@ private:
 	IpReassembly reassembly_; // libslirp gets whole datagrams only
 	EgressPolicy egress_;
 	FlowLimit flowLimit_;
+	TimeWaitReaper timeWait_; // libslirp's TIME_WAIT ended at the guest's last FIN
+	std::vector<uint8_t> reapBuf_; // the RST that ends it
 	int64_t flowLimitLogMs_ = -1; // the last flow-limit log line (one a second at most)
 	std::vector<uint8_t> rejectBuf_; // the RST or ICMP error answering a denied packet
 	bool rejectPending_ = false; // a reject was sent outside libslirp's dispatch: flush the link

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// flow_limit_test.cpp - max-flows=: which guest packets are refused at the limit, UDP flows learnt and forgotten.
+// flow_limit_test.cpp - max-flows=: which guest packets are refused at the limit, UDP flows learnt and forgotten; TimeWaitReaper.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -7,7 +7,9 @@
 #include <cstring>
 #include <vector>
 
+#include "byte_order.hpp"
 #include "ethernet.hpp"
+#include "packet/checksum.hpp"
 #include "packet/egress_policy.hpp"
 #include "packet/flow_limit.hpp"
 
@@ -202,4 +204,149 @@ TEST(FlowLimit, ZeroIsNoLimit)
 {
 	FlowLimit l(0, addresses());
 	EXPECT_TRUE(admits(l, sort(frame(IPPROTO_TCP, "10.0.2.15", "10.0.2.2", 40000, 80)), 1000000));
+}
+
+namespace {
+
+// A TCP segment between the guest (10.0.2.15:8080) and the gateway (10.0.2.2:50000), or
+// their IPv6 addresses, either way, with valid checksums.
+std::vector<uint8_t> segment(bool fromGuest, bool v6, uint8_t flags, uint32_t seq, uint32_t ack, size_t data = 0)
+{
+	const char *guest = v6 ? "fec0::15" : "10.0.2.15", *gw = v6 ? "fec0::2" : "10.0.2.2";
+	auto f = frame(IPPROTO_TCP, fromGuest ? guest : gw, fromGuest ? gw : guest, fromGuest ? 8080 : 50000,
+		       fromGuest ? 50000 : 8080, flags);
+	size_t l4 = kEthHeaderLen + (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen);
+	f.resize(l4 + 20 + data, 'x');
+	uint8_t *ip = f.data() + kEthHeaderLen;
+	if (v6)
+		storeBe16(ip + 4, static_cast<uint16_t>(20 + data));
+	else
+		storeBe16(ip + 2, static_cast<uint16_t>(20 + 20 + data));
+	storeBe32(f.data() + l4 + 4, seq);
+	storeBe32(f.data() + l4 + 8, ack);
+	return f;
+}
+
+// The folded one's-complement sum of the TCP pseudo-header and segment: 0xffff if valid.
+uint16_t tcpSum(const std::vector<uint8_t> &f, bool v6)
+{
+	const uint8_t *ip = f.data() + kEthHeaderLen;
+	size_t l4 = kEthHeaderLen + (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen);
+	size_t len = f.size() - l4;
+	uint8_t pseudo[8] = {};
+	uint64_t sum = checksumAdd(0, v6 ? ip + 8 : ip + 12, v6 ? 32 : 8);
+	if (v6) {
+		storeBe32(pseudo, static_cast<uint32_t>(len));
+		pseudo[7] = IPPROTO_TCP;
+		sum = checksumAdd(sum, pseudo, 8);
+	} else {
+		pseudo[1] = IPPROTO_TCP;
+		storeBe16(pseudo + 2, static_cast<uint16_t>(len));
+		sum = checksumAdd(sum, pseudo, 4);
+	}
+	return checksumFold(checksumAdd(sum, f.data() + l4, len));
+}
+
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
+
+} // namespace
+
+// libslirp's FIN first, then the guest's acknowledging it: a RST in sequence after the
+// guest's FIN, with valid checksums, from the guest's addresses and ports.
+TEST(TimeWaitReaper, TheGuestsFinAfterLibslirpsGetsARst)
+{
+	for (bool v6 : { false, true }) {
+		TimeWaitReaper r;
+		std::vector<uint8_t> rst;
+		auto fin = segment(false, v6, kFin | kAck, 5000, 9000, 3); // with 3 bytes of data
+		r.toGuest(fin.data(), fin.size());
+		auto guestFin = segment(true, v6, kFin | kAck, 9000, 5004, 2);
+		ASSERT_TRUE(r.fromGuest(guestFin.data(), guestFin.size(), rst)) << v6;
+		size_t l4 = kEthHeaderLen + (v6 ? kIpv6HeaderLen : kIpv4MinHeaderLen);
+		ASSERT_EQ(rst.size(), l4 + 20);
+		EXPECT_EQ(std::memcmp(rst.data(), guestFin.data(), kEthHeaderLen), 0);
+		size_t addrs = kEthHeaderLen + (v6 ? 8 : 12); // the addresses: the guest frame's
+		EXPECT_EQ(std::memcmp(rst.data() + addrs, guestFin.data() + addrs, v6 ? 32 : 8), 0);
+		EXPECT_EQ(rst[l4 + 13], kRst);
+		EXPECT_EQ(loadBe32(rst.data() + l4 + 4), 9000u + 2 + 1);
+		EXPECT_EQ(loadBe16(rst.data() + l4), 8080);
+		EXPECT_EQ(loadBe16(rst.data() + l4 + 2), 50000);
+		EXPECT_EQ(tcpSum(rst, v6), 0xffff);
+		if (!v6) {
+			EXPECT_EQ(loadBe16(rst.data() + kEthHeaderLen + 2), 40);
+			EXPECT_EQ(checksumFold(checksumAdd(0, rst.data() + kEthHeaderLen, 20)), 0xffff);
+		} else {
+			EXPECT_EQ(loadBe16(rst.data() + kEthHeaderLen + 4), 20);
+		}
+		// Once only.
+		EXPECT_FALSE(r.fromGuest(guestFin.data(), guestFin.size(), rst));
+	}
+}
+
+TEST(TimeWaitReaper, OtherOrdersAndSegmentsGetNothing)
+{
+	TimeWaitReaper r;
+	std::vector<uint8_t> rst;
+	// The guest closes first: no FIN of libslirp's recorded, nothing.
+	auto guestFin = segment(true, false, kFin | kAck, 9000, 5000);
+	EXPECT_FALSE(r.fromGuest(guestFin.data(), guestFin.size(), rst));
+	// libslirp's FIN then comes (LAST_ACK); the guest only ACKs it: nothing.
+	auto fin = segment(false, false, kFin | kAck, 5000, 9001);
+	r.toGuest(fin.data(), fin.size());
+	auto ack = segment(true, false, kAck, 9001, 5001);
+	EXPECT_FALSE(r.fromGuest(ack.data(), ack.size(), rst));
+	// A FIN crossing libslirp's (not acking it): CLOSING, left alone.
+	auto crossing = segment(true, false, kFin | kAck, 9001, 5000);
+	EXPECT_FALSE(r.fromGuest(crossing.data(), crossing.size(), rst));
+	// A new connection on the same ports clears the record: its FIN, even with a matching
+	// ack number, gets nothing.
+	auto syn = segment(true, false, kSyn, 1, 0);
+	EXPECT_FALSE(r.fromGuest(syn.data(), syn.size(), rst));
+	auto laterFin = segment(true, false, kFin | kAck, 9001, 5001);
+	EXPECT_FALSE(r.fromGuest(laterFin.data(), laterFin.size(), rst));
+	// libslirp's SYN (a hostfwd connection) clears it too.
+	r.toGuest(fin.data(), fin.size());
+	auto synAck = segment(false, false, kSyn, 1, 0);
+	r.toGuest(synAck.data(), synAck.size());
+	EXPECT_FALSE(r.fromGuest(laterFin.data(), laterFin.size(), rst));
+	// Another connection's FIN (other port) gets nothing.
+	r.toGuest(fin.data(), fin.size());
+	auto other = segment(true, false, kFin | kAck, 9001, 5001);
+	storeBe16(other.data() + kEthHeaderLen + 20, 8081);
+	EXPECT_FALSE(r.fromGuest(other.data(), other.size(), rst));
+	EXPECT_TRUE(r.fromGuest(laterFin.data(), laterFin.size(), rst));
+}
+
+// Truncated and malformed frames both ways are ignored, never read past their end.
+TEST(TimeWaitReaper, MalformedFramesAreIgnored)
+{
+	for (bool v6 : { false, true }) {
+		TimeWaitReaper r;
+		std::vector<uint8_t> rst;
+		auto fin = segment(false, v6, kFin | kAck, 5000, 9000);
+		auto guestFin = segment(true, v6, kFin | kAck, 9000, 5001);
+		for (size_t n = 0; n < fin.size(); n++) {
+			std::vector<uint8_t> cut(fin.begin(), fin.begin() + static_cast<long>(n));
+			r.toGuest(cut.data(), cut.size());
+			std::vector<uint8_t> gcut(guestFin.begin(), guestFin.begin() + static_cast<long>(n));
+			EXPECT_FALSE(r.fromGuest(gcut.data(), gcut.size(), rst));
+		}
+		// A data offset past the segment, a length past the frame.
+		auto bad = guestFin;
+		bad[bad.size() - 20 + 12] = 0xf0;
+		r.toGuest(fin.data(), fin.size());
+		EXPECT_FALSE(r.fromGuest(bad.data(), bad.size(), rst));
+		bad = guestFin;
+		storeBe16(bad.data() + kEthHeaderLen + (v6 ? 4 : 2), 1000);
+		EXPECT_FALSE(r.fromGuest(bad.data(), bad.size(), rst));
+		EXPECT_TRUE(r.fromGuest(guestFin.data(), guestFin.size(), rst));
+	}
+	// An IPv4 fragment is no segment.
+	TimeWaitReaper r;
+	std::vector<uint8_t> rst;
+	auto fin = segment(false, false, kFin | kAck, 5000, 9000);
+	r.toGuest(fin.data(), fin.size());
+	auto frag = segment(true, false, kFin | kAck, 9000, 5001);
+	frag[kEthHeaderLen + 6] = 0x20; // more fragments
+	EXPECT_FALSE(r.fromGuest(frag.data(), frag.size(), rst));
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <unordered_map>
+#include <vector>
 
 #include "egress_policy.hpp"
 
@@ -81,6 +82,61 @@ private:
 	Addresses addr_;
 	std::unordered_map<Key, int, KeyHash> byKey_; // the guest's UDP flows: source -> socket
 	std::unordered_map<int, Key> byFd_;
+};
+
+/*
+ * Ends libslirp's TIME_WAIT at once. When the host closes a connection first (a hostfwd
+ * client that disconnects, a server that closes), libslirp sends the guest its FIN, and
+ * on the guest's answering FIN enters TIME_WAIT for 2 * TCPTV_MSL = 10 s, holding the
+ * socket, its host descriptor and its buffers: a guest serving host clients at 1,000
+ * connections/s holds 10,000 of them, and max-flows= would refuse new ones. TIME_WAIT
+ * protects a connection's successor from its old duplicates on a network that delays
+ * them; between libslirp and the guest there is none (a socket pair, in order), and the
+ * host side has its own TIME_WAIT in the kernel. So when the guest's FIN acknowledges the
+ * FIN libslirp sent (the connection is closing in that order, libslirp acks it and enters
+ * TIME_WAIT), the helper sends libslirp a RST from the guest right after, in sequence, which
+ * libslirp 4.7 takes in TIME_WAIT as the end of the connection (tcp_close: socket,
+ * descriptor and buffers freed). The guest's side is done already (it gets libslirp's ACK
+ * first); it sees nothing of the RST.
+ *
+ * Fixed table, no allocation after construction: kSlots connections whose FIN libslirp
+ * sent, direct-mapped by their addresses and ports; a slot overwritten before the guest's
+ * FIN came just leaves that connection its 10 s. A SYN either way clears its slot (a new
+ * connection on the same ports).
+ */
+class TimeWaitReaper
+{
+public:
+	static constexpr size_t kSlots = 4096;
+	TimeWaitReaper();
+
+	// A frame libslirp sent the guest.
+	void toGuest(const uint8_t *frame, size_t len);
+	/*
+	 * A frame from the guest, before libslirp takes it: true if it is the FIN answering
+	 * libslirp's, and then rst is the segment to give libslirp right after it.
+	 */
+	bool fromGuest(const uint8_t *frame, size_t len, std::vector<uint8_t> &rst);
+
+private:
+	static constexpr size_t kKeyLen = 1 + 16 + 2 + 16 + 2; // v6, guest addr:port, remote addr:port
+	struct Slot {
+		uint8_t key[kKeyLen];
+		uint32_t finEnd; // the sequence number after libslirp's FIN
+		bool used;
+	};
+	struct Segment {
+		uint8_t key[kKeyLen];
+		size_t l3, l4;
+		bool v6;
+		uint8_t flags;
+		uint32_t seq, ack;
+		uint32_t dataLen;
+	};
+	// A TCP segment in frame (IPv4 unfragmented or IPv6 without extension headers).
+	static bool parse(const uint8_t *frame, size_t len, bool fromGuest, Segment &s);
+	Slot &slot(const uint8_t *key);
+	std::vector<Slot> slots_;
 };
 
 } // namespace slirpnet
