@@ -22,8 +22,8 @@ using namespace slirpnet;
 
 /*
  * The fake clock. SlirpDriver reads the GLib monotonic clock (libslirp's timers: TCP
- * retransmission and keepalive, IP reassembly, ARP/NDP) and so does the fragment guard
- * through it; this definition takes the place of GLib's in the program, so an input
+ * retransmission and keepalive, ARP/NDP) and so does the helper's IP reassembly (its
+ * timeout) through it; this definition takes the place of GLib's in the program, so an input
  * decides when time passes and timers fire, and a run does not depend on the wall clock.
  */
 static gint64 g_fakeNowUs = 1000000000;
@@ -35,7 +35,7 @@ extern "C" gint64 g_get_monotonic_time(void)
 namespace {
 
 /*
- * The first byte of an input picks the configuration (bits 0-2), the rest are records
+ * The first byte of an input picks the configuration (bits 0-3), the rest are records
  * (fuzz_common.hpp). Each record's first byte is an operation:
  *   0: the rest is one record of the plugin link: a frame, or on the v2 wire a
  *      virtio-net header and a frame, or a set-features record;
@@ -44,17 +44,24 @@ namespace {
  *   3: the batch ends and the loop runs (libslirp answers).
  * Configurations: bit 0: the v2 wire (virtio-net headers, offloads negotiable);
  * bit 1: policy=strict (the egress rules and the answers to refused packets);
- * bit 2: mtu=1400 (the DHCP MTU rewrite; the offload cut to a smaller link MTU).
+ * bit 2: mtu=1400 (the DHCP MTU rewrite; the offload cut to a smaller link MTU);
+ * bit 3: small limits (frag-timeout=1, max-flows=2), so that inputs reach them.
  */
 std::vector<Config> g_configs;
 
 Config makeConfig(unsigned variant)
 {
-	OptionList opts = { { "restrict", "on" } };
+	// The smallest reassembly memory: set up per input (a Network per input keeps runs
+	// reproducible), the 4 MiB default would cost more than most inputs take to run.
+	OptionList opts = { { "restrict", "on" }, { "frag-mem", std::to_string(Config::kFragMemMin) } };
 	if (variant & 2)
 		opts.emplace_back("policy", "strict");
 	if (variant & 4)
 		opts.emplace_back("mtu", "1400");
+	if (variant & 8) {
+		opts.emplace_back("frag-timeout", "1");
+		opts.emplace_back("max-flows", "2");
+	}
 	Config cfg;
 	std::string error;
 	if (!parseConfig(opts, cfg, error)) {
@@ -139,7 +146,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***)
 {
 	fuzz::requireLoopbackOnlyNetns("fuzz_frame");
 	fuzz::quietLog();
-	for (unsigned v = 0; v < 8; v++)
+	for (unsigned v = 0; v < 16; v++)
 		g_configs.push_back(makeConfig(v));
 	return 0;
 }
@@ -148,7 +155,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	const Config &cfg = g_configs[data[0] & 7];
+	const Config &cfg = g_configs[data[0] & 15];
 	GMainContext *ctx = g_main_context_new();
 	std::string error;
 	auto net = Network::create(cfg, ctx, error);
