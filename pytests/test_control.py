@@ -111,7 +111,9 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
                      "drop_to_guest_full": 0, "drop_to_guest_error": 0, "drop_vnet_hdr": 0,
                      "drop_foreign_sender": 0, "drop_egress_tcp": 0, "drop_egress_udp": 0,
                      "drop_egress_icmp": 0, "drop_frag_overlap": 0, "drop_frag_timeout": 0,
-                     "drop_frag_limit": 0}, st
+                     "drop_frag_limit": 0, "drop_flow_limit_tcp": 0, "drop_flow_limit_udp": 0,
+                     "drop_flow_limit_icmp": 0}, st
+    assert st["flows"] == 1 and st["max_flows"] == 4096, st
     assert st["pauses"] == 0
     assert st["connections"] == 1 and st["connections_by_protocol"]["tcp"] == 1
     assert st["capture"] is None and st["control_clients"] == 1
@@ -122,8 +124,8 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
     # The reply is flat: the log line's counters under the same names, then the rest.
     assert list(sig) == list(STATS_COUNTERS), sig
     assert set(st) == set(STATS_COUNTERS) | {"connections", "connections_by_protocol",
-                                             "hostfwd_listeners", "hostfwd_rules", "capture",
-                                             "control_clients"}, st
+                                             "hostfwd_listeners", "hostfwd_rules", "flows", "max_flows",
+                                             "capture", "control_clients"}, st
     for k in STATS_COUNTERS:
         assert st[k] == sig[k], (k, st, sig)
 
