@@ -6,14 +6,18 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "sandbox/landlock.hpp"
 #include "sandbox/sandbox.hpp"
+#include "sandbox/sanitizer_build.hpp"
 
 using namespace slirpnet;
 
@@ -163,3 +167,45 @@ TEST(Sandbox, CaptureStartOnlyInTheDirectoriesOfTheFiles)
 	};
 	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
+
+#if SLIRPNET_ASAN
+namespace {
+
+// One byte past a 4-byte block (the index comes from outside, so the compiler cannot see it).
+[[gnu::noinline]] void overflowTheHeap(size_t at)
+{
+	std::unique_ptr<char[]> p(new char[4]);
+	volatile char *v = p.get();
+	v[at] = 1;
+}
+volatile size_t gPastTheEnd = 4;
+
+// ASan ends the process after its report: SIGABRT with abort_on_error=1 (the test setup's
+// ASAN_OPTIONS), else its exit code 1.
+bool endedByTheReport(int status)
+{
+	return (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) || (WIFEXITED(status) && WEXITSTATUS(status) == 1);
+}
+
+} // namespace
+
+// The ASan build: a memory error in the locked-down helper prints a report (ASan's, or
+// UBSan's object-size check's when it sees the block) with its stack symbolized: seccomp
+// allows what the runtime needs for it, Landlock /proc/self and the binaries. Not a SIGSYS,
+// nor a CHECK of the runtime's that could not read /proc/self/maps.
+TEST(Sandbox, SanitizerReportUnderTheSandbox)
+{
+	auto child = [] {
+		CHECK_OR_EXIT(1, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+		LockDownPlan plan;
+		std::string err;
+		CHECK_OR_EXIT(2, lockDown(plan, err));
+		CHECK_OR_EXIT(3, installSyscallFilter(plan, err));
+		overflowTheHeap(gPastTheEnd);
+		_exit(4);
+	};
+	EXPECT_EXIT(child(), endedByTheReport,
+		    "(ERROR: AddressSanitizer: heap-buffer-overflow|runtime error: store to address).*"
+		    "overflowTheHeap.*sandbox_test.cpp");
+}
+#endif

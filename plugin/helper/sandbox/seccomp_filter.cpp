@@ -14,6 +14,8 @@
 
 #include <netinet/in.h>
 
+#include "sandbox/sanitizer_build.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
@@ -194,6 +196,22 @@ void addOpenRules(Builder &b, const SeccompNeeds &needs)
 		b.add(SCMP_ACT_ERRNO(EACCES), "openat", { arg32(2, SCMP_CMP_MASKED_EQ, flag, flag) });
 }
 
+// The ASan build only (sanitizer_build.hpp), seen with strace around a report of ASan's and
+// UBSan's: gcc's runtime opens /proc/self/maps and the binaries with open(2), not openat
+// (read-only, as openat without a capture), and readlink()s the libraries' paths to name
+// them. A thread started under the filter (seccomp_filter_test's) first has its stack
+// found (pthread_getattr_np: sched_getaffinity) and an alternate signal stack set for
+// stack-overflow reports (sigaltstack, again at the thread's end). Without these, a report
+// or a new thread ends as SIGSYS.
+void addSanitizerRules(Builder &b)
+{
+	constexpr scmp_datum_t kWrites = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
+	b.allow("open", { arg32(1, SCMP_CMP_MASKED_EQ, kWrites, O_RDONLY) });
+	b.allow("readlink");
+	b.allow("sched_getaffinity");
+	b.allow("sigaltstack");
+}
+
 } // namespace
 
 bool installSeccompFilter(const SeccompNeeds &needs, SeccompAction action, std::string &error)
@@ -230,6 +248,8 @@ bool installSeccompFilter(const SeccompNeeds &needs, SeccompAction action, std::
 	addFdRules(b);
 	addThreadRules(b);
 	addOpenRules(b, needs);
+	if constexpr (kAsanBuild)
+		addSanitizerRules(b);
 	// --socket and control= accept their clients with accept4 (libslirp's hostfwd uses accept).
 	if (needs.acceptsClients)
 		b.allow("accept4");
