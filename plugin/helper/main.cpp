@@ -2,7 +2,6 @@
 // main.cpp - the slirpnet helper: options, the guest link, and the GLib loop around libslirp.
 #include <fcntl.h>
 #include <glib-unix.h>
-#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -427,16 +426,6 @@ int main(int argc, char **argv)
 	pid_t parentAtStart = gParentAtStart = getppid();
 	// libslirp writes to its sockets; a peer that went away must not kill the helper.
 	signal(SIGPIPE, SIG_IGN);
-	// libslirp gives every TCP connection two 128 KiB buffers (sbreserve), freed when it
-	// frees the connection. glibc's dynamic threshold moves such blocks from mmap to the
-	// heap after the first free, where connect/close churn fragments it: in the bench's
-	// hostfwd connect/close run the RSS kept growing while the connections held stayed
-	// flat (~20 KiB per connection held, and rising). A fixed threshold under their size
-	// keeps each in a mapping of its own: only the pages libslirp touched are resident, and
-	// munmap returns them when the connection goes, so RSS follows the connections held
-	// (about 10 KiB each, capped by max-flows=). Past vm.max_map_count (2 per connection)
-	// glibc falls back to the heap by itself.
-	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 
 	int rc = parseCommandLine(argc, argv);
 	if (rc >= 0)
