@@ -2,7 +2,6 @@
 """plugin.py - the plugin ABI of netbe.h (libslirpnet.so through ctypes) and PluginPeer, a peer on it."""
 
 import ctypes
-import ctypes.util
 import errno as errno_mod
 import os
 import select
@@ -37,7 +36,9 @@ def load_glib():
         g.g_main_context_iteration.argtypes = [ctypes.c_void_p, ctypes.c_int]
         g.g_main_context_iteration.restype = ctypes.c_int
         _libs["glib"] = g
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # free() as the process resolves it (None: the global scope), not libc's own: in the
+        # sanitizer build the error strings come from ASan's malloc, preloaded before libc.
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.free.argtypes = [ctypes.c_void_p]
         libc.free.restype = None
         _libs["libc"] = libc
