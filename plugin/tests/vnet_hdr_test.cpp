@@ -82,7 +82,8 @@ std::vector<uint8_t> tcpFrame(size_t payload, uint8_t flags, std::vector<uint8_t
 	f[46] = static_cast<uint8_t>((tcpHdr / 4) << 4);
 	f[47] = flags;
 	put16(f, 48, 65535);
-	memcpy(&f[54], options.data(), options.size());
+	if (!options.empty()) // memcpy from an empty vector's null data() is undefined (UBSan)
+		memcpy(&f[54], options.data(), options.size());
 	for (size_t i = 0; i < payload; i++)
 		f[34 + tcpHdr + i] = static_cast<uint8_t>(i * 7 + 3);
 	fixChecksums(f);
