@@ -117,7 +117,7 @@ def test_1000_connections(tmp_path):
     """1000 guest TCP connections open at once, through the gateway to a server on the
     host's 127.0.0.1, each moving 128 KiB both ways, SHA-256 checked at both ends: all
     complete, with the helper's default limits. (h2g, 1000 at once through one hostfwd, is
-    not asserted: see scripts/bench/README.md, "Integrity".)"""
+    not asserted: see scripts/bench/README.md, "Results".)"""
     _needs_root()
     rc = _run(["--backends", "slirpnet", "--measures", "many", "--directions", "g2h", "--mtu", "1500",
                "--runs", "1"], tmp_path, 380)
