@@ -2,10 +2,12 @@
 // slirp_driver.cpp - runs a libslirp instance from a GLib main context (sockets, timers, notify).
 #include "slirp_driver.hpp"
 
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <climits>
+#include <mutex>
 #include <set>
 
 namespace slirpnet {
@@ -115,9 +117,24 @@ SlirpDriver::SlirpDriver(GMainContext *ctx, PacketSink sink, Clock clock)
 		clock_ = [] { return g_get_monotonic_time() * 1000; };
 }
 
+void SlirpDriver::tuneAllocator()
+{
+#ifdef __GLIBC__
+	static std::once_flag once;
+	std::call_once(once, [] {
+		// An explicit trim threshold turns glibc's dynamic thresholds off, so the mmap
+		// threshold is set with it, above the largest buffer: without it the buffers would
+		// be mmapped and unmapped one by one, the same faults again.
+		mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+		mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
+	});
+#endif
+}
+
 std::unique_ptr<SlirpDriver> SlirpDriver::create(const SlirpConfig &cfg, GMainContext *ctx, PacketSink sink,
 						 std::string &error, Clock clock)
 {
+	tuneAllocator();
 	std::unique_ptr<SlirpDriver> d(new SlirpDriver(ctx, std::move(sink), std::move(clock)));
 	Slirp *s = slirp_new(&cfg, &callbacks_, d.get());
 	if (!s) {

@@ -121,6 +121,24 @@ public:
 	 */
 	void setMaxFlows(size_t n) { maxFlows_ = n; }
 
+	/*
+	 * libslirp 4.7 gives each TCP connection two 128 KiB socket buffers (sbreserve) when
+	 * the guest's SYN arrives, reallocs both to a multiple of the MSS when the host
+	 * connect completes (tcp_mss: a copy of each), and frees them when the connection
+	 * ends. glibc serves them from the heap (its dynamic mmap threshold rises past them
+	 * after the first), but with its default trim threshold the heap top is given back to
+	 * the kernel (brk, with a TLB shootdown) whenever the last connection ends, so the next
+	 * one faults ~160 fresh zeroed pages back in while copying its buffers: 1.5-2.5 ms
+	 * between the host connect completing and the SYN-ACK to the guest on a VM, most of
+	 * a short connection's life (bench churn with the server closing first: ~400 conn/s,
+	 * one at a time). So up to kTrimThreshold of free heap top stays mapped (bounded RSS,
+	 * enough for a few connections' buffers), and buffers up to kMmapThreshold stay on the
+	 * heap as they are now. Process-wide; done once, by create().
+	 */
+	static constexpr int kMmapThreshold = 512 * 1024; // > 128 KiB + a 64 KiB MSS, the largest
+	static constexpr int kTrimThreshold = 4 * 1024 * 1024;
+	static void tuneAllocator();
+
 	// Timers, exposed for tests that drive time by hand.
 	size_t timerCount() const { return timers_.size(); }
 	// Absolute ms of the nearest armed timer, or -1.
