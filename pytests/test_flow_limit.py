@@ -8,6 +8,7 @@ The helper's RLIMIT_NOFILE follows the limit.
 Network safety: every flow goes to the gateway (the host's 127.0.0.1) or to 127.0.0.1."""
 
 import resource
+import socket
 import subprocess
 import time
 
@@ -188,4 +189,49 @@ def test_time_wait_is_reclaimed(limited):
     for _ in range(2 * MAX):      # twice the limit: each one is freed before the next
         hostfwd_exchange(p, port, 8080)
         wait_flows(c, p, 0, timeout=2.0)
+    assert_alive(p)
+
+
+def test_udp_hostfwd_replies_pass_at_the_limit(limited, udp_echo):
+    """The guest's answers through a UDP hostfwd rule go out by the rule's own socket
+    (libslirp matches them by their source): they open no flow, so the limit lets them by."""
+    port = free_port(socket.SOCK_DGRAM)
+    p, c = limited("hostfwd=udp:127.0.0.1:%d-:5555" % port)
+    for i in range(MAX):
+        p.send(udp_to(p, udp_echo.port, b"flow %d" % i, sport=44000 + i))
+        p.expect(is_udp_reply(44000 + i))
+    assert flows(c) == MAX
+    before = p.stats()
+    h = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    h.settimeout(3)
+    try:
+        h.sendto(b"query", ("127.0.0.1", port))
+        r = p.expect(lambda x: UDP in x and x[IP].dst == GUEST_IP and x[UDP].dport == 5555,
+                     desc="forwarded datagram to 10.0.2.15:5555")
+        p.send(Ether(src=p.guest_mac, dst=p.gw_mac) / IP(src=GUEST_IP, dst=r[IP].src)
+               / UDP(sport=5555, dport=r[UDP].sport) / b"answer")
+        data, _ = h.recvfrom(100)
+        assert data == b"answer"
+    finally:
+        h.close()
+    assert limit_delta(before, p.stats()) == {}
+    # the same port from another guest address would get a socket of its own: refused
+    p.send(Ether(src=p.guest_mac, dst=p.gw_mac) / IP(src="10.0.2.16", dst=GW_IP)
+           / UDP(sport=5555, dport=udp_echo.port) / b"spoofed")
+    p.expect_none(is_udp_reply(5555), timeout=0.5)
+    assert limit_delta(before, p.stats()) == {"drop_flow_limit_udp": 1}
+
+
+def test_max_flows_is_lowered_to_fit_the_descriptor_limit(limited):
+    """With fewer descriptors than max-flows= + the reserve, libslirp's accept() would
+    fail with EMFILE (and spin on its listener) before the limit engaged: the limit in
+    effect is lowered to fit, with a warning."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024 + 5, hard), hard))
+    try:
+        p, c = limited("sandbox=off")       # max-flows=8: 8 + 1024 do not fit in 1029
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert c.call("stats")["max_flows"] == 5
+    assert "max-flows=8 does not fit the descriptor limit 1029" in p.helper_log()
     assert_alive(p)

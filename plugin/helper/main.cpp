@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -323,6 +324,27 @@ LockDownPlan lockDownPlan(const Config &cfg, const LinkRequest &req)
  * record), the network, the link, the control socket, then the loop until the link closes
  * for good or a signal ends it.
  */
+/*
+ * max-flows= must fit the descriptors the helper may open: each flow is a socket, plus one
+ * per hostfwd listener and a reserve for the rest. With a lower inherited limit, past it
+ * libslirp's accept() would fail with EMFILE and spin on its readable listener before the
+ * flow limit ever engaged; so the limit in effect is lowered to fit, and said so.
+ */
+static void fitMaxFlowsToFdLimit(Config &cfg)
+{
+	rlimit fds{};
+	if (getrlimit(RLIMIT_NOFILE, &fds) < 0 || fds.rlim_cur == RLIM_INFINITY)
+		return;
+	unsigned long other = cfg.hostFwds.size() + kSandboxFdReserve;
+	unsigned long fit = fds.rlim_cur > other + 1 ? fds.rlim_cur - other : 1;
+	if (cfg.maxFlows == 0 || cfg.maxFlows <= fit)
+		return;
+	g_warning("max-flows=%u does not fit the descriptor limit %lu (%lu kept for listeners, links and files): "
+		  "using max-flows=%lu",
+		  cfg.maxFlows, static_cast<unsigned long>(fds.rlim_cur), other, fit);
+	cfg.maxFlows = static_cast<unsigned>(fit);
+}
+
 int serve(Loop &loop, LinkRequest req)
 {
 	std::string error;
@@ -353,6 +375,7 @@ int serve(Loop &loop, LinkRequest req)
 	} else {
 		g_message("sandbox=off: the helper runs without its sandbox (meant for debugging only)");
 	}
+	fitMaxFlowsToFdLimit(cfg);
 
 	auto net = Network::create(cfg, nullptr, error);
 	if (!net)

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "byte_order.hpp"
 #include "ethernet.hpp"
 #include "link/guest_link.hpp"
 #include "packet/dhcp_mtu.hpp"
@@ -310,7 +311,7 @@ bool Network::flowAdmits(const uint8_t *frame, size_t len, unsigned frames)
 {
 	EgressPacket p;
 	if (classifyEgress(frame, len, cfg_.host, p) != EgressClass::Check ||
-	    flowLimit_.admits(frame, len, p, driver_->flowCount()))
+	    flowLimit_.admits(frame, len, p, driver_->flowCount()) || isUdpHostFwdReply(frame, len, p))
 		return true;
 	(p.proto == kEgressTcp   ? stats_.dropFlowLimitTcp
 	 : p.proto == kEgressUdp ? stats_.dropFlowLimitUdp
@@ -326,6 +327,34 @@ bool Network::flowAdmits(const uint8_t *frame, size_t len, unsigned frames)
 	if (buildReject(frame, len, p, cfg_.host, cfg_.ipv6Host, rejectBuf_)) {
 		toGuest(rejectBuf_.data(), rejectBuf_.size());
 		rejectPending_ = true;
+	}
+	return false;
+}
+
+bool Network::isUdpHostFwdReply(const uint8_t *frame, size_t len, const EgressPacket &p) const
+{
+	// A guest's datagram from the address and port a UDP hostfwd rule forwards to goes out
+	// through that rule's socket (libslirp matches it by source): it opens no flow.
+	if (p.proto != kEgressUdp)
+		return false;
+	const uint8_t *ip = frame + p.l3;
+	size_t l4 = p.l3 + (p.v6 ? kIpv6HeaderLen : (ip[0] & 0x0fu) * 4u);
+	if (l4 + 2 > len)
+		return false;
+	uint16_t sport = loadBe16(frame + l4);
+	for (const HostFwdEntry &e : fwds_->entries()) {
+		const sockaddr_storage &g = e.fwd.guest;
+		if (!e.fwd.udp)
+			continue;
+		if (!p.v6 && g.ss_family == AF_INET) {
+			auto *a = reinterpret_cast<const sockaddr_in *>(&g);
+			if (ntohs(a->sin_port) == sport && std::memcmp(&a->sin_addr, ip + 12, 4) == 0)
+				return true;
+		} else if (p.v6 && g.ss_family == AF_INET6) {
+			auto *a = reinterpret_cast<const sockaddr_in6 *>(&g);
+			if (ntohs(a->sin6_port) == sport && std::memcmp(&a->sin6_addr, ip + 8, 16) == 0)
+				return true;
+		}
 	}
 	return false;
 }

@@ -89,6 +89,8 @@ private:
 	void syncFragStats();
 	// max-flows=: false if the frame would open a flow past the limit (answered, counted).
 	bool flowAdmits(const uint8_t *frame, size_t len, unsigned frames);
+	// A UDP datagram a UDP hostfwd rule's socket takes (libslirp opens none for it).
+	bool isUdpHostFwdReply(const uint8_t *frame, size_t len, const EgressPacket &p) const;
 	void flowOpened(const uint8_t *frame, size_t len); // libslirp opened a socket for it
 	void notify(FrameDirection dir, const uint8_t *frame, size_t len)
 	{

@@ -126,9 +126,11 @@ bool TimeWaitReaper::parse(const uint8_t *f, size_t len, bool fromGuest, Segment
 	} else {
 		return false;
 	}
+	if (l4len < kTcpMinHeaderLen) // before reading the header: the packet may end at the IP header
+		return false;
 	const uint8_t *t = f + s.l4;
 	size_t doff = (t[12] >> 4) * 4u;
-	if (l4len < kTcpMinHeaderLen || doff < kTcpMinHeaderLen || doff > l4len)
+	if (doff < kTcpMinHeaderLen || doff > l4len)
 		return false;
 	s.l3 = kEthHeaderLen;
 	s.flags = t[13];
@@ -174,12 +176,16 @@ void TimeWaitReaper::toGuest(const uint8_t *frame, size_t len)
 bool TimeWaitReaper::fromGuest(const uint8_t *frame, size_t len, std::vector<uint8_t> &rst)
 {
 	Segment s;
-	if (!parse(frame, len, true, s) || !(s.flags & (TH_FIN | TH_SYN)))
+	if (!parse(frame, len, true, s) || !(s.flags & (TH_FIN | TH_SYN | TH_RST) || s.dataLen))
 		return false;
 	Slot &sl = slot(s.key);
 	if (!sl.used || std::memcmp(sl.key, s.key, kKeyLen) != 0)
 		return false;
-	if (s.flags & (TH_SYN | TH_RST)) {
+	if (s.flags & (TH_SYN | TH_RST) || s.dataLen) {
+		// Data after libslirp's FIN: the host only half-closed (a client's shutdown() after
+		// its request) and reads what the guest sends. libslirp may still hold some of it
+		// for a slow host reader, and a RST would make it drop that: this connection keeps
+		// its TIME_WAIT.
 		sl.used = false;
 		return false;
 	}

@@ -97,7 +97,11 @@ private:
  * TIME_WAIT), the helper sends libslirp a RST from the guest right after, in sequence, which
  * libslirp 4.7 takes in TIME_WAIT as the end of the connection (tcp_close: socket,
  * descriptor and buffers freed). The guest's side is done already (it gets libslirp's ACK
- * first); it sees nothing of the RST.
+ * first); it sees nothing of the RST. Not when the guest sent data after libslirp's FIN:
+ * the host only half-closed then and is still reading, and libslirp may hold some of that
+ * data for it, which a RST would drop; such a connection keeps its TIME_WAIT. (Data the
+ * guest sent before libslirp's FIN and libslirp could not yet write to a host that then
+ * half-closed is the case this cannot see; libslirp itself drops it after TIME_WAIT.)
  *
  * Fixed table, no allocation after construction: kSlots connections whose FIN libslirp
  * sent, direct-mapped by their addresses and ports; a slot overwritten before the guest's
