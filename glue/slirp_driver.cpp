@@ -92,6 +92,14 @@ const SlirpCb SlirpDriver::callbacks_ = {
 		auto *d = static_cast<SlirpDriver *>(opaque);
 		d->registered_.erase(fd);
 		d->listeners_.erase(fd);
+		// The number can come back within the same poll for another socket (a hostfwd
+		// connection accepted after this one closed, announced only as fd -1): without
+		// the old tag, the next fill sees it as new and counts it as a flow.
+		if (auto it = d->pollTags_.find(fd); it != d->pollTags_.end()) {
+			if (d->source_)
+				g_source_remove_unix_fd(d->source_.get(), it->second.tag);
+			d->pollTags_.erase(it);
+		}
 		if (fd == d->lastInputFlow_)
 			d->lastInputFlow_ = -1;
 		if (d->flows_.erase(fd) && d->flowClosed_)
