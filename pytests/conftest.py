@@ -23,6 +23,7 @@ Fixtures:
   workdir                 a short private directory for UNIX socket paths
   tmp_path                pytest's, replaced by a directory the sandboxed helper can use
   control_socket          a control socket path in a fresh short directory
+  ctlpeer                 factory: (DirectPeer with control=, ControlClient)
   captured(options, kind) factory -> peer with pcap=<tmp>/<name>.pcap; .capture is its
                           CaptureFile
 """
@@ -349,6 +350,22 @@ def control_socket(tmp_path):
     """A socket path in the test's tmp_path: capture-start files there are in the control
     socket's directory, where the sandboxed helper may create them."""
     return str(tmp_path / "ctl.sock")
+
+
+@pytest.fixture
+def ctlpeer(direct, control_socket):
+    """Factory: ctlpeer(options) -> (DirectPeer with control=PATH, ControlClient)."""
+    clients = []
+
+    def factory(options=""):
+        p = direct("control=%s%s" % (control_socket, "," + options if options else ""))
+        c = harness.ControlClient(control_socket)
+        clients.append(c)
+        return p, c
+
+    yield factory
+    for c in clients:
+        c.close()
 
 
 @pytest.fixture

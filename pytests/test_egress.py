@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from harness import (ICMP, IP, TCP, UDP, Ether, IPv6, Raw, GW_IP, GW_IP6, ControlClient, ControlError,
+from harness import (ICMP, IP, TCP, UDP, Ether, IPv6, Raw, GW_IP, GW_IP6, ControlError,
                      assert_alive, assert_alive6, read_pcap, stats_delta, udp_to)
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoRequest
 
@@ -114,22 +114,6 @@ def ctl_path(helper_path):
     if not os.path.exists(path):
         pytest.fail("slirpnet-ctl not found at %s (build it, or set SLIRPNET_CTL)" % path)
     return path
-
-
-@pytest.fixture
-def ctlpeer(direct, control_socket):
-    """Factory: ctlpeer(options) -> (DirectPeer with control=PATH, ControlClient)."""
-    clients = []
-
-    def factory(options=""):
-        p = direct("control=%s%s" % (control_socket, "," + options if options else ""))
-        c = ControlClient(control_socket)
-        clients.append(c)
-        return p, c
-
-    yield factory
-    for c in clients:
-        c.close()
 
 
 def test_denied_tcp_ipv4_gets_rst_and_never_reaches_the_server(peer, tcp_echo, udp_echo):

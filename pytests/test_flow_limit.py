@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import (ICMP, IP, TCP, UDP, Ether, Raw, GUEST_IP, GW_IP, ControlClient, TcpConn, assert_alive,
+from harness import (ICMP, IP, TCP, UDP, Ether, Raw, GUEST_IP, GW_IP, TcpConn, assert_alive,
                      free_port, host_connect, hostfwd_exchange, stats_delta, udp_to)
 
 LIMIT = ("drop_flow_limit_tcp", "drop_flow_limit_udp", "drop_flow_limit_icmp")
@@ -22,19 +22,9 @@ MAX = 8
 
 
 @pytest.fixture
-def limited(direct, control_socket):
+def limited(ctlpeer):
     """Factory: limited(extra="") -> (DirectPeer with max-flows=8 and control=, ControlClient)."""
-    clients = []
-
-    def factory(extra=""):
-        p = direct("max-flows=%d,control=%s%s" % (MAX, control_socket, "," + extra if extra else ""))
-        c = ControlClient(control_socket)
-        clients.append(c)
-        return p, c
-
-    yield factory
-    for c in clients:
-        c.close()
+    return lambda extra="": ctlpeer("max-flows=%d%s" % (MAX, "," + extra if extra else ""))
 
 
 def syn(p, dport, sport, seq=1000):
