@@ -25,6 +25,8 @@ PTF-style.  ``from harness import X`` gives every name below; the modules are:
   pcap      the helper's own capture files (read_pcap, CaptureFile, tshark)
   sandbox   the user the sandboxed helper becomes, directories it can use, /proc status
   config    the helper's configuration message and status reply (GVariant)
+  vhost_user  VhostUserPeer: QEMU + the guest's virtio-net driver on --vhost-user PATH
+            (memfd guest memory, split rings, kick/call eventfds, raw messages)
 
 conftest.py turns these into fixtures (``peer``, ``plugin``, ``direct``, ``helpers``,
 ``stream_helper``, ``captured``, ``udp_echo``, ...; see its docstring).
@@ -41,6 +43,9 @@ Peers
   starts (``helper_env``).
 * ``DirectPeer(options)`` spawns the helper itself on a socketpair, sends the config
   GVariant ``(ua(ss))`` and reads the ``(bs)`` status, then exchanges frames raw.
+* ``VhostUserPeer(path, proc)`` is QEMU and the guest's virtio-net driver on
+  ``--vhost-user PATH``: the vhost-user messages, guest memory in a memfd, split rings
+  (see vhost_user.py; without proc= it starts the helper itself).
 * ``StreamPeer`` / ``DgramPeer`` are QEMU's side of ``--socket`` (4-byte length, then the
   frame) and of ``--dgram``/``--fd`` (one frame per datagram), on a helper started with
   ``HelperProc(args)`` (or the ``helpers``/``stream_helper`` fixtures).
@@ -149,3 +154,4 @@ from .servers import *  # noqa: F401,F403
 from .control import *  # noqa: F401,F403
 from .pcap import *  # noqa: F401,F403
 from .sandbox import *  # noqa: F401,F403
+from .vhost_user import *  # noqa: F401,F403
