@@ -71,6 +71,7 @@ private:
 		size_t mapLen;
 	};
 	std::vector<Mapped> regions_; // reserved for kMaxRegions: no allocation on lookups
+	mutable size_t lastHit_ = 0; // fromGuest() tries the region of its last hit first
 };
 
 } // namespace slirpnet

@@ -83,10 +83,18 @@ public:
 	uint16_t base() const { return lastAvail_; }
 	void setEventIdx(bool on) { eventIdx_ = on; }
 
+	/*
+	 * SET_MEM_TABLE while the rings are set: translate the addresses setAddresses() was
+	 * given again through the new table (the old mappings are gone), keeping the indices
+	 * and the started state. False with error (and the rings forgotten, the queue stopped)
+	 * when a part is no longer mapped. Call it right after GuestMemory::replace().
+	 */
+	bool remap(const GuestMemory &mem, std::string &error);
+
 	// The rings are set up (size and addresses): reads used->idx and clears broken state.
 	bool start(std::string &error);
 	void stop(); // forget the ring addresses (memory is about to change, or the queue stops)
-	bool isStarted() const { return desc_ != nullptr; }
+	bool isStarted() const { return started_; }
 
 	/*
 	 * Take the next available chain, its descriptors translated through mem (the same
@@ -108,7 +116,10 @@ public:
 	/*
 	 * Ask the guest to kick (true) or not (false) when it adds buffers. After enabling, the
 	 * caller must check hasAvailable() again: buffers added before the guest saw the flag
-	 * would otherwise wait for the next kick.
+	 * would otherwise wait for the next kick. With EVENT_IDX the kick is asked for the first
+	 * entry beyond the available index pop() last read, not beyond base(): chains given back
+	 * with setBase(base() - n) (not enough buffers for a frame) are not worth a kick, only
+	 * new ones are.
 	 */
 	void setKickWanted(bool wanted);
 	bool hasAvailable() const;
@@ -124,7 +135,10 @@ private:
 	Desc *desc_ = nullptr;
 	uint16_t *avail_ = nullptr; // flags, idx, ring[num], used_event
 	uint8_t *used_ = nullptr; // flags, idx, ring[num] of {id, len}, avail_event
+	uint64_t descAddr_ = 0, availAddr_ = 0, usedAddr_ = 0; // front-end addresses, for remap()
+	bool started_ = false;
 	uint16_t lastAvail_ = 0;
+	uint16_t availSeen_ = 0; // avail->idx as pop() last read it (avail_event: kick beyond it)
 	uint16_t usedIdx_ = 0;
 	uint16_t signalledUsed_ = 0; // usedIdx_ at the last call (EVENT_IDX)
 	bool signalledValid_ = false;
