@@ -42,8 +42,9 @@ constexpr const char *kFeatures[] = { "ipv4", "ipv6", "tftp", "restrict", "exit-
 
 constexpr const char *kManDescription =
 	"slirpnet runs libslirp, the user-mode TCP/IP stack of QEMU's -netdev user, in a process of its own and "
-	"serves one guest link: QEMU's -netdev stream (--socket), -netdev dgram (--dgram), an inherited socket "
-	"(--fd, also libvirt's slirp helper contract) or libslirpnet's socketpair (-S, started by the plugin). "
+	"serves one guest link: QEMU's -netdev stream (--socket), -netdev dgram (--dgram), -netdev vhost-user "
+	"(--vhost-user: the guest's virtqueues in shared memory), an inherited socket (--fd, also libvirt's slirp "
+	"helper contract) or libslirpnet's socketpair (-S, started by the plugin). "
 	"Network options are QEMU's -netdev user keys, given as --KEY=VALUE or in the comma form with -o.";
 
 struct CommandLine {
@@ -53,6 +54,7 @@ struct CommandLine {
 	int fd = -1;
 	gchar *socketPath = nullptr;
 	gchar *dgramPath = nullptr;
+	gchar *vhostUserPath = nullptr;
 	gchar *pidFile = nullptr;
 	gboolean oneOff = FALSE;
 	gboolean exitWithParent = FALSE;
@@ -117,6 +119,11 @@ int parseCommandLine(int argc, char **argv)
 		{ "dgram", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.dgramPath,
 		  "bind the UNIX datagram socket PATH for QEMU's -netdev dgram,...,remote.type=unix,remote.path=PATH",
 		  "PATH" },
+		{ "vhost-user", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.vhostUserPath,
+		  "listen on the UNIX stream socket PATH as the vhost-user back-end of QEMU's "
+		  "-chardev socket,id=c0,path=PATH -netdev vhost-user,id=n0,chardev=c0 (guest memory must be shared: "
+		  "-object memory-backend-memfd,share=on)",
+		  "PATH" },
 		{ "fd", 0, 0, G_OPTION_ARG_INT, &gCmd.fd,
 		  "serve the inherited connected socket N "
 		  "(stream: length-prefixed frames; dgram/seqpacket: one frame per message)",
@@ -127,7 +134,8 @@ int parseCommandLine(int argc, char **argv)
 		{ "pid", 0, 0, G_OPTION_ARG_FILENAME, &gCmd.pidFile,
 		  "write the helper's PID to FILE once it is ready (removed at exit)", "FILE" },
 		{ "one-off", 0, 0, G_OPTION_ARG_NONE, &gCmd.oneOff,
-		  "with --socket: exit when the first client disconnects instead of listening again", nullptr },
+		  "with --socket or --vhost-user: exit when the first client disconnects instead of listening again",
+		  nullptr },
 		{ "exit-with-parent", 0, 0, G_OPTION_ARG_NONE, &gCmd.exitWithParent,
 		  "exit (SIGTERM) when the parent process exits", nullptr },
 		{ "net6", 0, 0, G_OPTION_ARG_CALLBACK, reinterpret_cast<gpointer>(onNet6),
@@ -173,7 +181,8 @@ int parseCommandLine(int argc, char **argv)
 		options.push_back({ "-h, --help", "", "show the options and exit", {} });
 		const ManSection sections[] = {
 			{ "DESCRIPTION", kManDescription, {} },
-			{ "OPTIONS", "Exactly one of --socket, --dgram, --fd or -S names the guest link.", options },
+			{ "OPTIONS", "Exactly one of --socket, --dgram, --vhost-user, --fd or -S names the guest link.",
+			  options },
 			optionTableSection(),
 			{ "SIGNALS", "SIGTERM and SIGINT end the helper (status 0); SIGUSR1 logs its counters.", {} },
 			{ "SEE ALSO", "slirpnet-ctl(1), qemu(1)", {} },
@@ -292,6 +301,10 @@ LinkRequest linkRequest()
 	} else if (gCmd.dgramPath) {
 		req.kind = LinkRequest::Kind::Dgram;
 		req.path = gCmd.dgramPath;
+	} else if (gCmd.vhostUserPath) {
+		req.kind = LinkRequest::Kind::VhostUser;
+		req.path = gCmd.vhostUserPath;
+		req.oneOff = gCmd.oneOff;
 	} else {
 		req.kind = LinkRequest::Kind::Fd;
 		req.fd = gCmd.fd;
@@ -308,12 +321,13 @@ LockDownPlan lockDownPlan(const Config &cfg, const LinkRequest &req)
 		if (!f.empty())
 			plan.createFiles.push_back(f);
 	if (!req.path.empty())
-		plan.removeFiles.push_back(req.path); // --socket, --dgram: unlinked at exit
+		plan.removeFiles.push_back(req.path); // --socket, --dgram, --vhost-user: unlinked at exit
 	plan.parentDeathSignal = gCmd.exitWithParent ? SIGTERM : 0;
 	plan.parent = gParentAtStart;
 	plan.seccomp = cfg.seccomp;
 	plan.seccompLog = cfg.seccompLog;
-	plan.seccompNeeds.acceptsClients = req.kind == LinkRequest::Kind::Socket || !cfg.controlPath.empty();
+	plan.seccompNeeds.acceptsClients = req.kind == LinkRequest::Kind::Socket ||
+					   req.kind == LinkRequest::Kind::VhostUser || !cfg.controlPath.empty();
 	plan.seccompNeeds.capture = !cfg.controlPath.empty(); // capture-start
 	plan.seccompNeeds.tftp = !cfg.tftpPath.empty();
 	return plan;
@@ -368,7 +382,8 @@ int serve(Loop &loop, LinkRequest req)
 	Config cfg;
 	if (!parseConfig(opts, cfg, error))
 		return fail(plugin ? 1 : 2);
-	cfg.vnetHdr = plugin && version == kWireVersionVnetHdr;
+	// Links with virtio-net headers: libslirp runs at a large MTU from the start.
+	cfg.vnetHdr = (plugin && version == kWireVersionVnetHdr) || req.kind == LinkRequest::Kind::VhostUser;
 	if (cfg.sandbox) {
 		if (!hardenProcess(cfg, error))
 			return fail(1);
@@ -472,18 +487,19 @@ int main(int argc, char **argv)
 	Config probe;
 	std::string error;
 	int links = (gCmd.seqpacketFd >= 0) + (gCmd.fd >= 0) + (gCmd.socketPath != nullptr) +
-		    (gCmd.dgramPath != nullptr);
+		    (gCmd.dgramPath != nullptr) + (gCmd.vhostUserPath != nullptr);
 	if (links != 1) {
 		if (gCmd.seqpacketFd < 0 && !parseConfig(gCmd.options, probe, error)) {
 			g_critical("%s", error.c_str());
 			return 2;
 		}
-		g_critical("%s: use one of --socket PATH, --dgram PATH, --fd N or -S FD (see --help)",
-			   links ? "more than one guest link given" : "no guest link given");
+		g_critical(
+			"%s: use one of --socket PATH, --dgram PATH, --vhost-user PATH, --fd N or -S FD (see --help)",
+			links ? "more than one guest link given" : "no guest link given");
 		return 2;
 	}
-	if (gCmd.oneOff && !gCmd.socketPath) {
-		g_critical("--one-off only applies to --socket");
+	if (gCmd.oneOff && !gCmd.socketPath && !gCmd.vhostUserPath) {
+		g_critical("--one-off only applies to --socket and --vhost-user");
 		return 2;
 	}
 

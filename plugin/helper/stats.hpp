@@ -40,6 +40,8 @@ struct Stats {
 	uint64_t dropFlowLimitTcp = 0;
 	uint64_t dropFlowLimitUdp = 0;
 	uint64_t dropFlowLimitIcmp = 0;
+	uint64_t vhostQueueStops = 0;
+	uint64_t dropVhostChain = 0;
 
 	// Every counter as "name=value" separated by spaces, in table order (the log line).
 	std::string format() const;
@@ -52,7 +54,7 @@ struct StatsCounter {
 };
 
 // The one list of counters.
-inline constexpr std::array<StatsCounter, 29> kStatsCounters = { {
+inline constexpr std::array<StatsCounter, 31> kStatsCounters = { {
 	{ "from_guest_frames", &Stats::fromGuestFrames,
 	  "frames from the guest handed to libslirp (fragments: once their datagram goes whole)" },
 	{ "from_guest_bytes", &Stats::fromGuestBytes, "bytes of those frames (no virtio-net header)" },
@@ -101,6 +103,12 @@ inline constexpr std::array<StatsCounter, 29> kStatsCounters = { {
 	  "UDP datagrams that would have opened a flow past max-flows= (answered with an ICMP unreachable)" },
 	{ "drop_flow_limit_icmp", &Stats::dropFlowLimitIcmp,
 	  "ICMP echo requests that would have opened a socket past max-flows= (answered with an ICMP unreachable)" },
+	{ "vhost_queue_stops", &Stats::vhostQueueStops,
+	  "--vhost-user virtqueues stopped because the guest broke a ring rule (a bad index, address, loop or "
+	  "descriptor order; the log says which) until the front-end sets the queue up again" },
+	{ "drop_vhost_chain", &Stats::dropVhostChain,
+	  "--vhost-user descriptor chains given back unused: more than 256 segments, or a receive buffer too small "
+	  "for a frame without MRG_RXBUF" },
 } };
 
 inline std::string Stats::format() const

@@ -20,7 +20,7 @@ STATS_COUNTERS = ("from_guest_frames", "from_guest_bytes", "to_guest_frames", "t
                   "drop_egress_tcp", "drop_egress_udp", "drop_egress_icmp", "guest_resets",
                   "frag_reassembled", "drop_frag_overlap", "drop_frag_timeout", "drop_frag_limit",
                   "frag_held", "frag_held_bytes", "drop_flow_limit_tcp", "drop_flow_limit_udp",
-                  "drop_flow_limit_icmp")
+                  "drop_flow_limit_icmp", "vhost_queue_stops", "drop_vhost_chain")
 DROP_COUNTERS = tuple(k for k in STATS_COUNTERS if k.startswith("drop_"))
 # Every frame the guest sends lands in exactly one of these: taken, dropped and why, or (a
 # fragment) still held for reassembly: frag_held is a gauge, so a delta over these adds up to

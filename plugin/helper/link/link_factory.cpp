@@ -12,19 +12,21 @@
 #include "link/seqpacket_link.hpp"
 #include "link/stream_link.hpp"
 #include "link/stream_server.hpp"
+#include "link/vhost_user_link.hpp"
 
 namespace slirpnet {
 
 std::string LinkRequest::describe() const
 {
-	if (kind == Kind::Socket || kind == Kind::Dgram)
+	if (kind == Kind::Socket || kind == Kind::Dgram || kind == Kind::VhostUser)
 		return path;
 	return "fd " + std::to_string(fd);
 }
 
 bool checkLinkRequest(LinkRequest &req, std::string &error)
 {
-	if (req.kind == LinkRequest::Kind::Socket || req.kind == LinkRequest::Kind::Dgram)
+	if (req.kind == LinkRequest::Kind::Socket || req.kind == LinkRequest::Kind::Dgram ||
+	    req.kind == LinkRequest::Kind::VhostUser)
 		return true;
 	std::string opt = (req.kind == LinkRequest::Kind::Plugin ? "-S " : "--fd ") + std::to_string(req.fd);
 	if (req.fd < 0 || fcntl(req.fd, F_GETFD) < 0) {
@@ -64,6 +66,12 @@ std::unique_ptr<GuestLink> createLink(const LinkRequest &req, GuestPort &port, G
 		auto l = DgramLink::bindPath(req.path, port, ctx, error);
 		if (!l)
 			error = "--dgram: " + error;
+		return l;
+	}
+	case LinkRequest::Kind::VhostUser: {
+		auto l = VhostUserServer::create(req.path, port, ctx, req.oneOff, error);
+		if (!l)
+			error = "--vhost-user: " + error;
 		return l;
 	}
 	case LinkRequest::Kind::Fd:

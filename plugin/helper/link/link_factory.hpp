@@ -18,11 +18,12 @@ struct LinkRequest {
 		Socket, // --socket PATH: QEMU -netdev stream (listen)
 		Dgram, // --dgram PATH: QEMU -netdev dgram (bind)
 		Fd, // --fd N: an inherited connected socket (stream, dgram or seqpacket)
+		VhostUser, // --vhost-user PATH: QEMU -netdev vhost-user (listen)
 	};
 	Kind kind = Kind::Socket;
-	std::string path; // Socket, Dgram
+	std::string path; // Socket, Dgram, VhostUser
 	int fd = -1; // Plugin, Fd
-	bool oneOff = false; // Socket: serve one client, then close
+	bool oneOff = false; // Socket, VhostUser: serve one client, then close
 	int fdType = 0; // Plugin, Fd: SO_TYPE, filled by checkLinkRequest()
 
 	// How the log and the "ready" line name it: the path, or "fd N".
