@@ -20,7 +20,8 @@ The peer plays what a QEMU 7.2 guest with virtio-net-pci does to the helper:
 The Peer interface works as on the other peers (send/expect/expect_none/stats, TcpConn,
 the checks). Frames received keep their header in ``vnet_rx`` as (VnetHdr, frame), as on
 PluginPeer, and how many RX buffers each took in ``rx_buffers``; ``send_with_vnet_hdr`` sends one frame behind an explicit header and
-``tso_tx`` makes large TCP frames GSO frames as a TSO guest would.
+``tso_tx`` makes large TCP frames GSO frames as a TSO guest would, ``csum_tx`` every TCP
+frame one with a partial checksum (NEEDS_CSUM, the field holding the pseudo-header sum).
 
 Low-level knobs for hostile tests: ``ring(q)`` (a SplitRing: write_desc, put_avail,
 set_avail_idx, ...), ``free_desc(q)`` (descriptor indices the peer itself never uses),
@@ -43,7 +44,7 @@ from .consts import POSITIVE_TIMEOUT, timeout_or
 from .peers import Peer
 from .procs import HelperProc, describe_status
 from .stats import signal_stats
-from .vnet import VnetHdr, tso_frame
+from .vnet import VnetHdr, tcp_offsets, tso_frame
 
 __all__ = ["VhostUserPeer", "VhostUserRefused", "GuestMemory", "SplitRing", "vring_need_event",
            "VHOST_USER", "VIRTIO_NET_F", "VHOST_USER_PROTOCOL_F", "VRING_DESC_F_NEXT",
@@ -258,6 +259,7 @@ class VhostUserPeer(Peer):
     rx_buf_size / rx_chain / rx_bufs: the receive buffers (bytes per descriptor, descriptors
     per posted chain, chains posted; defaults: 4 KiB single buffers with MRG_RXBUF, else
     one 66 KiB buffer per chain, half the queue).
+    rx_post=False: lay the RX chains out but publish none (a hostile test writes the ring).
     tx_split_header: the virtio-net header in a descriptor of its own (else one descriptor
     of header + frame). tx_slots: frames in flight on TX.
     mem_size, regions: the guest memory. setup=False: connect only (no message sent).
@@ -266,7 +268,8 @@ class VhostUserPeer(Peer):
     def __init__(self, path=None, proc=None, helper=None, args=(), options="", features=None,
                  protocol_features=None, queue_size=256, rx_buf_size=None, rx_chain=1,
                  rx_bufs=None, tx_split_header=False, tx_slots=32, mem_size=32 << 20,
-                 regions=1, setup=True, connect_timeout=None, one_off=False, **kw):
+                 regions=1, setup=True, connect_timeout=None, one_off=False, rx_post=True,
+                 **kw):
         super().__init__(**kw)
         self.own_proc = proc is None
         self._tmpdir = None
@@ -288,6 +291,7 @@ class VhostUserPeer(Peer):
         self.queue_size = queue_size
         self.rx_buf_size_arg, self.rx_chain, self.rx_bufs_arg = rx_buf_size, rx_chain, rx_bufs
         self.tx_split_header, self.tx_slots_n = tx_split_header, tx_slots
+        self.rx_post = rx_post
         self.mem = GuestMemory(mem_size, regions)
         self.features = 0            # negotiated (what we sent in SET_FEATURES)
         self.offered = None          # GET_FEATURES
@@ -305,6 +309,9 @@ class VhostUserPeer(Peer):
         self.next_vnet_hdr = None
         self.tso_tx = False
         self.tso_mss = 1460
+        self.csum_tx = False
+        self.raw_heads = set()       # heads of send_chain()'s chains
+        self.raw_returned = []       # (head, len) of those the helper gave back
         self.missed_calls = 0        # used entries found without a call after a wait
         self.kicks = {0: 0, 1: 0}
         self.calls = {0: 0, 1: 0}
@@ -474,11 +481,17 @@ class VhostUserPeer(Peer):
         self.features = (DEFAULT_FEATURES & self.offered) if want is None else want
         self.call_u64("SET_FEATURES", self.features)
 
+    def mem_table_payload(self, regions=None):
+        """SET_MEM_TABLE's payload: u32 count, u32 padding, then (guest_phys_addr,
+        memory_size, userspace_addr, mmap_offset) per region (default: the guest memory's)."""
+        regions = self.mem.regions() if regions is None else regions
+        return struct.pack("<II", len(regions), 0) + b"".join(
+            struct.pack("<QQQQ", *r) for r in regions)
+
     def set_mem_table(self, regions=None, fds=None):
         regions = self.mem.regions() if regions is None else regions
-        payload = struct.pack("<II", len(regions), 0) + b"".join(
-            struct.pack("<QQQQ", *r) for r in regions)
-        self.call("SET_MEM_TABLE", payload, [self.mem.fd] * len(regions) if fds is None else fds)
+        self.call("SET_MEM_TABLE", self.mem_table_payload(regions),
+                  [self.mem.fd] * len(regions) if fds is None else fds)
 
     def vring_state(self, q, num):
         return struct.pack("<II", q, num)
@@ -490,12 +503,17 @@ class VhostUserPeer(Peer):
                            self.mem.uva(r.used) if used is None else used,
                            self.mem.uva(r.avail) if avail is None else avail, log)
 
-    def setup_queue(self, q, num=None):
+    def make_ring(self, q, num=None):
+        """Queue q's rings in guest memory and its eventfds (no message)."""
         num = self.queue_size if num is None else num
         if q not in self.rings:
             self.rings[q] = SplitRing(self.mem, q, num)
             self.kick_fds[q] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self.call_fds[q] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return self.rings[q]
+
+    def setup_queue(self, q, num=None):
+        num = self.make_ring(q, num).num
         self.call("SET_VRING_NUM", self.vring_state(q, num))
         self.call("SET_VRING_BASE", self.vring_state(q, 0))
         self.call("SET_VRING_ADDR", self.vring_addr(q))
@@ -552,9 +570,10 @@ class VhostUserPeer(Peer):
             self.tx_free.append((s * per, tbase + s * slot_size))
         self._desc_used = {RX_QUEUE: rx_used, TX_QUEUE: nslots * per}
         self.scratch = self.mem.alloc(256 * 1024)
-        for head in sorted(self.rx_chains):
-            rx.put_avail(head, publish=False)
-        rx.publish()
+        if self.rx_post:
+            for head in sorted(self.rx_chains):
+                rx.put_avail(head, publish=False)
+            rx.publish()
         if self.has("RING_EVENT_IDX"):
             rx.set_used_event(0)
             tx.set_used_event(0)
@@ -600,6 +619,9 @@ class VhostUserPeer(Peer):
         while r.pending_used():
             head, _len = r.used_elem(r.last_used)
             r.last_used = (r.last_used + 1) & 0xFFFF
+            if head in self.raw_heads:
+                self.raw_returned.append((head, _len))
+                continue
             slot = self.tx_inflight.pop(head, None)
             assert slot is not None, "the helper returned TX head %d, which is not in flight" % head
             self.tx_free.append(slot)
@@ -626,6 +648,10 @@ class VhostUserPeer(Peer):
         hdr = self.next_vnet_hdr
         if hdr is None and self.tso_tx and len(data) > self.tso_mss + 54:
             h, data = tso_frame(data, self.tso_mss)
+            hdr = bytes(h)
+        elif hdr is None and self.csum_tx and tcp_offsets(data) is not None:
+            h, data = tso_frame(data, self.tso_mss)
+            h.gso_type, h.gso_size, h.hdr_len = VnetHdr.GSO_NONE, 0, 0
             hdr = bytes(h)
         hdr = (bytes(12) if hdr is None else bytes(hdr))[:VNET_HDR_LEN].ljust(VNET_HDR_LEN, b"\0")
         self.send_buffers([hdr + data])
@@ -671,7 +697,9 @@ class VhostUserPeer(Peer):
             addr, length, flags = d[:3]
             nxt = d[3] if len(d) > 3 else (idx[k + 1] if k + 1 < len(idx) else 0)
             r.write_desc(idx[k], addr, length, flags, nxt)
-        r.put_avail(idx[0] if head is None else head)
+        head = idx[0] if head is None else head
+        self.raw_heads.add(head)
+        r.put_avail(head)
         if kick:
             self.kick(q)
         return idx
@@ -712,12 +740,15 @@ class VhostUserPeer(Peer):
     def _pump_rx_once(self):
         """Take every used RX entry there is; True if any."""
         r = self.rings.get(RX_QUEUE)
-        if r is None or not self.rx_chains:
+        if r is None:
             return False
         took = []
         while r.pending_used():
             head, length = r.used_elem(r.last_used)
             r.last_used = (r.last_used + 1) & 0xFFFF
+            if head in self.raw_heads:
+                self.raw_returned.append((head, length))
+                continue
             c = self.rx_chains.get(head)
             assert c is not None, "the helper used RX head %d, which we never posted" % head
             assert length <= c.capacity, (
@@ -746,7 +777,7 @@ class VhostUserPeer(Peer):
         self._raw_in.append((time.time(), frame))
 
     def _pump(self, timeout):
-        if self.closed or not self.rings.get(RX_QUEUE) or not self.rx_chains:
+        if self.closed or not self.rings.get(RX_QUEUE) or RX_QUEUE not in self.call_fds:
             time.sleep(max(0.0, min(timeout, 0.05)))
             return
         deadline = time.monotonic() + max(0.0, timeout)
