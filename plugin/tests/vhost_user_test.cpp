@@ -166,7 +166,7 @@ TEST(VhostUserProto, ReaderClosesExcessFdsAndSaysSo)
 		MsgReader r;
 		std::string error;
 		EXPECT_EQ(r.read(p.b.get(), error), MsgReader::Result::Error);
-		EXPECT_NE(error.find("more than 8 file descriptors"), std::string::npos) << error;
+		EXPECT_NE(error.find("GET_FEATURES (1): more than 8 file descriptors"), std::string::npos) << error;
 	}
 	EXPECT_EQ(openFds(), before); // none leaked, the kept ones closed with the reader
 }

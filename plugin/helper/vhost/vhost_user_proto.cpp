@@ -149,11 +149,13 @@ void MsgReader::next()
 {
 	fds_.clear();
 	got_ = 0;
+	excessFds_ = false;
 }
 
-bool MsgReader::takeFds(msghdr &msg, std::string &error)
+void MsgReader::takeFds(msghdr &msg)
 {
-	bool ok = !(msg.msg_flags & MSG_CTRUNC);
+	if (msg.msg_flags & MSG_CTRUNC)
+		excessFds_ = true;
 	for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -165,12 +167,9 @@ bool MsgReader::takeFds(msghdr &msg, std::string &error)
 			if (fds_.size() < kMaxFds)
 				fds_.push_back(std::move(owned));
 			else
-				ok = false;
+				excessFds_ = true;
 		}
 	}
-	if (!ok)
-		error = "more than " + std::to_string(kMaxFds) + " file descriptors with one message";
-	return ok;
 }
 
 MsgReader::Result MsgReader::read(int fd, std::string &error)
@@ -197,11 +196,16 @@ MsgReader::Result MsgReader::read(int fd, std::string &error)
 			error = strerror(errno);
 			return Result::Error;
 		}
-		if (!takeFds(msg, error))
-			return Result::Error;
+		takeFds(msg);
 		if (n == 0)
 			return Result::Closed;
 		got_ += static_cast<size_t>(n);
+		// Judged once the header says which request it was, for the log.
+		if (got_ == kHdr && excessFds_) {
+			error = requestName(header_.request) + ": more than " + std::to_string(kMaxFds) +
+				" file descriptors with one message";
+			return Result::Error;
+		}
 		if (got_ == kHdr && header_.size > kMaxPayload) {
 			error = requestName(header_.request) + ": " + std::to_string(header_.size) +
 				"-byte payload (at most " + std::to_string(kMaxPayload) + " are accepted)";

@@ -139,12 +139,14 @@ public:
 	std::vector<UniqueFd> &fds() { return fds_; }
 
 private:
-	bool takeFds(msghdr &msg, std::string &error);
+	// Keep the fds that came with a read (closing any beyond kMaxFds, noted in excessFds_).
+	void takeFds(msghdr &msg);
 
 	MsgHeader header_{};
 	std::vector<uint8_t> payload_;
 	std::vector<UniqueFd> fds_;
 	size_t got_ = 0; // bytes of header + payload read so far
+	bool excessFds_ = false; // more fds than kMaxFds, or a truncated control message
 };
 
 // Write a reply (header with the reply flag, then the payload) at once; false with error
