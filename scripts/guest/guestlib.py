@@ -16,7 +16,8 @@ The netdev spec is passed verbatim to ``-netdev`` after ``str.format`` with
 ``stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/x.sock`` or
 ``socket,id=n0,fd=5`` works unchanged); the NIC gets ``netdev=<id>``.  Inherited
 fds go in ``pass_fds``.  If the forwarding is done outside QEMU (slirpnet's own
-hostfwd), pass ``host_port`` explicitly.
+hostfwd), pass ``host_port`` explicitly.  ``vhost_user=PATH`` replaces the netdev with
+QEMU's vhost-user netdev on that socket (shared guest memory added; see vhost_user_args()).
 
 Network safety: the HTTP server binds 127.0.0.1 only, the host only connects to
 127.0.0.1, and the guest refuses any target not in ``allow`` (default 10.0.2.2);
@@ -45,6 +46,23 @@ ALL_CHECKS = ("lease", "ping", "download", "listen")
 # Not in the default set: needs the image variant with iperf3 (build-image --with-iperf3) and an
 # iperf3 server on the host's 127.0.0.1 (scripts/bench/guest-run).
 OPTIONAL_CHECKS = ("iperf3",)
+# Not in the default set either: between ping and download the guest waits for its link to go
+# down and up again (the host restarts the backend meanwhile; EVENT relink_wait says when).
+OPTIONAL_CHECKS += ("relink",)
+# virtio-net-pci with every offload slirpnet could negotiate turned off (append to the NIC:
+# nic="virtio-net-pci," + NIC_OFFLOADS_OFF).
+NIC_OFFLOADS_OFF = "csum=off,guest_csum=off,host_tso4=off,host_tso6=off,guest_tso4=off,guest_tso6=off"
+
+
+def vhost_nic(nic, accel="tcg"):
+    """The NIC line for a vhost-user netdev: under TCG a virtio-net-pci gets vectors=0 (no
+    MSI-X) unless it names vectors= itself. QEMU 7.2 with MSI-X segfaults in vhost_net_start
+    (msix_set_vector_notifiers) under TCG, before the first ring is set up; with legacy
+    INTx it runs."""
+    if accel == "tcg" and nic and nic.split(",")[0] == "virtio-net-pci" \
+            and not re.search(r"(?:^|,)vectors=", nic):
+        return nic + ",vectors=0"
+    return nic
 GATEWAY = "10.0.2.2"
 RESULT_RE = re.compile(r"SLIRPNET-(RESULT|EVENT) (\S+)(.*)")
 
@@ -182,6 +200,23 @@ def connect_inbound(host_port, nonce, token, deadline, host="127.0.0.1"):
             "secs": round(time.monotonic() - t0, 2)}
 
 
+def vhost_user_args(path, memory_mib, reconnect=None, netdev_id="n0", chardev_id="c0",
+                    mem_id="slirpnet-mem"):
+    """QEMU arguments for a vhost-user netdev on the UNIX socket path (QEMU is the client).
+
+    vhost-user needs the guest memory shared with the back-end: a memfd backend as the only
+    NUMA node, whose size must equal -m (memory_mib).  reconnect=N (seconds) lets QEMU
+    reconnect to a restarted back-end (`-chardev socket,...,reconnect=N`).  The NIC
+    attaches to netdev_id."""
+    chardev = "socket,id=%s,path=%s" % (chardev_id, path)
+    if reconnect:
+        chardev += ",reconnect=%d" % reconnect
+    return ["-object", "memory-backend-memfd,id=%s,size=%dM,share=on" % (mem_id, memory_mib),
+            "-numa", "node,memdev=" + mem_id,
+            "-chardev", chardev,
+            "-netdev", "vhost-user,id=%s,chardev=%s" % (netdev_id, chardev_id)]
+
+
 # --------------------------------------------------------------------------- main API
 def build_qemu_cmd(vmlinuz, initrd, append, netdev, nic, netdev_id, mac="52:54:00:12:34:56",
                    memory=256, accel="tcg", extra_qemu_args=(), qemu=QEMU, smp=1, cmd_prefix=()):
@@ -207,12 +242,17 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
               memory=256, accel="tcg", mac="52:54:00:12:34:56", allow=(GATEWAY,),
               gateway=GATEWAY, ping_target=None, serial_log=None, echo=None,
               qemu=QEMU, env=None, smp=1, cmd_prefix=(), mtu=None, iperf3_port=None,
-              iperf3_secs=10, iperf3_dirs=("g2h", "h2g")):
+              iperf3_secs=10, iperf3_dirs=("g2h", "h2g"), vhost_user=None, reconnect=None,
+              relink_secs=60, on_line=None):
     """Boot the guest, run the checks, return a result dict.
 
     netdev       -netdev spec (formatted with {hostport},{guestport},{httpport});
                  None = caller supplies its own -netdev in extra_qemu_args.
-    nic          -device model (virtio-net-pci | e1000 | ...); None = no NIC added.
+    nic          -device model (virtio-net-pci | e1000 | ...) with optional properties
+                 ("virtio-net-pci," + NIC_OFFLOADS_OFF); None = no NIC added.
+    vhost_user   a UNIX socket path: -netdev vhost-user on it (vhost_user_args() with this
+                 memory); netdev must then be None.  reconnect=N: QEMU reconnects every N s.
+                 Under TCG a virtio-net-pci NIC gets vectors=0 (see vhost_nic()).
     checks       subset of ALL_CHECKS ("nic" and "done" are always reported).
     host_port    127.0.0.1 port forwarded to guest_port (default: parsed from the
                  netdev's hostfwd, or a fresh free port if {hostport} is used).
@@ -222,6 +262,11 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
                  (a server on the host's 127.0.0.1) for iperf3_secs per direction
                  (g2h, h2g = -R); uses the image variant with iperf3.
     cmd_prefix   argv put before QEMU (e.g. ["ip", "netns", "exec", NS]).
+    relink_secs  with checks including "relink": bound on each of the guest's waits for
+                 its link to go down, then up.
+    on_line      callable(kind, name, fields) for each SLIRPNET-RESULT/EVENT line, called
+                 from run_guest's thread as the line arrives (kind "RESULT" or "EVENT");
+                 e.g. restart the back-end on EVENT relink_wait.
     Returns {"ok", "reason", "results", "events", "host_listen", "http",
              "timings", "serial", "stderr", "cmd", "qemu_rc", ...}.
     """
@@ -232,6 +277,13 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
         raise ValueError("unknown checks: %s" % sorted(unknown))
     if "iperf3" in checks and not iperf3_port:
         raise ValueError("the iperf3 check needs iperf3_port")
+    if vhost_user:
+        if netdev:
+            raise ValueError("vhost_user replaces netdev: pass netdev=None")
+        netdev_id = netdev_id or "n0"
+        extra_qemu_args = vhost_user_args(vhost_user, memory, reconnect, netdev_id) \
+            + list(extra_qemu_args)
+        nic = vhost_nic(nic, accel)
     vmlinuz, initrd = ensure_image(image_dir, kver, with_iperf3="iperf3" in checks)
 
     if netdev and "{hostport}" in netdev and host_port is None:
@@ -267,6 +319,8 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
                    "slirpnet.listen_token=" + token]
     if mtu:
         params.append("slirpnet.mtu=%d" % mtu)
+    if "relink" in checks:
+        params.append("slirpnet.relink_secs=%d" % relink_secs)
     if "iperf3" in checks:
         params += ["slirpnet.iperf3=%s:%d" % (gateway, iperf3_port),
                    "slirpnet.iperf3_secs=%d" % iperf3_secs,
@@ -276,7 +330,8 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
     cmd = build_qemu_cmd(vmlinuz, initrd, append, netdev_s, nic, netdev_id, mac, memory,
                          accel, extra_qemu_args, qemu, smp, cmd_prefix)
 
-    out = {"ok": False, "reason": None, "cmd": cmd, "nic": nic, "netdev": netdev_s,
+    out = {"ok": False, "reason": None, "cmd": cmd, "nic": nic,
+           "netdev": netdev_s or ("vhost-user,path=%s" % vhost_user if vhost_user else None),
            "host_port": host_port, "guest_port": guest_port, "results": {}, "events": [],
            "host_listen": None, "http": None, "timings": {}, "serial": "", "stderr": "",
            "qemu_rc": None}
@@ -315,6 +370,8 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
                 continue
             kind, name, rest = m.groups()
             el = round(time.monotonic() - t_start, 2)
+            if on_line:
+                on_line(kind, name, parse_fields(rest)[1])
             if kind == "EVENT" and name == "listening" and listen_thread is None:
                 out["timings"]["listening"] = el
                 ldl = min(deadline, time.monotonic() + listen_secs)

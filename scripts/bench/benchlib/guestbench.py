@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """guestbench.py - `scripts/bench/guest-run`: TCP throughput from inside a real guest (QEMU, TCG)
-on slirpnet --socket, QEMU's own -netdev user and passt; table, Markdown and JSON."""
+on slirpnet --socket and --vhost-user, QEMU's own -netdev user and passt; table, Markdown and
+JSON."""
 
 import argparse
 import json
@@ -10,7 +11,7 @@ import statistics
 import sys
 
 from . import netns, report
-from .proc import RigError, listening, wait_for
+from .proc import RigError, cpu_seconds, listening, wait_for
 from .session import REPO, RigBase, Session, begin, log, machine_meta, split_available, version
 
 sys.path.insert(0, os.path.join(REPO, "scripts", "guest"))
@@ -37,6 +38,10 @@ CONFIGS = [
     # The default busy-poll=50 against none: what polling buys or costs next to QEMU.
     Config("slirpnet-1500-nopoll", "slirpnet", 1500, "slirpnet --socket --mtu=1500 --busy-poll=0",
            ["--busy-poll=0"]),
+    Config("slirpnet-vhost-1500", "slirpnet-vhost", 1500,
+           "slirpnet --vhost-user --mtu=1500, -netdev vhost-user (guest memory in a shared memfd)"),
+    Config("slirpnet-vhost-65520", "slirpnet-vhost", 65520,
+           "slirpnet --vhost-user --mtu=65520, -netdev vhost-user (guest memory in a shared memfd)"),
     Config("passt-1500", "passt", 1500, "passt --socket -m 1500, -netdev stream"),
     Config("passt-65520", "passt", 65520, "passt --socket -m 65520, -netdev stream"),
 ]
@@ -47,7 +52,8 @@ def parse(argv):
     ap = argparse.ArgumentParser(
         prog="scripts/bench/guest-run",
         description="TCP throughput (iperf3 both ways) from inside a real guest under QEMU/TCG "
-                    "with a virtio-net NIC: slirpnet --socket (MTU 1500 and 65520) vs QEMU's "
+                    "with a virtio-net NIC: slirpnet --socket and --vhost-user (MTU 1500 and "
+                    "65520) vs QEMU's "
                     "-netdev user vs passt. Needs root; everything runs in a sealed network "
                     "namespace whose only reachable addresses are its own.")
     ap.add_argument("--quick", action="store_true", help="1 run, 5-second measures")
@@ -97,20 +103,23 @@ class GuestRig(RigBase):
         super().__init__(outdir, "slirpnet-gbench-")
 
     def unavailable(self, cfg):
-        if cfg.kind == "slirpnet" and not os.access(self.helper, os.X_OK):
+        if cfg.kind.startswith("slirpnet") and not os.access(self.helper, os.X_OK):
             return "%s is missing: build first" % self.helper
         if cfg.kind == "passt" and not shutil.which("passt"):
             return "passt is not installed"
         return None
 
     def start_backend(self, cfg, tag):
-        """Start cfg's backend in the sealed namespace; return (process or None, -netdev spec)."""
+        """Start cfg's backend in the sealed namespace; return (process or None, run_guest
+        keywords: its netdev, or vhost_user)."""
         if cfg.kind == "user":
             # QEMU's libslirp: 10.0.2.2 reaches the namespace's loopback. No hostfwd, no IPv6.
-            return None, "user,id=n0,ipv6=off"
+            return None, {"netdev": "user,id=n0,ipv6=off"}
         sock = os.path.join(self.sockdir, "%s.sock" % tag)
         if cfg.kind == "slirpnet":
             argv = [self.helper, "--socket", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra
+        elif cfg.kind == "slirpnet-vhost":
+            argv = [self.helper, "--vhost-user", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra
         else:
             # -a/-n/-g: libslirp's addressing, so the guest is the same in every column. The
             # gateway 10.0.2.2 is mapped to the host's loopback (passt's default; no
@@ -123,7 +132,9 @@ class GuestRig(RigBase):
                  "%s to listen on %s" % (cfg.name, sock))
         if p.poll() is not None:
             raise RigError("%s exited with %s (see logs/%s-backend.log)" % (cfg.name, p.returncode, tag))
-        return p, "stream,id=n0,server=off,addr.type=unix,addr.path=" + sock
+        if cfg.kind == "slirpnet-vhost":
+            return p, {"netdev": None, "vhost_user": sock}
+        return p, {"netdev": "stream,id=n0,server=off,addr.type=unix,addr.path=" + sock}
 
     def one(self, cfg, run_no):
         """One guest boot on cfg: both directions. Returns a record."""
@@ -136,10 +147,11 @@ class GuestRig(RigBase):
             server = self.procs.start("%s-iperf3" % tag, self.ns.exec(
                 ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(HOST_IPERF)]))
             wait_for(lambda: listening(server.pid, HOST_IPERF), 10, "the iperf3 server")
-            backend, netdev = self.start_backend(cfg, tag)
+            backend, link = self.start_backend(cfg, tag)
+            cpu0 = cpu_seconds(backend.pid) if backend is not None else None
             serial_log = os.path.join(self.logdir, "%s-serial.log" % tag)
             r = guestlib.run_guest(
-                netdev=netdev, nic="virtio-net-pci", checks=("lease", "iperf3"),
+                nic="virtio-net-pci", checks=("lease", "iperf3"), **link,
                 mtu=cfg.mtu, iperf3_port=HOST_IPERF, iperf3_secs=a.seconds,
                 timeout=150 + 2 * (a.seconds + 40), image_dir=a.image_dir, memory=a.memory,
                 smp=a.smp, accel="tcg", cmd_prefix=self.ns.exec([]), serial_log=serial_log,
@@ -152,6 +164,13 @@ class GuestRig(RigBase):
                 res = r["results"].get("iperf3-" + d)
                 if res:
                     rec["directions"][d] = res
+            # The backend's CPU over the whole boot (both directions) per GB it moved: the
+            # boot and the lease are a few ms of it. QEMU's own slirp has no separate process.
+            cpu1 = cpu_seconds(backend.pid) if backend is not None else None
+            moved = sum(_num(res, "recv_bytes") or 0 for res in rec["directions"].values())
+            if cpu0 is not None and cpu1 is not None and moved:
+                rec["backend_cpu_s"] = round(cpu1 - cpu0, 3)
+                rec["backend_cpu_s_per_gb"] = (cpu1 - cpu0) / (moved / 1e9)
             rec["lease"] = r["results"].get("lease")
             rec["nic"] = r["results"].get("nic")
             if not r["ok"]:
@@ -182,6 +201,11 @@ def cells(records, configs):
     """{(config, metric, direction): {values, errors, median, min, max, ratio}}"""
     out = {}
     for rec in records:
+        c = out.setdefault((rec["config"], "cpu", "both"), {"values": [], "errors": []})
+        if rec["ok"] and rec.get("backend_cpu_s_per_gb") is not None:
+            c["values"].append(rec["backend_cpu_s_per_gb"])
+        elif not rec["ok"]:
+            c["errors"].append(rec["error"])
         for d, _ in DIRECTIONS:
             res = rec["directions"].get(d)
             for metric, value in (("gbps", gbps(res) if res else None),
@@ -217,6 +241,9 @@ def _rows(cs, configs):
             texts = [report.cell_text(cs.get((cfg.name, metric, d)), cfg.name != REFERENCE, num)
                      for cfg in configs]
             rows.append(("%s, %s (%s)" % (label, d, what), texts))
+    rows.append(("backend CPU s per GB (both ways)",
+                 [report.cell_text(cs.get((cfg.name, "cpu", "both")), False, lambda v: "%.2f" % v)
+                  for cfg in configs]))
     return rows
 
 
@@ -231,7 +258,9 @@ def markdown_table(cs, configs):
 LEGEND = ("median [min–max] over the runs; ×r = median / `-netdev user`'s median (higher is "
           "better). iperf3 in the guest (QEMU TCG, virtio-net-pci) to a server on the host's "
           "127.0.0.1 through the gateway 10.0.2.2: g2h = guest sends, h2g = `-R`, the host "
-          "sends; Gbit/s as received. Retransmits: the sender's, per run.")
+          "sends; Gbit/s as received. Retransmits: the sender's, per run. Backend CPU: "
+          "user+system seconds of the backend process over the boot per GB received in both "
+          "directions (lower is better; — for `-netdev user`, which runs inside QEMU).")
 
 
 def _write(outdir, args, meta, records, selected, skipped):
