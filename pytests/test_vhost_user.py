@@ -97,7 +97,33 @@ def wait_counter(h, name, at_least, timeout=3.0):
 
 
 def helper_fds(h):
-    return sorted(os.listdir("/proc/%d/fd" % h.pid))
+    """The helper's fds a front-end can leave behind: {fd: kind} of its UNIX sockets,
+    eventfds and memfds (libslirp's TCP/UDP sockets, which outlive a front-end by design,
+    are left out)."""
+    with open("/proc/net/unix") as f:
+        unix = {ln.split()[6] for ln in list(f)[1:] if len(ln.split()) > 6}
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % h.pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (h.pid, fd))
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m and m.group(1) in unix:
+            out[fd] = "unix socket"
+        elif "eventfd" in target or "memfd:" in target:
+            out[fd] = target
+    return out
+
+
+def wait_fds(h, idle):
+    """The helper's fds of helper_fds() return to what they were when idle (the
+    front-ends' sockets, eventfds and memfds closed); AssertionError after 2 s."""
+    deadline = time.monotonic() + 2 * SCALE
+    while len(helper_fds(h)) != len(idle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    now = helper_fds(h)
+    assert len(now) == len(idle), "the helper had %s when idle, now %s" % (idle, now)
 
 
 def echo_through(p, port, n, mss=1460, timeout=20):
@@ -172,15 +198,20 @@ def test_hostfwd_download_large(vhost):
     hostfwd_download(p, port, 5002, pattern(512 * 1024), timeout=30)
 
 
-@pytest.mark.parametrize("variant", ["split-header", "no-event-idx", "two-regions", "queue-64"])
+@pytest.mark.parametrize("variant", ["split-header", "no-event-idx", "two-regions", "queue-64",
+                                     "no-reply-ack", "no-protocol-features"])
 def test_driver_variants(vhost, tcp_echo, variant):
     """Layouts a driver may choose: the header in a descriptor of its own, notifications
     without EVENT_IDX (NO_NOTIFY / NO_INTERRUPT), guest memory in two regions, a small
-    queue (the TX ring wraps many times)."""
+    queue (the TX ring wraps many times); front-ends without REPLY_ACK (no message waits)
+    or without protocol features at all (the rings start enabled, no SET_VRING_ENABLE)."""
     kw = {"split-header": dict(tx_split_header=True),
           "no-event-idx": dict(features=DEFAULT_FEATURES & ~feature_mask("RING_EVENT_IDX")),
           "two-regions": dict(regions=2),
-          "queue-64": dict(queue_size=64, tx_slots=8)}[variant]
+          "queue-64": dict(queue_size=64, tx_slots=8),
+          "no-reply-ack": dict(protocol_features=0),
+          "no-protocol-features": dict(
+              features=DEFAULT_FEATURES & ~feature_mask("PROTOCOL_FEATURES"))}[variant]
     p = vhost(**kw)
     ping_check(p)
     echo_through(p, tcp_echo.port, 200 * 1024)
@@ -324,6 +355,7 @@ def test_rx_ring_full_then_refilled(vhost, tcp_echo):
 
 def test_disconnect_then_second_front_end(vhost_helper, vhost, tcp_echo):
     h = vhost_helper()
+    fds_idle = helper_fds(h)
     p1 = vhost(h)
     c = TcpConn.connect(p1, GW_IP, tcp_echo.port)
     c.send(b"one")
@@ -334,6 +366,9 @@ def test_disconnect_then_second_front_end(vhost_helper, vhost, tcp_echo):
     ping_check(p2)
     echo_through(p2, tcp_echo.port, 64 * 1024)
     assert h.alive()
+    p2.disconnect()
+    wait_log(h, r"listening again", count=2)
+    wait_fds(h, fds_idle)
 
 
 def test_one_off_exits_when_the_front_end_leaves(vhost_helper, vhost):
@@ -449,6 +484,7 @@ def test_malformed_tx_ring_stops_the_queue(vhost_helper, vhost, case):
     works."""
     port = free_port()
     h = vhost_helper("--hostfwd=tcp:127.0.0.1:%d-:5003" % port, control=True)
+    fds_idle = helper_fds(h)
     p = vhost(h, queue_size=64, tx_slots=8)
     ping_check(p)
     before = ctl_stats(h)
@@ -467,7 +503,11 @@ def test_malformed_tx_ring_stops_the_queue(vhost_helper, vhost, case):
     p.expect_none(icmp_echo_reply_from(p, seq=78))
     p.disconnect()
     wait_log(h, r"listening again")
-    ping_check(vhost(h))
+    p2 = vhost(h)
+    ping_check(p2)
+    p2.disconnect()
+    wait_log(h, r"listening again", count=2)
+    wait_fds(h, fds_idle)
 
 
 RX_CASES = {
@@ -670,8 +710,4 @@ def test_malformed_message_closes_the_connection(vhost_helper, vhost, case):
     p2.disconnect()
     wait_log(h, r"listening again", count=2)
     # and nothing of the two connections stayed open in the helper
-    deadline = time.monotonic() + 2 * SCALE
-    while helper_fds(h) != fds_idle and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(helper_fds(h)) == len(fds_idle), "fds before %s, after %s" % (
-        fds_idle, helper_fds(h))
+    wait_fds(h, fds_idle)
