@@ -307,6 +307,22 @@ TEST_F(Session, AMemoryFileSmallerThanItsRegionIsRefused)
 	EXPECT_NE(closedWhy_.find("SET_MEM_TABLE (5)"), std::string::npos) << closedWhy_;
 }
 
+TEST_F(Session, AMemfdIsSealedAgainstShrinking)
+{
+	// A file checked large enough must stay so: shrunk later, it would fault the helper.
+	int mfd = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ASSERT_EQ(ftruncate(mfd, 1 << 16), 0);
+	MemTable t{};
+	t.nregions = 1;
+	t.regions[0] = { 0, 1 << 16, 0x7f0000000000, 0 };
+	request(kSetMemTable, &t, 8 + 32, { mfd });
+	EXPECT_FALSE(session_->isClosed()) << closedWhy_;
+	EXPECT_TRUE(fcntl(mfd, F_GET_SEALS) & F_SEAL_SHRINK);
+	EXPECT_EQ(ftruncate(mfd, 4096), -1);
+	EXPECT_EQ(errno, EPERM);
+	close(mfd);
+}
+
 TEST_F(Session, GetVringBaseReturnsWhereTheQueueStopped)
 {
 	VringState s{ 1, 256 };

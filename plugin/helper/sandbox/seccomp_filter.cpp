@@ -151,7 +151,8 @@ void addMemoryRules(Builder &b)
 // no leases or locks).
 void addFdRules(Builder &b)
 {
-	for (int cmd : { F_GETFL, F_SETFL, F_GETFD, F_SETFD, F_DUPFD_CLOEXEC })
+	// F_GET_SEALS, F_ADD_SEALS: a vhost-user memfd is sealed against shrinking (vhost/guest_memory).
+	for (int cmd : { F_GETFL, F_SETFL, F_GETFD, F_SETFD, F_DUPFD_CLOEXEC, F_GET_SEALS, F_ADD_SEALS })
 		b.allow("fcntl", { arg32(1, SCMP_CMP_EQ, static_cast<scmp_datum_t>(cmd)) });
 	// ioctl, the widest call: libslirp's FIONREAD (how much a TCP socket holds) and FIONBIO,
 	// SIOCOUTQ for the control socket's connection info, isatty()'s TCGETS (stdio, GLib).

@@ -2,6 +2,9 @@
 // vhost/guest_memory.cpp - the front-end's memory table: each region checked, mapped MAP_SHARED, and addresses translated.
 #include "vhost/guest_memory.hpp"
 
+#include "log.hpp"
+
+#include <fcntl.h>
 #include <glib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -42,6 +45,25 @@ void GuestMemory::clear()
 	regions_.clear();
 	lastHit_ = 0;
 }
+
+namespace {
+
+/*
+ * Seal a memfd against shrinking (see replace()). A memfd made without MFD_ALLOW_SEALING
+ * (QEMU's memory-backend-memfd with seal=off) and any other file cannot be sealed: they are
+ * served, and the log says that the front-end is trusted not to shrink them (it is a peer
+ * the uid check let in; shrinking would crash the helper serving its own guest).
+ */
+void sealAgainstShrinking(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals >= 0 && ((seals & F_SEAL_SHRINK) || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0))
+		return;
+	slirpnet_message_ratelimited("vhost-user: the guest memory file cannot be sealed against shrinking (not a "
+				     "memfd, or one made without sealing); the front-end is trusted not to shrink it");
+}
+
+} // namespace
 
 bool GuestMemory::replace(const VhostMemRegion *regions, size_t n, std::vector<UniqueFd> fds, std::string &error)
 {
@@ -93,6 +115,14 @@ bool GuestMemory::replace(const VhostMemRegion *regions, size_t n, std::vector<U
 		if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < r.mmapOffset + r.memorySize)
 			return fail(i, "the file has " + std::to_string(st.st_size) +
 					       " bytes, less than offset + size " + hex(r.mmapOffset + r.memorySize));
+		/*
+		 * Checked now is not checked forever: a front-end that shrank the file later
+		 * would make the helper fault on its next access. A memfd is sealed against that
+		 * (QEMU's memory-backend-memfd seals its own by default; otherwise the helper adds
+		 * the seal, which costs QEMU nothing: guest RAM never shrinks).
+		 */
+		if (S_ISREG(st.st_mode))
+			sealAgainstShrinking(fds[i].get());
 	}
 
 	Mapped next[kMaxRegions];
