@@ -218,6 +218,37 @@ def test_driver_variants(vhost, tcp_echo, variant):
     assert p.missed_calls == 0, "%d used entries came without a call" % p.missed_calls
 
 
+def test_vm_stop_and_resume(vhost, tcp_echo):
+    """QEMU stops the VM (GET_VRING_BASE) and resumes it (the same rings from those
+    bases); an open TCP connection goes on."""
+    p = vhost()
+    c = TcpConn.connect(p, GW_IP, tcp_echo.port)
+    c.send(pattern(20000))
+    assert c.recv(20000) == pattern(20000)
+    bases = p.stop_queues()
+    assert bases[TX_QUEUE] == p.rings[TX_QUEUE].avail_idx, bases
+    # stopped: the helper takes nothing from the rings
+    p.send(icmp_echo(p, seq=41))
+    p.expect_none(icmp_echo_reply_from(p, seq=41))
+    p.restart_queues(bases)
+    # resumed: what the guest queued meanwhile goes out
+    p.expect(icmp_echo_reply_from(p, seq=41))
+    c.send(pattern(30000, 3))
+    assert c.recv(30000) == pattern(30000, 3)
+    ping_check(p)
+
+
+def test_device_reset_new_rings(vhost, tcp_echo):
+    """The guest's driver resets the device: new rings at other addresses, from index 0."""
+    p = vhost()
+    ping_check(p, seq=1)
+    old = p.rings[TX_QUEUE].desc
+    p.reset_device()
+    assert p.rings[TX_QUEUE].desc != old
+    ping_check(p, seq=2)
+    echo_through(p, tcp_echo.port, 64 * 1024)
+
+
 def test_get_vring_base_reports_taken_chains(vhost):
     p = vhost()
     for seq in range(5):
@@ -490,6 +521,8 @@ def test_malformed_tx_ring_stops_the_queue(vhost_helper, vhost, case):
     before = ctl_stats(h)
     _tx_case(p, case)
     st, _ = _queue_stop(h, p, before, "1 (tx)", TX_CASES[case])
+    assert p.vring_error(TX_QUEUE) == 1, "the TX queue's error eventfd was not signalled"
+    assert p.vring_error(RX_QUEUE) == 0
     assert st["from_guest_frames"] == before["from_guest_frames"], "a frame of the broken ring was taken"
     # the RX queue still works: libslirp's SYN for a hostfwd connection reaches the guest
     conn = host_connect(port)

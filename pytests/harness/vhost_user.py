@@ -27,7 +27,8 @@ Low-level knobs for hostile tests: ``ring(q)`` (a SplitRing: write_desc, put_ava
 set_avail_idx, ...), ``free_desc(q)`` (descriptor indices the peer itself never uses),
 ``scratch`` (an area of guest memory for raw buffers), ``send_chain(q, descs)``,
 ``kick(q)``, and raw messages: ``send_msg(req, payload, fds, size=, flags=)``,
-``send_raw(bytes)``, ``recv_msg()``, ``wait_closed()``. ``setup=False`` connects without
+``send_raw(bytes)``, ``recv_msg()``, ``wait_closed()``; ``stop_queues``/``restart_queues``
+(a VM stopped and resumed) and ``reset_device`` (the guest's driver starts over). ``setup=False`` connects without
 any message; ``negotiate()``, ``set_mem_table()``, ``setup_queue(q)``, ``post_rx()``,
 ``enable_queue(q)`` are the handshake's steps.
 """
@@ -262,6 +263,7 @@ class VhostUserPeer(Peer):
     rx_post=False: lay the RX chains out but publish none (a hostile test writes the ring).
     tx_split_header: the virtio-net header in a descriptor of its own (else one descriptor
     of header + frame). tx_slots: frames in flight on TX.
+    send_err: send SET_VRING_ERR eventfds as QEMU does (vring_error(q) reads them).
     mem_size, regions: the guest memory. setup=False: connect only (no message sent).
     """
 
@@ -269,7 +271,7 @@ class VhostUserPeer(Peer):
                  protocol_features=None, queue_size=256, rx_buf_size=None, rx_chain=1,
                  rx_bufs=None, tx_split_header=False, tx_slots=32, mem_size=32 << 20,
                  regions=1, setup=True, connect_timeout=None, one_off=False, rx_post=True,
-                 **kw):
+                 send_err=True, **kw):
         super().__init__(**kw)
         self.own_proc = proc is None
         self._tmpdir = None
@@ -300,6 +302,8 @@ class VhostUserPeer(Peer):
         self.rings = {}
         self.kick_fds = {}
         self.call_fds = {}
+        self.err_fds = {}
+        self.send_err = send_err
         self.rx_chains = {}          # head -> _Chain (posted or delivered)
         self.tx_free = []            # free TX slots: (head, [(off, len)])
         self.tx_inflight = {}        # head -> slot
@@ -510,15 +514,60 @@ class VhostUserPeer(Peer):
             self.rings[q] = SplitRing(self.mem, q, num)
             self.kick_fds[q] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self.call_fds[q] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.err_fds[q] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         return self.rings[q]
 
-    def setup_queue(self, q, num=None):
+    def setup_queue(self, q, num=None, base=0):
+        """SET_VRING_NUM, BASE, ADDR, KICK, CALL and ERR (QEMU 7.2 sends the error
+        eventfd too: the back-end writes it when it stops a broken ring)."""
         num = self.make_ring(q, num).num
         self.call("SET_VRING_NUM", self.vring_state(q, num))
-        self.call("SET_VRING_BASE", self.vring_state(q, 0))
+        self.call("SET_VRING_BASE", self.vring_state(q, base))
         self.call("SET_VRING_ADDR", self.vring_addr(q))
         self.call("SET_VRING_KICK", struct.pack("<Q", q), [self.kick_fds[q]])
         self.call("SET_VRING_CALL", struct.pack("<Q", q), [self.call_fds[q]])
+        if self.send_err:
+            self.call("SET_VRING_ERR", struct.pack("<Q", q), [self.err_fds[q]])
+
+    def vring_error(self, q):
+        """How often the back-end signalled q's error eventfd since the last look."""
+        try:
+            return os.eventfd_read(self.err_fds[q])
+        except BlockingIOError:
+            return 0
+
+    def stop_queues(self):
+        """What QEMU does when the VM stops: GET_VRING_BASE of each queue; {q: base}."""
+        return {q: self.get_vring_base(q) for q in sorted(self.rings)}
+
+    def restart_queues(self, bases):
+        """...and when it runs again: the same rings from the bases GET_VRING_BASE gave."""
+        for q in sorted(self.rings):
+            self.setup_queue(q, base=bases[q])
+        for q in sorted(self.rings):
+            self.enable_queue(q)
+            self.kick(q)
+
+    def reset_device(self):
+        """A guest driver reset (a reboot, a driver reload): the queues are stopped, then
+        set up again as new rings elsewhere in guest memory, from index 0, with a new
+        memory table; frames in flight are forgotten."""
+        self.stop_queues()
+        for q in list(self.rings):
+            for fds in (self.kick_fds, self.call_fds, self.err_fds):
+                os.close(fds.pop(q))
+        self.rings.clear()
+        self.rx_chains.clear()
+        self.rx_pending = []
+        self.tx_free, self.tx_inflight = [], {}
+        self.raw_heads = set()
+        self.set_mem_table()
+        for q in (RX_QUEUE, TX_QUEUE):
+            self.setup_queue(q)
+        self.post_rx()
+        for q in (RX_QUEUE, TX_QUEUE):
+            self.enable_queue(q)
+        self.kick(RX_QUEUE)
 
     def enable_queue(self, q, on=1):
         """SET_VRING_ENABLE (only with PROTOCOL_FEATURES: without it rings start enabled)."""
@@ -818,10 +867,10 @@ class VhostUserPeer(Peer):
         """Close the vhost-user connection and the eventfds (the helper keeps running)."""
         if not self.closed:
             self.closed = True
-            for fd in list(self.kick_fds.values()) + list(self.call_fds.values()):
-                os.close(fd)
-            self.kick_fds.clear()
-            self.call_fds.clear()
+            for fds in (self.kick_fds, self.call_fds, self.err_fds):
+                for fd in fds.values():
+                    os.close(fd)
+                fds.clear()
             self.sock.close()
             self.mem.close()
 
