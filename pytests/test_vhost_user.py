@@ -249,6 +249,25 @@ def test_device_reset_new_rings(vhost, tcp_echo):
     echo_through(p, tcp_echo.port, 64 * 1024)
 
 
+@pytest.mark.parametrize("seal", ["qemu", "allow", "none"])
+def test_guest_memory_sealing(vhost_helper, vhost, seal):
+    """A memfd that allows sealing is sealed against shrinking by the helper (a front-end
+    shrinking it later would make the helper fault); QEMU's own sealed memfd and one that
+    cannot be sealed (seal=off) are served too, the latter with a log line."""
+    import fcntl
+    h = vhost_helper()
+    p = vhost(h, seal=seal)
+    ping_check(p)
+    if seal == "none":
+        wait_log(h, r"cannot be sealed against shrinking")
+        return
+    assert fcntl.fcntl(p.mem.fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK
+    with pytest.raises(PermissionError):
+        os.ftruncate(p.mem.fd, 4096)
+    ping_check(p, seq=2)
+    assert "cannot be sealed" not in h.log()
+
+
 def test_get_vring_base_reports_taken_chains(vhost):
     p = vhost()
     for seq in range(5):

@@ -117,13 +117,21 @@ class VhostUserRefused(AssertionError):
 
 class GuestMemory:
     """A memfd of size bytes mapped here, offered as `regions` equal regions (contiguous in
-    both address spaces, each its own mmap_offset), with a bump allocator over it."""
+    both address spaces, each its own mmap_offset), with a bump allocator over it.
+    seal: "qemu" (memory-backend-memfd's default seal=on: sealing allowed, then sealed
+    against growing, shrinking and further seals), "allow" (sealing allowed, no seal yet),
+    "none" (a memfd that cannot be sealed: seal=off)."""
 
-    def __init__(self, size, regions=1):
+    def __init__(self, size, regions=1, seal="qemu"):
         assert size % (PAGE * regions) == 0
         self.size = size
-        self.fd = os.memfd_create("slirpnet-guest", os.MFD_CLOEXEC)
+        flags = os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if seal in ("qemu", "allow") else 0)
+        self.fd = os.memfd_create("slirpnet-guest", flags)
         os.ftruncate(self.fd, size)
+        if seal == "qemu":
+            import fcntl
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self.map)
         self.nregions = regions
@@ -264,14 +272,14 @@ class VhostUserPeer(Peer):
     tx_split_header: the virtio-net header in a descriptor of its own (else one descriptor
     of header + frame). tx_slots: frames in flight on TX.
     send_err: send SET_VRING_ERR eventfds as QEMU does (vring_error(q) reads them).
-    mem_size, regions: the guest memory. setup=False: connect only (no message sent).
+    mem_size, regions, seal: the guest memory (see GuestMemory). setup=False: connect only (no message sent).
     """
 
     def __init__(self, path=None, proc=None, helper=None, args=(), options="", features=None,
                  protocol_features=None, queue_size=256, rx_buf_size=None, rx_chain=1,
                  rx_bufs=None, tx_split_header=False, tx_slots=32, mem_size=32 << 20,
                  regions=1, setup=True, connect_timeout=None, one_off=False, rx_post=True,
-                 send_err=True, **kw):
+                 send_err=True, seal="qemu", **kw):
         super().__init__(**kw)
         self.own_proc = proc is None
         self._tmpdir = None
@@ -294,7 +302,7 @@ class VhostUserPeer(Peer):
         self.rx_buf_size_arg, self.rx_chain, self.rx_bufs_arg = rx_buf_size, rx_chain, rx_bufs
         self.tx_split_header, self.tx_slots_n = tx_split_header, tx_slots
         self.rx_post = rx_post
-        self.mem = GuestMemory(mem_size, regions)
+        self.mem = GuestMemory(mem_size, regions, seal)
         self.features = 0            # negotiated (what we sent in SET_FEATURES)
         self.offered = None          # GET_FEATURES
         self.protocol_features = 0
