@@ -671,6 +671,16 @@ TEST(Virtqueue, SetSizeAndAddressesChecks)
 	EXPECT_NE(error.find("not inside one memory region"), std::string::npos) << error;
 	EXPECT_TRUE(d.vq.setAddresses(d.mem, kUaddr, kUaddr + kAvailGpa, kUaddr + kSplit - 0x48, error)) << error;
 
+	// A region whose front-end address is 8 bytes off its mapping: an aligned address maps
+	// to a misaligned one and the other way round; both are refused (the ring's atomic
+	// accesses need the host address aligned, virtio the guest's).
+	VhostMemRegion odd = { 0, kMemSize, kUaddr + 8, 0 };
+	ASSERT_TRUE(d.mem.replace(&odd, 1, dups(d.fd, 1), error)) << error;
+	EXPECT_FALSE(d.vq.setAddresses(d.mem, kUaddr + 8, kUaddr + kAvailGpa, kUaddr + kUsedGpa, error));
+	EXPECT_NE(error.find("descriptor table at 0x7f1200000008 is not aligned"), std::string::npos) << error;
+	EXPECT_FALSE(d.vq.setAddresses(d.mem, kUaddr + 16, kUaddr + kAvailGpa, kUaddr + kUsedGpa, error));
+	EXPECT_NE(error.find("maps to an address not aligned"), std::string::npos) << error;
+
 	Virtqueue noSize;
 	EXPECT_FALSE(noSize.setAddresses(d.mem, kUaddr, kUaddr + kAvailGpa, kUaddr + kUsedGpa, error));
 }
