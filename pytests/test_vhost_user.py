@@ -20,7 +20,7 @@ import pytest
 
 from harness import (GPA_BASE, GW_IP, ICMP, IP, RX_QUEUE, SCALE, TCP, TX_QUEUE, UVA_BASE,
                      VHOST_USER, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
-                     ControlClient, Ether, FROM_GUEST_OUTCOMES, TcpConn, VhostUserPeer, VnetHdr, arp_check,
+                     ControlClient, Ether, VhostUserRefused, FROM_GUEST_OUTCOMES, TcpConn, VhostUserPeer, VnetHdr, arp_check,
                      complete_partial_csum, dhcp_lease, feature_mask, free_port,
                      hostfwd_download, hostfwd_exchange, host_connect, icmp_echo,
                      icmp_echo_reply_from, ping_check, stats_delta, tcp_csum_ok, tso_frame)
@@ -85,6 +85,19 @@ def wait_log(h, pattern_, count=1, timeout=3.0):
                 count, pattern_, h.log())
             return lines
         time.sleep(0.02)
+
+
+def connect_when_listening(vhost, h, timeout=3.0, **kw):
+    """vhost(h, **kw), again while the helper still refuses it as a second front-end (it
+    has not yet seen the previous one leave; its log lines for that are rate-limited)."""
+    deadline = time.monotonic() + timeout * SCALE
+    while True:
+        try:
+            return vhost(h, **kw)
+        except VhostUserRefused:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def wait_counter(h, name, at_least, timeout=3.0):
@@ -763,3 +776,85 @@ def test_malformed_message_closes_the_connection(vhost_helper, vhost, case):
     wait_log(h, r"listening again", count=2)
     # and nothing of the two connections stayed open in the helper
     wait_fds(h, fds_idle)
+
+
+# --------------------------------------------------------------------------------------
+# more of a hostile or unusual front-end
+
+def test_mtu_65520_whole_frames(vhost):
+    """At mtu=65520 a 65042-byte echo goes out in one TX chain and its reply comes back
+    whole over MRG_RXBUF buffers, neither fragmented nor cut."""
+    p = vhost(None, "--mtu=65520")
+    payload = pattern(65000)
+    p.send(icmp_echo(p, seq=3, payload=payload))
+    r = p.expect(icmp_echo_reply_from(p, seq=3), timeout=5)
+    assert r[IP].flags.MF == 0 and r[IP].frag == 0, "the reply was fragmented"
+    assert bytes(r[ICMP].payload) == payload
+    assert p.rx_buffers[-1] >= 16, p.rx_buffers[-1]
+
+
+def test_mem_table_replaced_while_running(vhost, tcp_echo):
+    """QEMU sends a new memory table when guest memory changes (hotplug): the same memory
+    as two regions now; the rings, at the same addresses, go on."""
+    p = vhost()
+    c = TcpConn.connect(p, GW_IP, tcp_echo.port)
+    c.send(b"before")
+    assert c.recv(6) == b"before"
+    half = p.mem.size // 2
+    p.set_mem_table([(GPA_BASE, half, UVA_BASE, 0), (GPA_BASE + half, half, UVA_BASE + half, half)])
+    c.send(pattern(40000))
+    assert c.recv(40000) == pattern(40000)
+
+
+def test_mem_table_without_the_rings(vhost_helper, vhost):
+    """A new memory table that no longer maps the rings: the helper refuses it or stops
+    the queues, and never touches unmapped memory; the next front-end works."""
+    h = vhost_helper(control=True)
+    p = vhost(h)
+    ping_check(p)
+    before = ctl_stats(h)
+    half = p.mem.size // 2
+    table = [(GPA_BASE + half, half, UVA_BASE + half, half)]   # the rings are in the first half
+    closed = False
+    try:
+        p.set_mem_table(table)
+    except AssertionError:       # refused (REPLY_ACK) or the connection closed
+        closed = True
+    if not closed:
+        p.send(icmp_echo(p, seq=9))
+        st = wait_counter(h, "vhost_queue_stops", before["vhost_queue_stops"] + 1)
+        assert st["vhost_queue_stops"] > before["vhost_queue_stops"] or p.wait_closed(1), (
+            "the rings stayed in use without a mapping; log:\n" + h.log())
+    assert h.alive()
+    p.disconnect()
+    wait_log(h, r"listening again")
+    ping_check(vhost(h))
+
+
+def test_random_ring_contents(vhost_helper, vhost):
+    """Twenty front-ends fill their descriptor tables and available rings with random
+    bytes (a fixed seed) and kick both queues; the helper survives every one (its control
+    socket answers) and then serves a clean front-end."""
+    import random
+    rnd = random.Random(12)
+    h = vhost_helper(control=True)
+    for i in range(20):
+        p = connect_when_listening(vhost, h, queue_size=64, tx_slots=8, prime=False)
+        for q in (RX_QUEUE, TX_QUEUE):
+            r = p.rings[q]
+            p.mem.write(r.desc, bytes(rnd.getrandbits(8) for _ in range(16 * r.num)))
+            # half of the addresses land in guest memory, so that chains go on a while
+            for d in range(r.num):
+                if rnd.random() < 0.5:
+                    struct.pack_into("<Q", p.mem.map, r.desc + 16 * d,
+                                     GPA_BASE + rnd.randrange(p.mem.size))
+            p.mem.write(r.avail + 4, bytes(rnd.getrandbits(8) for _ in range(2 * r.num)))
+            r.set_avail_idx(r.avail_idx + rnd.randrange(1, 2 * r.num))
+            p.kick(q)
+        p.send(icmp_echo(p, seq=i)) if rnd.random() < 0.5 else None
+        time.sleep(0.05)
+        st = ctl_stats(h)
+        assert h.alive(), "iteration %d killed the helper; log:\n%s" % (i, h.log())
+        p.disconnect()
+    assert st["vhost_queue_stops"] >= 10, st
+    ping_check(connect_when_listening(vhost, h))
