@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import struct
+import tempfile
 import time
 
 import pytest
@@ -58,15 +59,29 @@ def vhost_helper(helpers, workdir):
 
 
 @pytest.fixture
-def vhost(peers, vhost_helper):
+def vhost(peers, vhost_helper, request):
     """Factory: vhost(h=None, *extra_args, **VhostUserPeer kwargs) -> a connected
     VhostUserPeer (on helper h, or on a new `--vhost-user` helper given extra_args),
-    disconnected at teardown."""
+    disconnected at teardown. A failed test leaves each peer's frames in
+    $SLIRPNET_ARTIFACTS/<test>[-N].pcap (the helpers fixture prints the logs)."""
+    made = []
+
     def connect(h=None, *extra, **kw):
         if h is None:
             h = vhost_helper(*extra)
-        return peers(VhostUserPeer(h.path, proc=h, **kw))
-    return connect
+        p = peers(VhostUserPeer(h.path, proc=h, **kw))
+        made.append(p)
+        return p
+    yield connect
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        d = os.environ.get("SLIRPNET_ARTIFACTS") or os.path.join(tempfile.gettempdir(),
+                                                                 "slirpnet-artifacts")
+        os.makedirs(d, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name).strip("_")
+        for i, p in enumerate(made):
+            if p.log:
+                p.write_pcap(os.path.join(d, name + ("-%d" % (i + 1) if i else "") + ".pcap"))
 
 
 def ctl_stats(h):
