@@ -709,6 +709,15 @@ def _msg_setup(p, steps):
         p.call("SET_VRING_NUM", p.vring_state(RX_QUEUE, p.rings[RX_QUEUE].num))
 
 
+def _send_with_pipe(p, req, payload):
+    r, w = os.pipe()
+    try:
+        p.send_msg(req, payload, [r])
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def _bad_regions(p, n):
     step = p.mem.size // 8
     return [(GPA_BASE + i * step, step, UVA_BASE + i * step, (i % 8) * step) for i in range(n)]
@@ -764,6 +773,30 @@ MSG_CASES = {
                                  r"SET_VRING_NUM: queue 7"),
     "features-not-offered": ("", lambda p: p.send_msg("SET_FEATURES", struct.pack(
         "<Q", feature_mask("VERSION_1", "RING_INDIRECT_DESC"))), r"SET_FEATURES: features .*not offered"),
+    "version-0": ("", lambda p: p.send_msg("GET_FEATURES", b"", flags=0),
+                  r"GET_FEATURES: protocol version 0"),
+    "mem-table-pipe-fd": ("negotiate", lambda p: _send_with_pipe(
+        p, "SET_MEM_TABLE", p.mem_table_payload()), r"SET_MEM_TABLE: memory region 0: mmap"),
+    "mem-table-offset-overflow": ("negotiate", lambda p: p.send_msg(
+        "SET_MEM_TABLE", p.mem_table_payload([(GPA_BASE, p.mem.size, UVA_BASE,
+                                               0xFFFFFFFFFFFFF000)]), [p.mem.fd]),
+        r"SET_MEM_TABLE: memory region 0: .*overflows"),
+    "mem-table-gpa-wraps": ("negotiate", lambda p: p.send_msg(
+        "SET_MEM_TABLE", p.mem_table_payload([(0xFFFFFFFFFFFFF000, p.mem.size, UVA_BASE, 0)]),
+        [p.mem.fd]), r"SET_MEM_TABLE: memory region 0: .*overflows"),
+    "vring-addr-misaligned": ("negotiate mem ring num",
+                              lambda p: p.send_msg("SET_VRING_ADDR", p.vring_addr(
+                                  0, desc=p.mem.uva(p.rings[0].desc) + 8)),
+                              r"SET_VRING_ADDR.*queue 0.*align"),
+    "vring-kick-without-fd": ("negotiate mem",
+                              lambda p: p.send_msg("SET_VRING_KICK", struct.pack("<Q", 0)),
+                              r"SET_VRING_KICK: 0 file descriptors"),
+    "vring-kick-polling": ("negotiate mem",
+                           lambda p: p.send_msg("SET_VRING_KICK", struct.pack("<Q", 0x100)),
+                           r"SET_VRING_KICK: polling"),
+    "vring-enable-2": ("negotiate mem",
+                       lambda p: p.send_msg("SET_VRING_ENABLE", p.vring_state(0, 2)),
+                       r"SET_VRING_ENABLE: state 2"),
     "reply-flag-set": ("", lambda p: p.send_msg("GET_FEATURES", b"", flags=0x5),
                        r"GET_FEATURES: a reply where a request"),
 }
