@@ -906,3 +906,26 @@ def test_random_ring_contents(vhost_helper, vhost):
         p.disconnect()
     assert st["vhost_queue_stops"] >= 10, st
     ping_check(connect_when_listening(vhost, h))
+
+
+def test_front_end_that_never_reads_replies(vhost_helper, vhost):
+    """Requests pipelined without reading a reply fill the helper's socket buffer: the
+    helper must not block on it (its control socket answers); it drops that front-end."""
+    h = vhost_helper(control=True)
+    p = vhost(h, setup=False)
+    p.sock.setblocking(False)
+    batch = struct.pack("<III", VHOST_USER["GET_FEATURES"], 1, 0) * 100
+    deadline = time.monotonic() + 5 * SCALE
+    while time.monotonic() < deadline:
+        try:
+            p.sock.send(batch)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:          # EPIPE / ECONNRESET: the helper closed it
+            break
+    start = time.monotonic()
+    st = ctl_stats(h)
+    assert time.monotonic() - start < 1.0 * SCALE and "from_guest_frames" in st
+    wait_log(h, r"GET_FEATURES.*reply could not be sent.*closing the connection")
+    p.disconnect()
+    ping_check(connect_when_listening(vhost, h))
