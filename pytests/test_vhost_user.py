@@ -21,7 +21,8 @@ import pytest
 
 from harness import (GPA_BASE, GW_IP, ICMP, IP, RX_QUEUE, SCALE, TCP, TX_QUEUE, UVA_BASE,
                      VHOST_USER, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
-                     ControlClient, Ether, VhostUserRefused, FROM_GUEST_OUTCOMES, TcpConn, VhostUserPeer, VnetHdr, arp_check,
+                     ControlClient, Ether, FROM_GUEST_OUTCOMES, TcpConn, VhostUserPeer,
+                     VhostUserRefused, VnetHdr, arp_check,
                      complete_partial_csum, dhcp_lease, feature_mask, free_port,
                      hostfwd_download, hostfwd_exchange, host_connect, icmp_echo,
                      icmp_echo_reply_from, ping_check, stats_delta, tcp_csum_ok, tso_frame)
@@ -342,7 +343,8 @@ def test_without_guest_tso_segments_are_cut(vhost, tcp_echo):
     echo_through(p, tcp_echo.port, 256 * 1024, mss=60000)
     frames = frames_from(p, tcp_echo.port)
     sizes = [len(f) for _, f in frames]
-    assert max(sizes) <= MTU_FRAME, "frames above the MTU without GUEST_TSO4: %s" % sorted(sizes)[-5:]
+    assert max(sizes) <= MTU_FRAME, \
+        "frames above the MTU without GUEST_TSO4: %s" % sorted(sizes)[-5:]
     assert all(h.gso_type == VnetHdr.GSO_NONE for h, _ in frames)
     st = p.stats()
     assert st["to_guest_split"] >= 1 and st["to_guest_gso"] == 0, st
@@ -570,7 +572,8 @@ def test_malformed_tx_ring_stops_the_queue(vhost_helper, vhost, case):
     st, _ = _queue_stop(h, p, before, "1 (tx)", TX_CASES[case])
     assert p.vring_error(TX_QUEUE) == 1, "the TX queue's error eventfd was not signalled"
     assert p.vring_error(RX_QUEUE) == 0
-    assert st["from_guest_frames"] == before["from_guest_frames"], "a frame of the broken ring was taken"
+    assert st["from_guest_frames"] == before["from_guest_frames"], \
+        "a frame of the broken ring was taken"
     # the RX queue still works: libslirp's SYN for a hostfwd connection reaches the guest
     conn = host_connect(port)
     try:
@@ -772,7 +775,8 @@ MSG_CASES = {
                                  lambda p: p.send_msg("SET_VRING_NUM", p.vring_state(7, 256)),
                                  r"SET_VRING_NUM: queue 7"),
     "features-not-offered": ("", lambda p: p.send_msg("SET_FEATURES", struct.pack(
-        "<Q", feature_mask("VERSION_1", "RING_INDIRECT_DESC"))), r"SET_FEATURES: features .*not offered"),
+        "<Q", feature_mask("VERSION_1", "RING_INDIRECT_DESC"))),
+        r"SET_FEATURES: features .*not offered"),
     "version-0": ("", lambda p: p.send_msg("GET_FEATURES", b"", flags=0),
                   r"GET_FEATURES: protocol version 0"),
     "mem-table-pipe-fd": ("negotiate", lambda p: _send_with_pipe(

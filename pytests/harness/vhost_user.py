@@ -19,18 +19,21 @@ The peer plays what a QEMU 7.2 guest with virtio-net-pci does to the helper:
 
 The Peer interface works as on the other peers (send/expect/expect_none/stats, TcpConn,
 the checks). Frames received keep their header in ``vnet_rx`` as (VnetHdr, frame), as on
-PluginPeer, and how many RX buffers each took in ``rx_buffers``; ``send_with_vnet_hdr`` sends one frame behind an explicit header and
-``tso_tx`` makes large TCP frames GSO frames as a TSO guest would, ``csum_tx`` every TCP
-frame one with a partial checksum (NEEDS_CSUM, the field holding the pseudo-header sum).
+PluginPeer, and how many RX buffers each took in ``rx_buffers``; ``send_with_vnet_hdr``
+sends one frame behind an explicit header, ``tso_tx`` makes large TCP frames GSO frames
+as a TSO guest would, ``csum_tx`` every TCP frame one with a partial checksum
+(NEEDS_CSUM, the field holding the pseudo-header sum). ``missed_calls`` counts used
+entries found without a call; ``vring_error(q)`` reads the SET_VRING_ERR eventfd.
 
-Low-level knobs for hostile tests: ``ring(q)`` (a SplitRing: write_desc, put_avail,
+Low-level knobs for hostile tests: ``rings[q]`` (a SplitRing: write_desc, put_avail,
 set_avail_idx, ...), ``free_desc(q)`` (descriptor indices the peer itself never uses),
-``scratch`` (an area of guest memory for raw buffers), ``send_chain(q, descs)``,
-``kick(q)``, and raw messages: ``send_msg(req, payload, fds, size=, flags=)``,
-``send_raw(bytes)``, ``recv_msg()``, ``wait_closed()``; ``stop_queues``/``restart_queues``
-(a VM stopped and resumed) and ``reset_device`` (the guest's driver starts over). ``setup=False`` connects without
-any message; ``negotiate()``, ``set_mem_table()``, ``setup_queue(q)``, ``post_rx()``,
-``enable_queue(q)`` are the handshake's steps.
+``scratch`` (256 KiB of guest memory for raw buffers), ``send_chain(q, descs)``,
+``kick(q)``; raw messages: ``send_msg(req, payload, fds, size=, flags=)``,
+``send_raw(bytes)``, ``recv_msg()``, ``wait_closed()``. ``setup=False`` connects without
+any message; ``negotiate()``, ``set_mem_table()``, ``make_ring(q)``, ``setup_queue(q)``,
+``post_rx()``, ``enable_queue(q)`` are the handshake's steps; ``stop_queues`` and
+``restart_queues`` play a VM stopped and resumed, ``reset_device`` a guest driver that
+starts over.
 """
 
 import mmap
@@ -272,7 +275,8 @@ class VhostUserPeer(Peer):
     tx_split_header: the virtio-net header in a descriptor of its own (else one descriptor
     of header + frame). tx_slots: frames in flight on TX.
     send_err: send SET_VRING_ERR eventfds as QEMU does (vring_error(q) reads them).
-    mem_size, regions, seal: the guest memory (see GuestMemory). setup=False: connect only (no message sent).
+    mem_size, regions, seal: the guest memory (see GuestMemory).
+    setup=False: connect only (no message sent).
     """
 
     def __init__(self, path=None, proc=None, helper=None, args=(), options="", features=None,
@@ -343,7 +347,7 @@ class VhostUserPeer(Peer):
                 raise
             self._started()
 
-    # -- connection ---------------------------------------------------------------------------
+    # -- connection ------------------------------------------------------------------------
     def _connect(self, timeout):
         deadline = time.monotonic() + timeout
         while True:
@@ -359,7 +363,7 @@ class VhostUserPeer(Peer):
                                              self.helper_status()), self.helper_log()))
                 time.sleep(0.02)
 
-    # -- messages -----------------------------------------------------------------------------
+    # -- messages --------------------------------------------------------------------------
     def send_raw(self, data, fds=()):
         """Bytes on the vhost-user socket as they are (fds as SCM_RIGHTS with the first)."""
         if fds:
@@ -416,7 +420,8 @@ class VhostUserPeer(Peer):
 
     def _reply(self, req, timeout=None):
         rreq, flags, payload = self.recv_msg(timeout)
-        assert rreq == req, "reply to %s came for %s" % (_NAMES.get(req, req), _NAMES.get(rreq, rreq))
+        assert rreq == req, "reply to %s came for %s" % (_NAMES.get(req, req),
+                                                         _NAMES.get(rreq, rreq))
         assert flags & FLAG_REPLY and flags & 0x3 == FLAG_VERSION, \
             "reply to %s has flags %#x" % (_NAMES.get(req, req), flags)
         return payload
@@ -589,7 +594,7 @@ class VhostUserPeer(Peer):
         assert idx == q, "GET_VRING_BASE reply for queue %d, asked for %d" % (idx, q)
         return num
 
-    # -- buffers ----------------------------------------------------------------------------------
+    # -- buffers ---------------------------------------------------------------------------
     @property
     def mrg(self):
         return self.has("MRG_RXBUF")
@@ -635,7 +640,7 @@ class VhostUserPeer(Peer):
             rx.set_used_event(0)
             tx.set_used_event(0)
 
-    # -- notifications ------------------------------------------------------------------------------
+    # -- notifications ---------------------------------------------------------------------
     def _fence(self):
         # A full barrier between publishing avail->idx and reading the device's
         # suppression (the driver's virtio_mb): the lock is a locked instruction.
@@ -668,7 +673,7 @@ class VhostUserPeer(Peer):
         except BlockingIOError:
             return False
 
-    # -- TX ----------------------------------------------------------------------------------------
+    # -- TX --------------------------------------------------------------------------------
     def _reclaim_tx(self):
         r = self.rings.get(TX_QUEUE)
         if r is None:
@@ -775,7 +780,7 @@ class VhostUserPeer(Peer):
             self._consume_call(TX_QUEUE)
             self._pump_rx_once()
 
-    # -- RX ----------------------------------------------------------------------------------------
+    # -- RX --------------------------------------------------------------------------------
     def _repost(self, chains):
         r = self.rings[RX_QUEUE]
         old = r.avail_idx
@@ -809,19 +814,24 @@ class VhostUserPeer(Peer):
             c = self.rx_chains.get(head)
             assert c is not None, "the helper used RX head %d, which we never posted" % head
             assert length <= c.capacity, (
-                "the helper wrote %d bytes into RX chain %d of %d bytes" % (length, head, c.capacity))
+                "the helper wrote %d bytes into RX chain %d of %d bytes"
+                % (length, head, c.capacity))
             took.append(c)
             self.rx_pending.append(self._read_chain(c, length))
             self._assemble()
         if self.has("RING_EVENT_IDX"):
+            # ask for a call at the next entry; the fence orders this store before the
+            # caller's next look at used->idx (else a call could be missed: virtio_mb)
             r.set_used_event(r.last_used)
+            self._fence()
         if took:
             self._repost(took)
         return bool(took)
 
     def _assemble(self):
         first = self.rx_pending[0]
-        assert len(first) >= VNET_HDR_LEN, "RX buffer of %d bytes, shorter than the header" % len(first)
+        assert len(first) >= VNET_HDR_LEN, \
+            "RX buffer of %d bytes, shorter than the header" % len(first)
         hdr = VnetHdr.unpack(first[:VNET_HDR_LEN])
         need = hdr.num_buffers if self.mrg else 1
         assert need >= 1, "RX frame with num_buffers %d (MRG_RXBUF)" % hdr.num_buffers
@@ -850,7 +860,7 @@ class VhostUserPeer(Peer):
             if not rd and self.rings[RX_QUEUE].pending_used():
                 self.missed_calls += 1
 
-    # -- helper process ------------------------------------------------------------------------------
+    # -- helper process --------------------------------------------------------------------
     def helper_pid(self):
         return self.proc.pid
 
