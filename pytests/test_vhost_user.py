@@ -977,3 +977,31 @@ def test_rx_queue_disabled_then_enabled(vhost):
     p.enable_queue(RX_QUEUE, 1)
     p.kick(RX_QUEUE)
     ping_check(p, seq=3)
+
+
+BAD_HEADERS = {
+    # name: (features, header) - each is refused by the offload code the transports share
+    # (NEEDS_CSUM from a guest without CSUM is taken leniently, as Linux's tun does)
+    "gso-without-host-tso": (NO_OFFLOADS | feature_mask("CSUM"),
+                             VnetHdr(flags=1, gso_type=VnetHdr.GSO_TCPV4, hdr_len=54,
+                                     gso_size=1000, csum_start=34, csum_offset=16)),
+    "csum-start-beyond-frame": (DEFAULT_FEATURES, VnetHdr(flags=1, csum_start=4000,
+                                                          csum_offset=16)),
+    "gso-udp": (DEFAULT_FEATURES, VnetHdr(flags=1, gso_type=VnetHdr.GSO_UDP, hdr_len=42,
+                                          gso_size=1000, csum_start=34, csum_offset=6)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
+def test_bad_vnet_header_dropped(vhost, tcp_echo, case):
+    features, hdr = BAD_HEADERS[case]
+    p = vhost(features=features)
+    c = TcpConn.connect(p, GW_IP, tcp_echo.port)
+    before = p.stats()
+    frame = bytes(c.segment("PA", payload=pattern(3000 if hdr.gso_type else 100)))
+    p.send_with_vnet_hdr(hdr, frame)
+    st = p.stats()
+    keys = FROM_GUEST_OUTCOMES + ("drop_vhost_chain", "vhost_queue_stops")
+    assert stats_delta(before, st, keys) == {"drop_vnet_hdr": 1}, stats_delta(before, st, keys)
+    c.send(b"fine")
+    assert c.recv(4) == b"fine"
