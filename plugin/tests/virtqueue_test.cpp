@@ -27,7 +27,8 @@ constexpr uint16_t kNext = 1, kWrite = 2, kIndirect = 4;
 
 UniqueFd memfd(size_t size)
 {
-	UniqueFd fd(memfd_create("virtqueue_test", MFD_CLOEXEC));
+	// Sealable, as QEMU's memory-backend-memfd (GuestMemory seals it against shrinking).
+	UniqueFd fd(memfd_create("virtqueue_test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
 	EXPECT_TRUE(fd) << strerror(errno);
 	EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(size)), 0) << strerror(errno);
 	return fd;
@@ -680,6 +681,18 @@ TEST(Virtqueue, SetSizeAndAddressesChecks)
 	EXPECT_NE(error.find("descriptor table at 0x7f1200000008 is not aligned"), std::string::npos) << error;
 	EXPECT_FALSE(d.vq.setAddresses(d.mem, kUaddr + 16, kUaddr + kAvailGpa, kUaddr + kUsedGpa, error));
 	EXPECT_NE(error.find("maps to an address not aligned"), std::string::npos) << error;
+
+	// A new size after the addresses: they were checked for the old size and are forgotten.
+	Driver e(8, false);
+	e.start();
+	ASSERT_TRUE(e.vq.setSize(8, error));
+	EXPECT_TRUE(e.vq.isStarted()) << "the same size changes nothing";
+	ASSERT_TRUE(e.vq.setSize(4096, error));
+	EXPECT_FALSE(e.vq.isStarted());
+	EXPECT_FALSE(e.vq.start(error)) << "a descriptor table of 8 is not one of 4096";
+	e.offer(0);
+	VirtqChain c;
+	EXPECT_EQ(e.pop(c), Virtqueue::Pop::Empty);
 
 	Virtqueue noSize;
 	EXPECT_FALSE(noSize.setAddresses(d.mem, kUaddr, kUaddr + kAvailGpa, kUaddr + kUsedGpa, error));

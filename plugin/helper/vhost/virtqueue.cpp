@@ -66,6 +66,9 @@ bool Virtqueue::setSize(unsigned num, std::string &error)
 			" is needed)";
 		return false;
 	}
+	// The rings were checked for the old size: a larger one would read past them.
+	if (num != num_ && desc_)
+		stop();
 	num_ = num;
 	return true;
 }

@@ -68,7 +68,8 @@ public:
 		Broken, // the ring broke a rule (brokenReason()); nothing more is taken from it
 	};
 
-	// SET_VRING_NUM: a power of two in [1, kMaxSize]; false with error otherwise.
+	// SET_VRING_NUM: a power of two in [1, kMaxSize]; false with error otherwise. A new
+	// size forgets the ring addresses (stop()): they were checked for the old one.
 	bool setSize(unsigned num, std::string &error);
 	unsigned size() const { return num_; }
 	/*
