@@ -258,6 +258,21 @@ TEST_F(Session, OffersTheNetFeaturesAndAcksWhenAsked)
 	EXPECT_FALSE(session_->isClosed());
 }
 
+TEST_F(Session, TsoWithoutItsChecksumOffloadIsNotActedOn)
+{
+	// QEMU's csum=off,guest_csum=off with the TSO properties on acks TSO alone.
+	uint64_t acked = kFeatVersion1 | kFeatGuestTso4 | kFeatGuestTso6 | kFeatHostTso4 | kFeatHostTso6;
+	request(kSetFeatures, &acked, 8);
+	EXPECT_FALSE(session_->isClosed()) << closedWhy_;
+	EXPECT_EQ(session_->features(), 0u);
+	acked |= kFeatGuestCsum;
+	request(kSetFeatures, &acked, 8);
+	EXPECT_EQ(session_->features(), kFeatGuestCsum | kFeatGuestTso4 | kFeatGuestTso6);
+	acked |= kFeatCsum;
+	request(kSetFeatures, &acked, 8);
+	EXPECT_EQ(session_->features(), kOffloadFeatures);
+}
+
 TEST_F(Session, FeaturesNotOfferedCloseTheConnection)
 {
 	uint64_t f = 1ull << 28; // INDIRECT_DESC

@@ -51,6 +51,22 @@ void setNonBlocking(int fd)
 
 } // namespace
 
+/*
+ * The offloads to act on: virtio makes TSO depend on checksum offload (GUEST_TSO4/6 on
+ * GUEST_CSUM, HOST_TSO4/6 on CSUM), but QEMU 7.2 passes `csum=off` with the TSO properties
+ * left on straight to the back-end. Honouring TSO then would mark segments for a guest that
+ * verifies every checksum: treated as not negotiated, as a virtio device must.
+ */
+uint64_t VhostUserSession::usableOffloads(uint64_t acked)
+{
+	uint64_t f = acked & kOffloadFeatures;
+	if (!(f & kFeatGuestCsum))
+		f &= ~(kFeatGuestTso4 | kFeatGuestTso6);
+	if (!(f & kFeatCsum))
+		f &= ~(kFeatHostTso4 | kFeatHostTso6);
+	return f;
+}
+
 uint64_t VhostUserSession::offeredFeatures()
 {
 	// No INDIRECT_DESC (a guest without it sends its header and frame as a short chain),
@@ -302,7 +318,7 @@ void VhostUserSession::setAcked(uint64_t features)
 	hdrLen_ = (features & (kFeatVersion1 | kFeatMrgRxbuf)) ? kVnetHdrLen : kVnetHdrLen - 2;
 	for (Queue &q : q_)
 		q.vq.setEventIdx(features & kFeatEventIdx);
-	setFeatures(features & kOffloadFeatures);
+	setFeatures(usableOffloads(features));
 	g_debug("vhost-user: features 0x%llx acked (offloads 0x%llx, %s, %zu-byte header)",
 		static_cast<unsigned long long>(features), static_cast<unsigned long long>(this->features()),
 		mergeable_ ? "mergeable rx buffers" : "one rx buffer per frame", hdrLen_);

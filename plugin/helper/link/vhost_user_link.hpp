@@ -62,6 +62,8 @@ public:
 	// The features the back-end offers (GET_FEATURES), and the protocol features.
 	static uint64_t offeredFeatures();
 	static uint64_t offeredProtocolFeatures();
+	// The offloads acted on for these acked features (TSO without its checksum offload is not).
+	static uint64_t usableOffloads(uint64_t acked);
 
 private:
 	static constexpr unsigned kRx = 0, kTx = 1, kQueues = 2;
