@@ -148,4 +148,4 @@ def test_stats_delta():
                                      "drop_vnet_hdr", "drop_foreign_sender", "drop_egress_tcp",
                                      "drop_egress_udp", "drop_egress_icmp", "drop_frag_overlap",
                                      "drop_frag_timeout", "drop_frag_limit", "drop_flow_limit_tcp",
-                                     "drop_flow_limit_udp", "drop_flow_limit_icmp")
+                                     "drop_flow_limit_udp", "drop_flow_limit_icmp", "drop_vhost_chain")

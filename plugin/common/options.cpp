@@ -942,7 +942,7 @@ const std::array kRows = {
 			.key = "socket-group",
 			.metavar = "GROUP",
 			.defaultText = "none: mode 0600",
-			.help = "the --socket, --dgram and control= socket files are mode 0660 and owned by GROUP "
+			.help = "the --socket, --vhost-user, --dgram and control= socket files are mode 0660 and owned by GROUP "
 			        "(a name or gid) instead of 0600",
 			.repeatable = false,
 			.isBool = false,
@@ -956,7 +956,7 @@ const std::array kRows = {
 			.key = "peer-uid",
 			.metavar = "UID",
 			.defaultText = "the helper's uid and root",
-			.help = "also serve a --socket or --dgram peer running as UID (SO_PEERCRED, SCM_CREDENTIALS); "
+			.help = "also serve a --socket, --vhost-user or --dgram peer running as UID (SO_PEERCRED, SCM_CREDENTIALS); "
 			        "repeatable",
 			.repeatable = true,
 			.isBool = false,

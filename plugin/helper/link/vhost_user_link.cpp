@@ -304,7 +304,11 @@ bool VhostUserSession::handleMessage(std::string &error)
 		return ack(true, error);
 	}
 	default:
-		error = name + ": not supported (it needs a feature this back-end does not offer)";
+		// requestName() knows every request up to SET_CONFIG and the two after it.
+		if (name.rfind("request (", 0) == 0)
+			error = "unknown " + name;
+		else
+			error = name + ": not supported (it needs a feature this back-end does not offer)";
 		return false;
 	}
 }
