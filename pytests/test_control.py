@@ -112,7 +112,7 @@ def test_stats_counts_frames_drops_and_agrees_with_sigusr1(ctlnet, tcp_echo):
                      "drop_foreign_sender": 0, "drop_egress_tcp": 0, "drop_egress_udp": 0,
                      "drop_egress_icmp": 0, "drop_frag_overlap": 0, "drop_frag_timeout": 0,
                      "drop_frag_limit": 0, "drop_flow_limit_tcp": 0, "drop_flow_limit_udp": 0,
-                     "drop_flow_limit_icmp": 0}, st
+                     "drop_flow_limit_icmp": 0, "drop_vhost_chain": 0}, st
     assert st["flows"] == 1 and st["max_flows"] == 4096, st
     assert st["pauses"] == 0
     assert st["connections"] == 1 and st["connections_by_protocol"]["tcp"] == 1

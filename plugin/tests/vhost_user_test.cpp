@@ -2,9 +2,11 @@
 // tests/vhost_user_test.cpp - the vhost-user wire format (checks, framing, fds) and a session driven by a front-end played here.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -271,6 +273,51 @@ TEST_F(Session, TsoWithoutItsChecksumOffloadIsNotActedOn)
 	acked |= kFeatCsum;
 	request(kSetFeatures, &acked, 8);
 	EXPECT_EQ(session_->features(), kOffloadFeatures);
+}
+
+TEST_F(Session, RepliesAreStillAckedAfterADeviceReset)
+{
+	// QEMU negotiates protocol features once per connection and keeps asking for acks.
+	uint64_t ack = kProtoReplyAck;
+	request(kSetProtocolFeatures, &ack, 8);
+	EXPECT_EQ(replyU64(request(kResetDevice, nullptr, 0, {}, 1 | kFlagNeedReply)), 0u);
+	EXPECT_EQ(replyU64(request(kResetOwner, nullptr, 0, {}, 1 | kFlagNeedReply)), 0u);
+	EXPECT_EQ(replyU64(request(kSetOwner, nullptr, 0, {}, 1 | kFlagNeedReply)), 0u);
+	EXPECT_FALSE(session_->isClosed()) << closedWhy_;
+}
+
+TEST_F(Session, AKickThatIsNotAnEventfdIsRefused)
+{
+	// /dev/zero as a kick would always be readable: the loop would spin.
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	uint64_t u = 1;
+	request(kSetVringKick, &u, 8, { zero });
+	close(zero);
+	EXPECT_TRUE(session_->isClosed());
+	EXPECT_NE(closedWhy_.find("SET_VRING_KICK (12): the file descriptor is not an eventfd"), std::string::npos)
+		<< closedWhy_;
+}
+
+TEST_F(Session, GuestMemoryOutsideTmpfsOrHugetlbfsIsRefused)
+{
+	// A FUSE or disk file would make page faults wait on I/O or another process.
+	char path[] = "/var/tmp/slirpnet-vhost-test-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT_GE(fd, 0);
+	unlink(path);
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == HUGETLBFS_MAGIC)) {
+		close(fd);
+		GTEST_SKIP() << "/var/tmp is in memory here";
+	}
+	ASSERT_EQ(ftruncate(fd, 1 << 16), 0);
+	MemTable t{};
+	t.nregions = 1;
+	t.regions[0] = { 0, 1 << 16, 0x7f0000000000, 0 };
+	request(kSetMemTable, &t, 8 + 32, { fd });
+	close(fd);
+	EXPECT_TRUE(session_->isClosed());
+	EXPECT_NE(closedWhy_.find("not a memfd or a file of tmpfs or hugetlbfs"), std::string::npos) << closedWhy_;
 }
 
 TEST_F(Session, FeaturesNotOfferedCloseTheConnection)

@@ -5,6 +5,7 @@
 #include <endian.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -81,7 +82,8 @@ uint64_t VhostUserSession::offeredProtocolFeatures()
 
 VhostUserSession::VhostUserSession(UniqueFd fd, GuestPort &port, GMainContext *ctx, std::string name)
 	: GuestLink(port, std::move(name)), fd_(std::move(fd)), ctx_(ctx), txBuf_(kVnetHdrLen + kMaxGsoFrame),
-	  stage_(kVnetHdrLen + kMaxGsoFrame), pending_(kPendingBytes), chain_(std::make_unique<VirtqChain>())
+	  stage_(kVnetHdrLen + kMaxGsoFrame), drain_(kVnetHdrLen + kMaxGsoFrame), pending_(kPendingBytes),
+	  chain_(std::make_unique<VirtqChain>())
 {
 	rxUsed_.reserve(Virtqueue::kMaxSize);
 }
@@ -97,6 +99,7 @@ std::unique_ptr<VhostUserSession> VhostUserSession::create(UniqueFd fd, GuestPor
 
 VhostUserSession::~VhostUserSession()
 {
+	readWatch_.reset(); // before fd_ closes
 	txAgain_.reset();
 	for (Queue &q : q_)
 		q.kickWatch.reset(); // before the fds they watch close
@@ -104,7 +107,7 @@ VhostUserSession::~VhostUserSession()
 
 void VhostUserSession::dropQueued()
 {
-	pending_.clear();
+	dropPending();
 	for (unsigned qi = 0; qi < kQueues; qi++)
 		stopQueue(qi);
 }
@@ -218,6 +221,8 @@ bool VhostUserSession::handleMessage(std::string &error)
 		if (!q)
 			return false;
 		stopQueue(state.index);
+		if (q->vq.size() != state.num)
+			q->haveAddr = false; // the rings were checked for the old size: SET_VRING_ADDR again
 		if (!q->vq.setSize(state.num, error)) {
 			error = name + ": " + error;
 			return false;
@@ -269,6 +274,8 @@ bool VhostUserSession::handleMessage(std::string &error)
 		q->kickWatch.reset();
 		q->kick.reset();
 		q->enabled = false;
+		if (state.index == kRx)
+			dropPending();
 		VringState reply{ state.index, q->vq.base() };
 		return sendReply(fd_.get(), h.request, &reply, sizeof(reply), error);
 	}
@@ -285,10 +292,13 @@ bool VhostUserSession::handleMessage(std::string &error)
 			return false;
 		}
 		q->enabled = state.num == 1;
-		if (q->enabled)
+		if (q->enabled) {
 			tryStart(state.index);
-		else
+		} else {
 			stopQueue(state.index);
+			if (state.index == kRx)
+				dropPending(); // nothing is written while disabled; host input must not stay paused
+		}
 		return ack(true, error);
 	}
 	case kSendRarp:
@@ -376,10 +386,24 @@ bool VhostUserSession::handleVringFd(uint32_t request, std::string &error)
 	UniqueFd fd;
 	if (!(u & kVringNoFd)) {
 		fd = std::move(reader_.fds()[0]);
+		// An eventfd is an anonymous inode (no file type bits). Anything else could block
+		// (a FUSE file), spin the loop (/dev/zero as a kick) or grow (a regular file).
+		struct stat st;
+		if (fstat(fd.get(), &st) < 0 || (st.st_mode & S_IFMT) != 0) {
+			error = requestName(request) + ": the file descriptor is not an eventfd";
+			return false;
+		}
 		setNonBlocking(fd.get());
 	}
 	if (request == kSetVringCall) {
 		q->call = std::move(fd);
+		// A call may have been held back while there was no fd: one now is harmless
+		// (the guest finds nothing new) and rescues a batch that would wait otherwise.
+		if (q->call && q->vq.isStarted()) {
+			uint64_t one = 1;
+			(void)!write(q->call.get(), &one, sizeof(one));
+			q->needCall = false;
+		}
 		return true;
 	}
 	if (request == kSetVringErr) {
@@ -417,10 +441,10 @@ void VhostUserSession::resetDevice()
 		q.enabled = false;
 		q.vq.setBase(0);
 	}
-	pending_.clear();
-	port_.toGuestBackpressure(0, 1);
+	dropPending();
 	setAcked(0);
-	protocol_ = 0;
+	// Protocol features stay: QEMU negotiates them once per connection, and goes on
+	// asking for replies (REPLY_ACK) after a reset.
 }
 
 // ---- queues
@@ -441,6 +465,7 @@ void VhostUserSession::tryStart(unsigned qi)
 	if (qi == kTx) {
 		processTx(); // the guest may have queued frames before the queue ran
 	} else {
+		rxStalled_ = false;
 		q.vq.setKickWanted(!pending_.empty());
 		processRx();
 	}
@@ -456,7 +481,9 @@ void VhostUserSession::stopQueue(unsigned qi)
 		q.kickWatch->disable();
 	if (qi == kTx)
 		txAgain_.reset();
-	// What the guest was given so far stays given; the next call is the front-end's.
+	// What the guest was given so far stays given, and it is told.
+	if (q.vq.isStarted())
+		q.vq.publish();
 	call(qi);
 }
 
@@ -475,10 +502,11 @@ void VhostUserSession::stopBroken(unsigned qi, const std::string &why)
 void VhostUserSession::call(unsigned qi)
 {
 	Queue &q = q_[qi];
-	if (!q.needCall)
+	// Held until there is a call fd and a started ring to decide on.
+	if (!q.needCall || !q.call || !q.vq.isStarted())
 		return;
 	q.needCall = false;
-	if (q.call && q.vq.isStarted() && q.vq.shouldCall()) {
+	if (q.vq.shouldCall()) {
 		uint64_t one = 1;
 		(void)!write(q.call.get(), &one, sizeof(one)); // EAGAIN: the counter is full, the guest is told anyway
 	}
@@ -595,9 +623,10 @@ void VhostUserSession::processTx()
 	flush();
 }
 
-bool VhostUserSession::writeRecord(const uint8_t *rec, size_t recLen)
+VhostUserSession::RxWrite VhostUserSession::writeRecord(const uint8_t *rec, size_t recLen)
 {
 	Queue &q = q_[kRx];
+	Stats &st = port_.stats();
 	// What the guest gets: the header as negotiated (10 or 12 bytes), then the frame.
 	const size_t gap = kVnetHdrLen - hdrLen_;
 	const size_t total = recLen - gap;
@@ -605,42 +634,50 @@ bool VhostUserSession::writeRecord(const uint8_t *rec, size_t recLen)
 	uint8_t *numBuffers[2] = { nullptr, nullptr }; // where bytes 10 and 11 of the header went
 	bool skipped = false; // an unusable chain was given back while this record was being written
 	rxUsed_.clear();
+	// The chains taken so far go back: untouched as far as the guest can tell when nothing
+	// was given back in between (nothing was published), else returned empty.
+	auto giveBack = [&]() {
+		if (!skipped) {
+			q.vq.setBase(static_cast<uint16_t>(q.vq.base() - rxUsed_.size()));
+			return;
+		}
+		for (const auto &[head, len] : rxUsed_)
+			q.vq.push(head, 0);
+		q.vq.publish();
+		q.needCall = true;
+	};
 	for (;;) {
 		Virtqueue::Pop r = q.vq.pop(mem_, *chain_);
 		if (r == Virtqueue::Pop::Empty) {
 			if (!skipped) {
-				// Not enough buffers yet: give back what was taken, untouched as far as
-				// the guest can tell (nothing was published), and wait for a kick.
-				q.vq.setBase(static_cast<uint16_t>(q.vq.base() - rxUsed_.size()));
-				return false;
+				giveBack(); // wait for a kick
+				return RxWrite::NoRoom;
 			}
-			// A chain given back in between cannot be taken back: return the rest empty too.
-			for (const auto &[head, len] : rxUsed_)
-				q.vq.push(head, 0);
-			q.vq.publish();
-			port_.stats().dropToGuestFull++;
-			return true;
+			giveBack();
+			st.dropToGuestFull++;
+			return RxWrite::Dropped;
 		}
 		if (r == Virtqueue::Pop::Broken) {
+			giveBack();
 			stopBroken(kRx, q.vq.brokenReason());
-			port_.stats().dropToGuestError++;
-			return true;
+			st.dropToGuestError++;
+			return RxWrite::Dropped;
 		}
 		if (r == Virtqueue::Pop::TooLong || chain_->writable == 0 ||
 		    (!mergeable_ && chain_->writableBytes < total)) {
 			// Unusable for this frame: give the buffer back empty (the guest's driver counts
 			// it as a length error) rather than stall the queue on it.
 			q.vq.push(chain_->head, 0);
+			q.vq.publish();
 			q.needCall = true;
 			skipped = true;
-			port_.stats().dropVhostChain++;
+			st.dropVhostChain++;
 			if (!mergeable_) {
 				slirpnet_warning_ratelimited("vhost-user: a %zu-byte rx buffer cannot hold a %zu-byte "
 							     "frame without MRG_RXBUF; frame dropped",
 							     static_cast<size_t>(chain_->writableBytes), total);
-				// Earlier chains of this record (none without MRG_RXBUF) need no return.
-				port_.stats().dropToGuestError++;
-				return true;
+				st.dropToGuestError++;
+				return RxWrite::Dropped;
 			}
 			continue;
 		}
@@ -673,10 +710,15 @@ bool VhostUserSession::writeRecord(const uint8_t *rec, size_t recLen)
 		if (done == total)
 			break;
 		if (rxUsed_.size() >= q.vq.size()) {
-			// More buffers than the ring has: cannot happen with a sane ring.
-			stopBroken(kRx, "a frame needed more buffers than the queue holds");
-			port_.stats().dropToGuestError++;
-			return true;
+			// Every buffer of the ring and still not enough: legal, but this frame can never
+			// be taken. Dropped; the queue goes on.
+			giveBack();
+			st.dropToGuestError++;
+			slirpnet_warning_ratelimited(
+				"vhost-user: a %zu-byte frame does not fit in the whole receive ring "
+				"(%u buffers); dropped",
+				total, q.vq.size());
+			return RxWrite::Dropped;
 		}
 	}
 	if (hdrLen_ == kVnetHdrLen) {
@@ -691,16 +733,18 @@ bool VhostUserSession::writeRecord(const uint8_t *rec, size_t recLen)
 	// Visible at once (a store); the call, a system call, waits for flush().
 	q.vq.publish();
 	q.needCall = true;
-	return true;
+	countToGuest(recLen - kVnetHdrLen);
+	return RxWrite::Written;
 }
 
 void VhostUserSession::deliver(size_t recLen)
 {
 	Stats &st = port_.stats();
 	Queue &q = q_[kRx];
-	if (pending_.empty() && q.running && writeRecord(stage_.data(), recLen)) {
-		countToGuest(recLen - kVnetHdrLen);
-		return;
+	if (pending_.empty() && q.running && !rxStalled_) {
+		if (writeRecord(stage_.data(), recLen) != RxWrite::NoRoom)
+			return;
+		noteRxStall();
 	}
 	if (!q.running && !q.enabled) {
 		// The guest's driver is not up (or was reset): a NIC without buffers drops.
@@ -708,15 +752,26 @@ void VhostUserSession::deliver(size_t recLen)
 		return;
 	}
 	if (pending_.free() < kLenPrefix + recLen) {
-		st.dropToGuestFull++;
-		return;
+		processRx(); // buffers may have come without a kick yet
+		if (pending_.free() < kLenPrefix + recLen) {
+			st.dropToGuestFull++;
+			return;
+		}
 	}
 	uint32_t l = static_cast<uint32_t>(recLen);
 	pending_.push(&l, sizeof(l));
 	pending_.push(stage_.data(), recLen);
-	countToGuest(recLen - kVnetHdrLen);
-	// Wants a kick, and catches buffers that came meanwhile.
-	processRx();
+	processRx(); // asks for a kick, and catches buffers that came meanwhile
+}
+
+// The RX ring could not take a record: nothing is tried again until the guest's available
+// index moves past what was seen (a kick says so), however many frames come meanwhile.
+void VhostUserSession::noteRxStall()
+{
+	Queue &q = q_[kRx];
+	rxStalled_ = true;
+	rxStalledAt_ = q.vq.availSeen();
+	q.vq.setKickWanted(true);
 }
 
 ssize_t VhostUserSession::sendFrame(const uint8_t *frame, size_t len)
@@ -734,26 +789,40 @@ ssize_t VhostUserSession::sendFrame(const uint8_t *frame, size_t len)
 void VhostUserSession::processRx()
 {
 	Queue &q = q_[kRx];
-	bool retried = false;
 	while (q.running && !pending_.empty()) {
+		if (rxStalled_) {
+			// Kick wanted since the stall (with EVENT_IDX: beyond rxStalledAt_); the fence in
+			// setKickWanted() orders it before this look at the index.
+			if (q.vq.availIndex() == rxStalledAt_)
+				break;
+			rxStalled_ = false;
+		}
 		uint32_t l;
 		pending_.copyOut(0, &l, sizeof(l));
-		pending_.copyOut(kLenPrefix, stage_.data(), l);
-		if (!writeRecord(stage_.data(), l)) {
-			// Ask for a kick, then try once more: buffers the guest posted before it could
-			// see the request would otherwise wait for a kick that never comes.
-			q.vq.setKickWanted(true);
-			if (retried)
-				break;
-			retried = true;
-			continue;
+		pending_.copyOut(kLenPrefix, drain_.data(), l);
+		if (writeRecord(drain_.data(), l) == RxWrite::NoRoom) {
+			noteRxStall();
+			continue; // looks at the index once more: buffers added before the request
 		}
 		pending_.consume(kLenPrefix + l);
 	}
-	if (q.running && pending_.empty())
+	if (q.running && pending_.empty() && !rxStalled_)
 		q.vq.setKickWanted(false);
 	port_.toGuestBackpressure(pending_.size(), pending_.capacity());
 	call(kRx);
+}
+
+// Records waiting for RX buffers that will not come (the ring stopped, the front-end left).
+void VhostUserSession::dropPending()
+{
+	while (!pending_.empty()) {
+		uint32_t l;
+		pending_.copyOut(0, &l, sizeof(l));
+		pending_.consume(kLenPrefix + l);
+		port_.stats().dropToGuestError++;
+	}
+	rxStalled_ = false;
+	port_.toGuestBackpressure(0, pending_.capacity());
 }
 
 void VhostUserSession::flush()

@@ -101,10 +101,16 @@ private:
 	// Copy a chain's readable bytes into txBuf_ as a 12-byte-header record: its length, or
 	// kDropped when it was dropped (oversized, counted).
 	size_t gatherTx(const VirtqChain &chain);
-	// One record (12-byte header + frame) into the RX ring: true when it was written (or
-	// dropped for good), false when the guest has not posted enough buffers yet.
-	bool writeRecord(const uint8_t *rec, size_t recLen);
+	enum class RxWrite {
+		Written, // in the ring (counted in to_guest)
+		Dropped, // dropped for good (counted as a drop)
+		NoRoom, // the guest has not posted enough buffers yet: nothing was taken
+	};
+	// One record (12-byte header + frame) into the RX ring.
+	RxWrite writeRecord(const uint8_t *rec, size_t recLen);
 	void deliver(size_t recLen);
+	void noteRxStall();
+	void dropPending();
 	void call(unsigned qi);
 
 	UniqueFd fd_;
@@ -119,7 +125,10 @@ private:
 
 	std::vector<uint8_t> txBuf_; // a record from the guest: header + kMaxGsoFrame
 	std::vector<uint8_t> stage_; // a record for the guest, as vnetFrameToGuest() makes it
+	std::vector<uint8_t> drain_; // a record taken from pending_ (stage_ may hold one meanwhile)
 	ByteRing pending_; // records for the guest waiting for RX buffers: u32 length, record
+	bool rxStalled_ = false; // the RX ring lacked room; retried once avail->idx passes...
+	uint16_t rxStalledAt_ = 0; // ...this
 	std::vector<std::pair<uint16_t, uint32_t>> rxUsed_; // chains one record took
 	std::unique_ptr<VirtqChain> chain_; // 4 KiB of iovecs, reused
 	GSourcePtr txAgain_; // more TX work after a wake-up's budget

@@ -63,7 +63,7 @@ constexpr const char *kAlways[] = {
 	// libslirp reads /etc/resolv.conf lazily, at the first DNS query and again when its
 	// mtime changes (stat, then fopen); GLib's g_rand_new may read /dev/urandom. openat
 	// itself is limited below (read-only unless a capture may be started).
-	"fstat", "newfstatat", "statx", "lseek",
+	"fstat", "newfstatat", "statx", "lseek", "fstatfs", // fstatfs: a vhost-user memory file is on tmpfs or hugetlbfs
 	// At exit the helper removes its own files: the pid file, --socket/--dgram/control=
 	// sockets (lstat first: only if still ours). Landlock bounds where.
 	"unlink", "unlinkat",

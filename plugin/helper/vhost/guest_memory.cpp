@@ -6,8 +6,10 @@
 
 #include <fcntl.h>
 #include <glib.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <cerrno>
 #include <cinttypes>
@@ -105,24 +107,29 @@ bool GuestMemory::replace(const VhostMemRegion *regions, size_t n, std::vector<U
 						       " overlaps region " + std::to_string(j));
 		}
 		/*
-		 * A file shorter than the region would map, but touching the part past its end
-		 * raises SIGBUS: a front-end's mistake must not kill the helper. (Only regular
-		 * files - memfd, shm, hugetlbfs - have a size to check; a device has none.)
+		 * Guest RAM is a file in memory: a memfd, or a file of tmpfs (/dev/shm) or
+		 * hugetlbfs (memory-backend-file). Anything else is refused: a page fault on a
+		 * FUSE file waits for its daemon (the loop would block), a device may be anything.
 		 */
 		struct stat st;
+		struct statfs sfs;
+		if (fstat(fds[i].get(), &st) < 0 || fstatfs(fds[i].get(), &sfs) < 0)
+			return fail(i, std::string("fstat: ") + strerror(errno));
+		if (!S_ISREG(st.st_mode) || (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC))
+			return fail(i, "not a memfd or a file of tmpfs or hugetlbfs");
+		/*
+		 * A file shorter than the region would map, but touching the part past its end
+		 * raises SIGBUS: a front-end's mistake must not kill the helper. Checked now is not
+		 * checked forever, so a memfd is sealed against shrinking first (QEMU's
+		 * memory-backend-memfd seals its own by default; otherwise the helper adds the
+		 * seal, which costs QEMU nothing: guest RAM never shrinks), then measured.
+		 */
+		sealAgainstShrinking(fds[i].get());
 		if (fstat(fds[i].get(), &st) < 0)
 			return fail(i, std::string("fstat: ") + strerror(errno));
-		if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < r.mmapOffset + r.memorySize)
+		if (static_cast<uint64_t>(st.st_size) < r.mmapOffset + r.memorySize)
 			return fail(i, "the file has " + std::to_string(st.st_size) +
 					       " bytes, less than offset + size " + hex(r.mmapOffset + r.memorySize));
-		/*
-		 * Checked now is not checked forever: a front-end that shrank the file later
-		 * would make the helper fault on its next access. A memfd is sealed against that
-		 * (QEMU's memory-backend-memfd seals its own by default; otherwise the helper adds
-		 * the seal, which costs QEMU nothing: guest RAM never shrinks).
-		 */
-		if (S_ISREG(st.st_mode))
-			sealAgainstShrinking(fds[i].get());
 	}
 
 	Mapped next[kMaxRegions];

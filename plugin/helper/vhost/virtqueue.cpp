@@ -196,6 +196,15 @@ Virtqueue::Pop Virtqueue::pop(const GuestMemory &mem, VirtqChain &chain)
 			return breakRing("chain from head " + std::to_string(head) + " is longer than the queue size " +
 					 std::to_string(num_) + " (a loop)");
 		/*
+		 * Legal but useless: no driver makes chains this long (Linux: at most 19), and
+		 * walking 32768 zero-length descriptors per chain, chain after chain, would let a
+		 * guest hold the loop for seconds. Given back unused (TooLong), unwalked beyond.
+		 */
+		if (count > VirtqChain::kMaxDescriptors) {
+			tooLong = true;
+			break;
+		}
+		/*
 		 * Copied out once (two aligned 8-byte loads), then only the copy is looked at:
 		 * the guest may rewrite the descriptor meanwhile, and a check must hold for the
 		 * value used.
@@ -322,6 +331,13 @@ void Virtqueue::setKickWanted(bool wanted)
 	// The flag/event must be visible before the caller looks at avail->idx again.
 	if (wanted)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+uint16_t Virtqueue::availIndex() const
+{
+	if (!started_)
+		return 0;
+	return le16toh(__atomic_load_n(&avail_[1], __ATOMIC_ACQUIRE));
 }
 
 bool Virtqueue::hasAvailable() const

@@ -20,6 +20,8 @@ namespace slirpnet {
  */
 struct VirtqChain {
 	static constexpr size_t kMaxSegments = 256;
+	// Descriptors walked per chain, zero-length ones included (a longer chain is TooLong).
+	static constexpr unsigned kMaxDescriptors = 1024;
 	uint16_t head = 0;
 	size_t readable = 0; // iov[0, readable)
 	size_t writable = 0; // iov[readable, readable + writable)
@@ -124,6 +126,9 @@ public:
 	 */
 	void setKickWanted(bool wanted);
 	bool hasAvailable() const;
+	// avail->idx as the last pop() read it, and as it is now (0 when not started).
+	uint16_t availSeen() const { return availSeen_; }
+	uint16_t availIndex() const;
 
 	bool isBroken() const { return broken_; }
 	const std::string &brokenReason() const { return brokenReason_; }
