@@ -935,6 +935,13 @@ def test_front_end_that_never_reads_replies(vhost_helper, vhost):
     ping_check(connect_when_listening(vhost, h))
 
 
+def _udp_rcvbuf_errors():
+    """UDP datagrams the kernel dropped for a full socket buffer (/proc/net/snmp)."""
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Udp:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:]))["RcvbufErrors"])
+
+
 def test_udp_burst_accounting(vhost_helper, vhost, udp_echo):
     """1000 datagrams through a 64-entry TX ring: the helper takes every one (the ring
     waits, it never loses); each echo either reaches the guest or is counted dropped."""
@@ -942,6 +949,7 @@ def test_udp_burst_accounting(vhost_helper, vhost, udp_echo):
     p = vhost(h, queue_size=64, tx_slots=16)
     ping_check(p)
     before = ctl_stats(h)
+    rcvbuf_before = _udp_rcvbuf_errors()
     n = 1000
     for i in range(n):
         p.send(udp_to(p, udp_echo.port, b"burst %04d" % i, sport=40000))
@@ -960,8 +968,14 @@ def test_udp_burst_accounting(vhost_helper, vhost, udp_echo):
     assert st["from_guest_frames"] - before["from_guest_frames"] == n, (before, st)
     assert len(udp_echo.received) == n, "the server got %d of %d" % (len(udp_echo.received), n)
     dropped = st["drop_to_guest_full"] - before["drop_to_guest_full"]
-    assert len(got) + dropped == n, "echoes received %d + dropped %d != %d" % (len(got), dropped, n)
+    # While the guest's ring is full the helper stops reading the host (back-pressure):
+    # echoes then wait in, and may overflow, libslirp's UDP socket buffer in the kernel,
+    # outside the helper's counters (UDP RcvbufErrors, system-wide).
+    kernel_drops = _udp_rcvbuf_errors() - rcvbuf_before
+    assert n - kernel_drops <= len(got) + dropped <= n, \
+        "echoes received %d + dropped %d, %d lost in the kernel, of %d" % (len(got), dropped, kernel_drops, n)
     assert len(got) >= n // 2, "only %d echoes reached the guest" % len(got)
+    ping_check(p)  # the RX queue did not stall
 
 
 def test_rx_queue_disabled_then_enabled(vhost):
