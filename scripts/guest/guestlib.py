@@ -242,8 +242,8 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
               memory=256, accel="tcg", mac="52:54:00:12:34:56", allow=(GATEWAY,),
               gateway=GATEWAY, ping_target=None, serial_log=None, echo=None,
               qemu=QEMU, env=None, smp=1, cmd_prefix=(), mtu=None, iperf3_port=None,
-              iperf3_secs=10, iperf3_dirs=("g2h", "h2g"), vhost_user=None, reconnect=None,
-              relink_secs=60, on_line=None):
+              iperf3_secs=10, iperf3_dirs=("g2h", "h2g"), iperf3_args=(), vhost_user=None,
+              reconnect=None, relink_secs=60, on_line=None):
     """Boot the guest, run the checks, return a result dict.
 
     netdev       -netdev spec (formatted with {hostport},{guestport},{httpport});
@@ -260,7 +260,9 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
     mtu          guest interface MTU (slirpnet.mtu=), set before DHCP.
     iperf3_port  with checks including "iperf3": the guest runs iperf3 -c <gateway>:PORT
                  (a server on the host's 127.0.0.1) for iperf3_secs per direction
-                 (g2h, h2g = -R); uses the image variant with iperf3.
+                 (g2h, h2g = -R); uses the image variant with iperf3.  iperf3_args: more
+                 iperf3 options for every direction (e.g. ("-w", "16K")): letters, digits
+                 and '-' only (the guest's /init refuses anything else).
     cmd_prefix   argv put before QEMU (e.g. ["ip", "netns", "exec", NS]).
     relink_secs  with checks including "relink": bound on each of the guest's waits for
                  its link to go down, then up.
@@ -325,6 +327,11 @@ def run_guest(netdev="user,id=n0,hostfwd=tcp:127.0.0.1:{hostport}-:{guestport}",
         params += ["slirpnet.iperf3=%s:%d" % (gateway, iperf3_port),
                    "slirpnet.iperf3_secs=%d" % iperf3_secs,
                    "slirpnet.iperf3_dirs=" + ",".join(iperf3_dirs)]
+        if iperf3_args:
+            bad = [a for a in iperf3_args if not re.fullmatch(r"[A-Za-z0-9-]+", a)]
+            if bad:
+                raise ValueError("iperf3_args: letters, digits and '-' only: %r" % bad)
+            params.append("slirpnet.iperf3_args=" + ",".join(iperf3_args))
     append = " ".join(["console=ttyS0", "panic=-1", "quiet", "loglevel=1"] + params
                       + ([extra_append] if extra_append else []))
     cmd = build_qemu_cmd(vmlinuz, initrd, append, netdev_s, nic, netdev_id, mac, memory,

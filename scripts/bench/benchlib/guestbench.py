@@ -6,6 +6,7 @@ JSON."""
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -60,6 +61,14 @@ def parse(argv):
     ap.add_argument("--runs", type=int, help="runs per cell (default 3; --quick: 1)")
     ap.add_argument("--seconds", type=int, help="iperf3 duration per direction (default 10; --quick: 5)")
     ap.add_argument("--backends", help="comma list of %s (default: all)" % ",".join(names))
+    ap.add_argument("--directions", default="g2h,h2g", help="g2h, h2g or both (default g2h,h2g)")
+    ap.add_argument("--iperf3-args", default="",
+                    help="more options for the guest's iperf3, both directions, e.g. '-w 16K' "
+                         "(the guest's socket buffer: the receive window it can offer in h2g); "
+                         "letters, digits and '-' only")
+    ap.add_argument("--helper-opt", action="append", default=[],
+                    help="one more k=v option for the slirpnet columns (repeatable), e.g. "
+                         "pcap=FILE snaplen=96")
     ap.add_argument("--smp", type=int, default=1, help="guest vCPUs (default 1)")
     ap.add_argument("--memory", type=int, default=256, help="guest MiB (default 256)")
     ap.add_argument("--build", default=os.environ.get("SLIRPNET_BUILD") or os.path.join(REPO, "build"),
@@ -78,6 +87,12 @@ def parse(argv):
     a.seconds = a.seconds or (5 if a.quick else 10)
     if not 1 <= a.smp <= 2:
         ap.error("--smp: 1 or 2")
+    a.directions = a.directions.split(",")
+    if not a.directions or any(d not in ("g2h", "h2g") for d in a.directions):
+        ap.error("--directions: g2h, h2g or g2h,h2g")
+    a.iperf3_args = a.iperf3_args.split()
+    if any(not re.fullmatch(r"[A-Za-z0-9-]+", w) for w in a.iperf3_args):
+        ap.error("--iperf3-args: letters, digits and '-' only (the guest's /init refuses more)")
     return a
 
 
@@ -100,6 +115,9 @@ class GuestRig(RigBase):
     def __init__(self, args, outdir):
         self.args = args
         self.helper = os.path.join(args.build, "plugin", "slirpnet")
+        # on_line(kind, name, fields, backend): called for each guest result/event line (a
+        # profiling script starts perf on the backend when the lease is taken).
+        self.on_line = None
         super().__init__(outdir, "slirpnet-gbench-")
 
     def unavailable(self, cfg):
@@ -117,9 +135,11 @@ class GuestRig(RigBase):
             return None, {"netdev": "user,id=n0,ipv6=off"}
         sock = os.path.join(self.sockdir, "%s.sock" % tag)
         if cfg.kind == "slirpnet":
-            argv = [self.helper, "--socket", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra
+            argv = [self.helper, "--socket", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra \
+                + self.args.helper_opt
         elif cfg.kind == "slirpnet-vhost":
-            argv = [self.helper, "--vhost-user", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra
+            argv = [self.helper, "--vhost-user", sock, "--mtu=%d" % cfg.mtu, "--ipv6=off"] + cfg.extra \
+                + self.args.helper_opt
         else:
             # -a/-n/-g: libslirp's addressing, so the guest is the same in every column. The
             # gateway 10.0.2.2 is mapped to the host's loopback (passt's default; no
@@ -153,6 +173,8 @@ class GuestRig(RigBase):
             r = guestlib.run_guest(
                 nic="virtio-net-pci", checks=("lease", "iperf3"), **link,
                 mtu=cfg.mtu, iperf3_port=HOST_IPERF, iperf3_secs=a.seconds,
+                iperf3_dirs=a.directions, iperf3_args=a.iperf3_args,
+                on_line=(lambda k, n, f: self.on_line(k, n, f, backend)) if self.on_line else None,
                 timeout=150 + 2 * (a.seconds + 40), image_dir=a.image_dir, memory=a.memory,
                 smp=a.smp, accel="tcg", cmd_prefix=self.ns.exec([]), serial_log=serial_log,
                 echo=(lambda l: print("    | " + l, file=sys.stderr, flush=True)) if a.verbose else None)
@@ -270,11 +292,14 @@ def _write(outdir, args, meta, records, selected, skipped):
     md = ["# slirpnet real-guest benchmark, %s" % meta["date"], "",
           "Host kernel %s, %d CPUs, load %s at start and %s at end; guest kernel %s, %d vCPU(s), "
           "TCG, virtio-net-pci; %s; slirpnet %s; libslirp %s; passt %s; %s. %d run(s), iperf3 "
-          "%d s per direction." % (
+          "%d s per direction%s." % (
               meta["kernel"], meta["cpus"], "/".join(meta["loadavg_start"]),
               "/".join(meta["loadavg_end"]), meta["guest_kernel"], args.smp, meta["qemu"],
               meta["slirpnet"], meta["libslirp"], meta["passt"], meta["iperf3"], args.runs,
-              args.seconds), "",
+              args.seconds, "".join(
+                  "; %s %s" % (k, " ".join(v)) for k, v in (
+                      ("guest iperf3 options", args.iperf3_args),
+                      ("helper options", args.helper_opt)) if v)), "",
           markdown_table(cs, selected), "", LEGEND, "",
           "Columns: " + "; ".join("**%s**: %s" % (c.name, c.description) for c in selected), ""]
     if skipped:
@@ -292,7 +317,8 @@ def _write(outdir, args, meta, records, selected, skipped):
         f.write("\n")
 
 
-def main(argv):
+def main(argv, on_line=None):
+    """on_line: see GuestRig.on_line (for a script that profiles the runs)."""
     args = parse(argv)
     problems = []
     if os.geteuid() != 0:
@@ -311,6 +337,7 @@ def main(argv):
         return 2
     outdir = begin(args.out, "slirpnet-guest-bench")
     rig = GuestRig(args, outdir)
+    rig.on_line = on_line
     selected, skipped = split_available("guest-bench", args.configs, rig.unavailable)
     try:
         kver = json.load(open(os.path.join(args.image_dir, ".stamp-iperf3")))["kver"]
@@ -319,6 +346,8 @@ def main(argv):
     meta = machine_meta(rig.helper)
     meta.update({"guest_kernel": kver, "image": list(image), "qemu": version([guestlib.QEMU, "--version"]),
                  "runs": args.runs, "seconds": args.seconds, "smp": args.smp, "memory": args.memory,
+                 "directions": args.directions, "iperf3_args": args.iperf3_args,
+                 "helper_opt": args.helper_opt,
                  "configs": [c.name for c in selected]})
     log("guest-bench: %d run(s) × %d backend(s), iperf3 %d s each way: about %.0f min; logs in %s" % (
         args.runs, len(selected), args.seconds,
